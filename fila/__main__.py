@@ -1,0 +1,3 @@
+from fila.cli import main
+
+main()

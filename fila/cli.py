@@ -1,0 +1,109 @@
+"""The `fila` command: one entry point that dispatches to each process's own commands."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fila import services as svc
+from fila.settings import Settings, SettingsError, describe, get_settings
+
+app = typer.Typer(help="Fila: Evolution API voice notes → S3 → global queue → webhooks.")
+services_app = typer.Typer(help="Embedded RabbitMQ, Redis, PostgreSQL and S3 on loopback.")
+app.add_typer(services_app, name="services")
+console = Console()
+
+# Each process package contributes its commands through a `cli` module exposing `register(app)`.
+_PLUGINS = ("workers.cli", "controlplane.cli", "tui.cli", "simulator.cli")
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _print_status(rows: list[svc.Status]) -> None:
+    table = Table("service", "url", "mode", "running", "answering")
+    for row in rows:
+        table.add_row(
+            row.name,
+            row.url,
+            "embedded" if row.embedded else "external",
+            "yes" if row.running else "no",
+            "[green]yes[/green]" if row.answering else f"[red]no[/red] {row.detail}",
+        )
+    console.print(table)
+
+
+@services_app.command("up")
+def services_up(names: list[str] = typer.Argument(None, help="Only these services.")) -> None:
+    """Install what is missing, start the embedded services, wait until each answers."""
+    settings = settings_or_exit()
+    try:
+        rows = svc.up(settings, names or None, report=lambda m: console.print(m))
+    except svc.ServiceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _print_status(rows)
+    if not all(r.answering for r in rows):
+        raise typer.Exit(1)
+
+
+@services_app.command("down")
+def services_down(names: list[str] = typer.Argument(None, help="Only these services.")) -> None:
+    """Stop only the embedded services Fila started."""
+    stopped = svc.down(settings_or_exit(), names or None)
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@services_app.command("restart")
+def services_restart(names: list[str] = typer.Argument(None, help="Only these services.")) -> None:
+    """Stop then start embedded services (data kept)."""
+    settings = settings_or_exit()
+    svc.down(settings, names or None)
+    _print_status(svc.up(settings, names or None, report=lambda m: console.print(m)))
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Show whether each service runs and answers."""
+    rows = svc.status(settings_or_exit())
+    _print_status(rows)
+    if not all(r.answering for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Every FILA_* variable with its default."""
+    table = Table("variable", "default", "meaning")
+    for name, default, doc in describe():
+        table.add_row(name, default, doc)
+    console.print(table)
+
+
+def _load_plugins() -> None:
+    for module in _PLUGINS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue
+            raise
+        mod.register(app)
+
+
+def main() -> None:
+    _load_plugins()
+    try:
+        app()
+    except SettingsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)

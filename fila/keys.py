@@ -1,0 +1,115 @@
+"""Redis key and pub/sub channel names, all behind the configured prefix."""
+
+from __future__ import annotations
+
+
+class Keys:
+    """Names of everything Fila keeps in Redis; one instance per prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    # --- pub/sub ---
+    @property
+    def control_channel(self) -> str:
+        """Control plane → workers: config changed, pause, resume, drain, shutdown."""
+        return f"{self.prefix}control"
+
+    @property
+    def stats_channel(self) -> str:
+        """Fleet stats snapshots, once per second, for live views."""
+        return f"{self.prefix}stats"
+
+    # --- effective configuration (mirror of PostgreSQL, read by workers) ---
+    @property
+    def config_filters(self) -> str:
+        """Hash instance → AudioFilter JSON."""
+        return f"{self.prefix}config:filters"
+
+    @property
+    def config_ratelimit(self) -> str:
+        """RateLimitConfig JSON."""
+        return f"{self.prefix}config:ratelimit"
+
+    @property
+    def config_webhook(self) -> str:
+        """WebhookConfig JSON."""
+        return f"{self.prefix}config:webhook"
+
+    @property
+    def config_emergency(self) -> str:
+        """EmergencyFilter JSON."""
+        return f"{self.prefix}config:emergency"
+
+    @property
+    def config_seq(self) -> str:
+        """Counter that numbers control messages."""
+        return f"{self.prefix}config:seq"
+
+    # --- token bucket ---
+    @property
+    def bucket_global(self) -> str:
+        return f"{self.prefix}bucket:global"
+
+    def bucket_instance(self, instance: str) -> str:
+        return f"{self.prefix}bucket:instance:{instance}"
+
+    # --- counters ---
+    @property
+    def stats_global(self) -> str:
+        """Hash of global counters (see `fila.stats.FIELDS`)."""
+        return f"{self.prefix}stats:global"
+
+    def stats_instance(self, instance: str) -> str:
+        return f"{self.prefix}stats:instance:{instance}"
+
+    def processed_day(self, day: str) -> str:
+        """Deliveries on a day (YYYY-MM-DD in the configured timezone)."""
+        return f"{self.prefix}stats:processed:{day}"
+
+    @property
+    def instances(self) -> str:
+        """Sorted set instance → last seen (epoch seconds)."""
+        return f"{self.prefix}instances"
+
+    @property
+    def non_audio(self) -> str:
+        """Hash message type → count of non-audio events acknowledged."""
+        return f"{self.prefix}stats:nonaudio"
+
+    # --- idempotency ---
+    def seen(self, message_id: str) -> str:
+        """Set once an event is queued on global.messages (value: the JSON body queued)."""
+        return f"{self.prefix}seen:{message_id}"
+
+    # --- fleet ---
+    def worker(self, worker_id: str) -> str:
+        """Hash describing a worker, refreshed on each heartbeat (expires on silence)."""
+        return f"{self.prefix}worker:{worker_id}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set worker id → last heartbeat (epoch seconds)."""
+        return f"{self.prefix}workers"
+
+    @property
+    def paused(self) -> str:
+        """Present while consumption is paused fleet-wide (survives worker restarts)."""
+        return f"{self.prefix}fleet:paused"
+
+    # --- feedback sessions ---
+    def feedback_session(self, session_id: str) -> str:
+        return f"{self.prefix}feedback:session:{session_id}"
+
+    @property
+    def feedback_sessions(self) -> str:
+        """Sorted set session id → next tick due (epoch ms)."""
+        return f"{self.prefix}feedback:sessions"
+
+    @property
+    def feedback_stats(self) -> str:
+        return f"{self.prefix}feedback:stats"
+
+    # --- locks ---
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}lock:{name}"

@@ -1,0 +1,315 @@
+"""Every knob of Fila, read from `FILA_*` environment variables (and `.env`) in one place.
+
+Each field's default is the documented default; `fila settings` prints the table. A bad value
+raises `SettingsError` whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+PREFIX = "FILA_"
+
+
+class SettingsError(Exception):
+    """A setting is malformed; the message names the environment variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Fila's configuration; field `x_y` is read from `FILA_X_Y`."""
+
+    # --- control plane / API ---
+    api_key: str = "fila-dev-key"
+    """Value of the `apikey` header every route (but health probes) requires."""
+    server_url: str = "http://127.0.0.1:38080"
+    """Public URL of the control plane, sent as `server_url` in webhooks."""
+    http_host: str = "127.0.0.1"
+    http_port: int = 38080
+    timezone: str = "America/Sao_Paulo"
+    """Timezone of 'today' in counters (processedToday)."""
+
+    # --- RabbitMQ ---
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:35672/"
+    rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:35673"
+    evolution_exchange: str = "evolution_exchange"
+    evolution_routing_key: str = "messages.upsert"
+    ingest_queue: str = "fila.ingest"
+    """Fila's own durable queue bound to the Evolution exchange."""
+    ingest_queue_existing: bool = False
+    """Consume `ingest_queue` as an existing queue (no declare, no bind)."""
+
+    # --- Redis ---
+    redis_url: str = "redis://127.0.0.1:36379/0"
+    redis_prefix: str = "fila:"
+    """Prefix of every Redis key and pub/sub channel (lets several deployments share a server)."""
+
+    # --- PostgreSQL ---
+    database_url: str = "postgresql://fila:fila@127.0.0.1:35432/fila"
+
+    # --- S3 ---
+    s3_endpoint_url: str = "http://127.0.0.1:39000"
+    """Empty for AWS S3 itself."""
+    s3_bucket: str = "fila-audio"
+    s3_access_key: str = "fila"
+    s3_secret_key: str = "fila-secret"
+    s3_region: str = "us-east-1"
+    s3_url_mode: Literal["presigned", "public"] = "presigned"
+    s3_public_base_url: str = ""
+    """Base of public audio URLs when `s3_url_mode=public` (default: endpoint/bucket)."""
+    s3_presign_seconds: int = 7 * 24 * 3600
+    s3_multipart_threshold: int = 8 * 1024 * 1024
+    max_audio_bytes: int = 16 * 1024 * 1024
+    """Larger audio is dead-lettered as oversized."""
+
+    # --- token bucket ---
+    rate_capacity: int = 500
+    rate_refill_per_minute: float = 500.0
+    rate_policy: Literal["reject", "defer"] = "reject"
+    rate_instance_capacity: int = 20
+    """Per-instance bucket: the fair share that stops one instance starving the rest."""
+    rate_instance_refill_per_minute: float = 20.0
+
+    # --- audio filter defaults ---
+    audio_min_seconds: int = 3
+    audio_max_seconds: int = 7200
+    filter_cache_ttl_seconds: float = 300.0
+
+    # --- workers ---
+    ingest_concurrency: int = 16
+    delivery_concurrency: int = 32
+    heartbeat_seconds: float = 2.0
+    worker_ttl_seconds: float = 10.0
+    idempotency_ttl_seconds: int = 24 * 3600
+    ingest_max_attempts: int = 5
+    """Transient ingest faults (S3, Evolution API down) are retried this many times."""
+
+    # --- delivery ---
+    webhook_principal_url: str = ""
+    """Initial main webhook URL, until the control plane configures one."""
+    webhook_monitoring_url: str = ""
+    webhook_secret: str = "whsec_ZmlsYS1kZXYtd2ViaG9vay1zZWNyZXQtMzJieXRlcyE="
+    """Standard Webhooks signing secret (`whsec_` + base64)."""
+    webhook_timeout_seconds: float = 10.0
+    delivery_retry_schedule: str = "1,5,30,120,600"
+    """Seconds between delivery attempts; its length is the number of retries."""
+    breaker_failures: int = 5
+    breaker_probe_seconds: float = 10.0
+    stats_interval_seconds: float = 60.0
+    monitoring_batch_size: int = 50
+    monitoring_flush_seconds: float = 5.0
+    webhook_block_private: bool = False
+    """Refuse webhook URLs that resolve to private/loopback ranges."""
+
+    # --- Evolution API ---
+    evolution_url: str = "http://127.0.0.1:38091"
+    evolution_api_key: str = "evolution-dev-key"
+
+    # --- processing feedback ---
+    feedback_interval_seconds: float = 3.0
+    feedback_timeout_seconds: float = 600.0
+    feedback_emojis: str = "🔄,⏳"
+    feedback_success_emoji: str = "✅"
+    feedback_error_emoji: str = "❌"
+    feedback_aborted_emoji: str = "⚠️"
+    feedback_timeout_emoji: str = "🤷"
+
+    # --- S3 cleanup ---
+    cleanup_enabled: bool = True
+    cleanup_retention_days: int = 7
+    cleanup_daily_time: str = "03:00"
+    cleanup_timezone: str = "America/Sao_Paulo"
+
+    # --- process ---
+    data_dir: str = ".fila"
+    """Where embedded services keep data, logs and pid files."""
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def retry_schedule(self) -> list[float]:
+        """Delivery retry delays in seconds."""
+        return [float(x) for x in self.delivery_retry_schedule.split(",") if x.strip()]
+
+    @property
+    def feedback_cycle(self) -> list[str]:
+        return [e.strip() for e in self.feedback_emojis.split(",") if e.strip()]
+
+    def to_env(self) -> dict[str, str]:
+        """The `FILA_*` variables that reproduce these settings in a child process."""
+        out: dict[str, str] = {}
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            out[env_name(name)] = text
+        return out
+
+    def replace(self, **changes: Any) -> Settings:
+        return msgspec.structs.replace(self, **changes)
+
+
+def env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+_URL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "server_url": ("http", "https"),
+    "rabbitmq_url": ("amqp", "amqps"),
+    "rabbitmq_management_url": ("http", "https"),
+    "redis_url": ("redis", "rediss", "unix"),
+    "database_url": ("postgresql", "postgres"),
+    "evolution_url": ("http", "https"),
+}
+_OPTIONAL_URLS: dict[str, tuple[str, ...]] = {
+    "s3_endpoint_url": ("http", "https"),
+    "s3_public_base_url": ("http", "https"),
+    "webhook_principal_url": ("http", "https"),
+    "webhook_monitoring_url": ("http", "https"),
+}
+_POSITIVE = (
+    "http_port",
+    "rate_capacity",
+    "rate_refill_per_minute",
+    "rate_instance_capacity",
+    "rate_instance_refill_per_minute",
+    "ingest_concurrency",
+    "delivery_concurrency",
+    "heartbeat_seconds",
+    "worker_ttl_seconds",
+    "idempotency_ttl_seconds",
+    "ingest_max_attempts",
+    "webhook_timeout_seconds",
+    "breaker_failures",
+    "breaker_probe_seconds",
+    "stats_interval_seconds",
+    "monitoring_batch_size",
+    "monitoring_flush_seconds",
+    "feedback_interval_seconds",
+    "feedback_timeout_seconds",
+    "cleanup_retention_days",
+    "s3_presign_seconds",
+    "s3_multipart_threshold",
+    "max_audio_bytes",
+    "filter_cache_ttl_seconds",
+)
+
+
+def _fail(field: str, message: str) -> SettingsError:
+    return SettingsError(f"{env_name(field)}: {message}")
+
+
+def _check_url(field: str, value: str, schemes: tuple[str, ...]) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise _fail(field, f"must be a URL with scheme {'/'.join(schemes)} (got {value!r})")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise _fail(field, f"URL has no host (got {value!r})")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise _fail(field, f"URL has a bad port (got {value!r})") from None
+
+
+def _validate(s: Settings) -> None:
+    for field, schemes in _URL_SCHEMES.items():
+        _check_url(field, getattr(s, field), schemes)
+    for field, schemes in _OPTIONAL_URLS.items():
+        if getattr(s, field):
+            _check_url(field, getattr(s, field), schemes)
+    for field in _POSITIVE:
+        if getattr(s, field) <= 0:
+            raise _fail(field, f"must be greater than 0 (got {getattr(s, field)})")
+    if not 1 <= s.audio_min_seconds <= 300:
+        raise _fail("audio_min_seconds", f"must be between 1 and 300 (got {s.audio_min_seconds})")
+    if not s.audio_min_seconds <= s.audio_max_seconds <= 7200:
+        raise _fail("audio_max_seconds", "must be ≥ FILA_AUDIO_MIN_SECONDS and ≤ 7200")
+    for field in ("timezone", "cleanup_timezone"):
+        try:
+            zoneinfo.ZoneInfo(getattr(s, field))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise _fail(field, f"unknown IANA timezone {getattr(s, field)!r}") from None
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", s.cleanup_daily_time):
+        raise _fail("cleanup_daily_time", f"must be HH:MM (got {s.cleanup_daily_time!r})")
+    try:
+        schedule = s.retry_schedule
+    except ValueError:
+        raise _fail("delivery_retry_schedule", "must be comma-separated seconds") from None
+    if any(x <= 0 for x in schedule):
+        raise _fail("delivery_retry_schedule", "every delay must be greater than 0")
+    if not s.feedback_cycle:
+        raise _fail("feedback_emojis", "needs at least one emoji")
+    if not s.webhook_secret.startswith("whsec_"):
+        raise _fail("webhook_secret", "must start with whsec_ (Standard Webhooks secret)")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise _fail("log_level", f"must be DEBUG, INFO, WARNING or ERROR (got {s.log_level!r})")
+
+
+def _read_dotenv(path: str) -> dict[str, str]:
+    if not os.path.isfile(path):
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def from_env(environ: Mapping[str, str] | None = None, dotenv: str | None = ".env") -> Settings:
+    """Build settings from `environ` (default `os.environ`) over `.env`, over the defaults."""
+    source: dict[str, str] = _read_dotenv(dotenv) if dotenv else {}
+    source.update(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    for name in Settings.__struct_fields__:
+        key = env_name(name)
+        if key in source:
+            raw[name] = source[key]
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except SettingsError:
+        raise
+    except msgspec.ValidationError as exc:
+        raise _convert_error(exc) from None
+
+
+def _convert_error(exc: msgspec.ValidationError) -> SettingsError:
+    text = str(exc)
+    match = re.search(r"at `\$\.(\w+)`", text)
+    if match:
+        reason = text.split(" - at ")[0]
+        return _fail(match.group(1), reason)
+    return SettingsError(text)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return from_env()
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, doc) rows for the README table and `fila settings`."""
+    import inspect
+
+    source = inspect.getsource(Settings)
+    docs: dict[str, str] = {}
+    lines = source.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"\s+(\w+): .* = .*", line)
+        if m and i + 1 < len(lines) and lines[i + 1].strip().startswith('"""'):
+            docs[m.group(1)] = lines[i + 1].strip().strip('"')
+    defaults = Settings()
+    rows = []
+    for name in Settings.__struct_fields__:
+        rows.append((env_name(name), str(getattr(defaults, name)), docs.get(name, "")))
+    return rows

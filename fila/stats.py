@@ -1,0 +1,108 @@
+"""Counters kept in Redis: workers write them, the control plane and TUI read them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import zoneinfo
+from collections.abc import Iterable, Mapping
+
+import redis.asyncio as aioredis
+
+from fila.keys import Keys
+
+# Field names of the per-instance and global counter hashes.
+RECEIVED = "received"
+"""Audio events seen (before the filter)."""
+TOO_SHORT = "tooShort"
+TOO_LONG = "tooLong"
+PROCESSED = "processed"
+"""Audio that passed the filter and was queued on global.messages."""
+RATE_LIMITED = "rateLimited"
+"""Refused by the token bucket under the reject policy."""
+DEFERRED = "deferred"
+"""Held back by the token bucket under the defer policy (will come again)."""
+INGEST_FAILED = "ingestFailed"
+"""Dead-lettered at ingest (bad input, media or storage failure)."""
+DUPLICATES = "duplicates"
+"""Redelivered events recognised by their idempotency key."""
+DELIVERED = "delivered"
+DELIVERY_FAILED = "deliveryFailed"
+"""Dead-lettered at delivery."""
+DELIVERY_RETRIED = "deliveryRetried"
+NON_AUDIO = "nonAudio"
+
+FIELDS = (
+    RECEIVED,
+    TOO_SHORT,
+    TOO_LONG,
+    PROCESSED,
+    RATE_LIMITED,
+    DEFERRED,
+    INGEST_FAILED,
+    DUPLICATES,
+    DELIVERED,
+    DELIVERY_FAILED,
+    DELIVERY_RETRIED,
+    NON_AUDIO,
+)
+
+
+def today(tz: str) -> str:
+    return dt.datetime.now(zoneinfo.ZoneInfo(tz)).date().isoformat()
+
+
+class Counters:
+    """Increment and read Fila's counters, per instance and global, in one round trip each."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, tz: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.tz = tz
+
+    async def bump(self, instance: str | None, counts: Mapping[str, int]) -> None:
+        """Add `counts` to the global hash and to the instance's (which is marked seen)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for field, n in counts.items():
+            pipe.hincrby(self.keys.stats_global, field, n)
+            if instance:
+                pipe.hincrby(self.keys.stats_instance(instance), field, n)
+            if field == DELIVERED:
+                day_key = self.keys.processed_day(today(self.tz))
+                pipe.incrby(day_key, n)
+                pipe.expire(day_key, 3 * 86400)
+        if instance:
+            pipe.zadd(self.keys.instances, {instance: time.time()})
+        await pipe.execute()
+
+    async def global_counts(self) -> dict[str, int]:
+        raw = await self.redis.hgetall(self.keys.stats_global)
+        return _ints(raw)
+
+    async def processed_today(self) -> int:
+        raw = await self.redis.get(self.keys.processed_day(today(self.tz)))
+        return int(raw or 0)
+
+    async def instances(self) -> dict[str, float]:
+        """Every instance seen, with its last-seen epoch seconds."""
+        raw = await self.redis.zrange(self.keys.instances, 0, -1, withscores=True)
+        return {_text(pair[0]): float(pair[1]) for pair in raw if isinstance(pair, tuple)}
+
+    async def instance_counts(self, instances: Iterable[str]) -> dict[str, dict[str, int]]:
+        names = list(instances)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self.keys.stats_instance(name))
+        results = await pipe.execute()
+        return {name: _ints(raw) for name, raw in zip(names, results, strict=True)}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _ints(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
+    out = dict.fromkeys(FIELDS, 0)
+    for k, v in raw.items():
+        out[k.decode() if isinstance(k, bytes) else k] = int(v)
+    return out

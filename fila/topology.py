@@ -1,0 +1,97 @@
+"""RabbitMQ names and the declarations every process agrees on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+
+from fila.settings import Settings
+
+GLOBAL_QUEUE = "global.messages"
+GLOBAL_DLX = "global.messages.dlx"
+GLOBAL_DLQ = "global.messages.dlq"
+INGEST_DLQ = "fila.ingest.dlq"
+MONITORING_QUEUE = "fila.monitoring"
+MAX_PRIORITY = 10
+GLOBAL_TTL_MS = 3_600_000
+
+# Headers Fila sets on dead letters and retried messages.
+H_REASON = "x-fila-reason"
+H_STAGE = "x-fila-stage"
+H_ATTEMPTS = "x-fila-attempts"
+H_STATUS = "x-fila-status-code"
+H_RESPONSE = "x-fila-response"
+H_FAILED_AT = "x-fila-failed-at"
+
+GLOBAL_QUEUE_ARGS: dict[str, Any] = {
+    "x-max-priority": MAX_PRIORITY,
+    "x-message-ttl": GLOBAL_TTL_MS,
+    "x-dead-letter-exchange": GLOBAL_DLX,
+}
+
+
+async def connect(settings: Settings) -> AbstractRobustConnection:
+    """A connection that reconnects by itself and re-declares what was declared on it."""
+    return await aio_pika.connect_robust(settings.rabbitmq_url, client_properties={"app": "fila"})
+
+
+async def declare_global(channel: AbstractChannel) -> AbstractQueue:
+    """`global.messages` (priority, 1 h TTL) and its dead letters."""
+    dlx = await channel.declare_exchange(GLOBAL_DLX, aio_pika.ExchangeType.FANOUT, durable=True)
+    dlq = await channel.declare_queue(GLOBAL_DLQ, durable=True)
+    await dlq.bind(dlx)
+    return await channel.declare_queue(GLOBAL_QUEUE, durable=True, arguments=GLOBAL_QUEUE_ARGS)
+
+
+async def declare_ingest(channel: AbstractChannel, settings: Settings) -> AbstractQueue:
+    """Fila's own durable queue bound to Evolution API's topic exchange, or an existing one."""
+    await channel.declare_queue(INGEST_DLQ, durable=True)
+    if settings.ingest_queue_existing:
+        return await channel.get_queue(settings.ingest_queue, ensure=True)
+    exchange = await channel.declare_exchange(
+        settings.evolution_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(settings.ingest_queue, durable=True)
+    await queue.bind(exchange, routing_key=settings.evolution_routing_key)
+    return queue
+
+
+async def declare_monitoring(channel: AbstractChannel) -> AbstractQueue:
+    return await channel.declare_queue(MONITORING_QUEUE, durable=True)
+
+
+def delay_queue_name(target: str, delay_ms: int) -> str:
+    return f"{target}.delay.{delay_ms}"
+
+
+async def declare_delay(channel: AbstractChannel, target: str, delay_ms: int) -> str:
+    """A queue that holds messages `delay_ms` then dead-letters them back onto `target`.
+
+    One queue per delay keeps every message in a queue expiring in order (no head-of-line wait).
+    """
+    name = delay_queue_name(target, delay_ms)
+    await channel.declare_queue(
+        name,
+        durable=True,
+        arguments={
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": target,
+        },
+    )
+    return name
+
+
+async def declare_all(channel: AbstractChannel, settings: Settings) -> None:
+    await declare_ingest(channel, settings)
+    await declare_global(channel)
+    await declare_monitoring(channel)
+
+
+async def queue_depth(channel: AbstractChannel, name: str) -> int:
+    """Ready messages in a queue (passive declare: never creates it)."""
+    queue = await channel.declare_queue(name, passive=True)
+    count = queue.declaration_result.message_count
+    return int(count or 0)

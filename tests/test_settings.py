@@ -1,0 +1,73 @@
+"""Settings: documented defaults, and one line naming the variable on a bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from fila.settings import Settings, SettingsError, from_env
+
+
+def test_defaults_match_reference_design() -> None:
+    s = from_env({}, dotenv=None)
+    assert (s.rate_capacity, s.rate_refill_per_minute) == (500, 500.0)
+    assert (s.audio_min_seconds, s.audio_max_seconds) == (3, 7200)
+    assert s.feedback_interval_seconds == 3.0 and s.feedback_timeout_seconds == 600.0
+    assert s.cleanup_daily_time == "03:00" and s.cleanup_timezone == "America/Sao_Paulo"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "needle"),
+    [
+        ("FILA_RATE_CAPACITY", "0", "FILA_RATE_CAPACITY: must be greater than 0"),
+        ("FILA_RATE_CAPACITY", "lots", "FILA_RATE_CAPACITY"),
+        ("FILA_REDIS_URL", "not a url", "FILA_REDIS_URL: must be a URL"),
+        ("FILA_RABBITMQ_URL", "http://x", "FILA_RABBITMQ_URL"),
+        ("FILA_CLEANUP_DAILY_TIME", "25:00", "FILA_CLEANUP_DAILY_TIME: must be HH:MM"),
+        ("FILA_CLEANUP_TIMEZONE", "Mars/Olympus", "FILA_CLEANUP_TIMEZONE: unknown IANA"),
+        ("FILA_RATE_POLICY", "drop", "FILA_RATE_POLICY"),
+        ("FILA_AUDIO_MIN_SECONDS", "301", "FILA_AUDIO_MIN_SECONDS"),
+    ],
+)
+def test_bad_value_names_the_variable(var: str, value: str, needle: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        from_env({var: value}, dotenv=None)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_env_round_trip() -> None:
+    s = from_env({"FILA_RATE_POLICY": "defer", "FILA_LOG_JSON": "true"}, dotenv=None)
+    assert from_env(s.to_env(), dotenv=None) == s
+
+
+def test_dotenv_is_honoured(tmp_path: object) -> None:
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / ".env"
+    path.write_text("FILA_RATE_CAPACITY=42\n")
+    assert from_env({}, dotenv=str(path)).rate_capacity == 42
+    # the environment wins over .env
+    assert from_env({"FILA_RATE_CAPACITY": "7"}, dotenv=str(path)).rate_capacity == 7
+
+
+def test_cli_fails_with_one_line_not_a_traceback() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "fila", "services", "status"],
+        env={"FILA_RATE_CAPACITY": "0", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2
+    text = (out.stdout + out.stderr).strip()
+    assert "FILA_RATE_CAPACITY" in text
+    assert "Traceback" not in text
+
+
+def test_settings_struct_is_frozen() -> None:
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.rate_capacity = 1  # type: ignore[misc]
