@@ -113,3 +113,9 @@ class Keys:
     # --- locks ---
     def lock(self, name: str) -> str:
         return f"{self.prefix}lock:{name}"
+
+    # --- delivery circuit breakers ---
+    @property
+    def breakers(self) -> str:
+        """Hash endpoint URL → BreakerState JSON, shared by every delivery worker."""
+        return f"{self.prefix}breakers"

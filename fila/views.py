@@ -1,0 +1,90 @@
+"""Response bodies of the operator routes (beyond the contract) that the TUI reads.
+
+The control plane encodes these and the TUI decodes them: one definition for both ends.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from fila.models import WorkerInfo
+
+
+class InstanceRow(msgspec.Struct, kw_only=True):
+    """One instance in the fleet table (`GET /fleet/instances`)."""
+
+    instance: str
+    received: int = 0
+    processed: int = 0
+    tooShort: int = 0
+    tooLong: int = 0
+    rateLimited: int = 0
+    deferred: int = 0
+    ingestFailed: int = 0
+    delivered: int = 0
+    deliveryFailed: int = 0
+    tokens: float = 0.0
+    """Tokens left in the instance's own bucket (its fair share)."""
+    tokenCapacity: int = 0
+    minDurationSeconds: int = 3
+    maxDurationSeconds: int = 7200
+    enabled: bool = True
+    lastSeen: float | None = None
+    """Epoch seconds of the last event, None if never seen."""
+
+
+class InstancesView(msgspec.Struct, kw_only=True):
+    instances: list[InstanceRow]
+    generatedAt: float
+
+
+class RateLimitStatus(msgspec.Struct, kw_only=True):
+    tokens: float
+    capacity: int
+    refillRate: str
+    """`"500/min"`, as in the contract."""
+    policy: Literal["reject", "defer"] = "reject"
+
+
+class DependencyHealth(msgspec.Struct, kw_only=True):
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    level: Literal["warning", "critical"]
+    code: str
+    """queue_growing, bucket_empty, worker_missing, circuit_open, dependency_down…"""
+    message: str
+
+
+class FleetOverview(msgspec.Struct, kw_only=True):
+    """Fleet-wide figures (`GET /fleet/overview`, and each event of `GET /fleet/stream`)."""
+
+    timestamp: float
+    queueSize: int
+    """Ready messages on global.messages."""
+    ingestQueueSize: int = 0
+    deadLetters: int = 0
+    """Messages in global.messages.dlq."""
+    ingestDeadLetters: int = 0
+    """Messages in fila.ingest.dlq."""
+    inRate: float = 0.0
+    """Audio queued per second (last interval)."""
+    outRate: float = 0.0
+    """Webhooks delivered per second (last interval)."""
+    processedToday: int = 0
+    totals: dict[str, int] = msgspec.field(default_factory=dict)
+    """Global counters (fila.stats.FIELDS)."""
+    rateLimitStatus: RateLimitStatus | None = None
+    workersAlive: int = 0
+    workers: list[WorkerInfo] = msgspec.field(default_factory=list)
+    paused: bool = False
+    emergencyFilter: bool = False
+    health: list[DependencyHealth] = msgspec.field(default_factory=list)
+    alerts: list[Alert] = msgspec.field(default_factory=list)
+    openCircuits: list[str] = msgspec.field(default_factory=list)
+    """Webhook URLs whose circuit breaker is open."""

@@ -1,0 +1,30 @@
+"""`fila worker …` and `fila dlq …`."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    worker = typer.Typer(help="Run a worker process (several processes share the load).")
+    app.add_typer(worker, name="worker")
+
+    @worker.command("ingest")
+    def ingest() -> None:
+        """Evolution API events → filter → token bucket → S3 → global.messages."""
+        from workers import ingest as role
+
+        role.main()
+
+    @worker.command("delivery")
+    def delivery() -> None:
+        """global.messages → main webhook; monitoring events → monitoring webhook."""
+        from workers import delivery as role
+
+        role.main()
+
+    try:
+        from workers import dlq_commands
+    except ModuleNotFoundError:
+        return
+    dlq_commands.register(app)

@@ -1,0 +1,233 @@
+"""A worker process as a member of the fleet: registry, heartbeat, control channel, shutdown.
+
+Ingest and delivery workers differ only in their `Consumer`; everything that makes them
+operable (pause, resume, drain, live config, SIGTERM) lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Protocol
+
+import msgspec
+import redis.asyncio as aioredis
+import uvloop
+
+from fila import logging as flog
+from fila import redisconn
+from fila.configstore import decode_control
+from fila.keys import Keys
+from fila.models import ControlMessage, WorkerInfo, WorkerRole, encode
+from fila.settings import Settings, SettingsError, get_settings
+
+log = flog.get("fleet")
+
+
+class Consumer(Protocol):
+    """What a worker role implements; the fleet calls these."""
+
+    async def start(self) -> None:
+        """Connect and begin consuming (unless the fleet starts paused)."""
+
+    async def pause(self) -> None:
+        """Stop taking new messages; in-flight ones finish."""
+
+    async def resume(self) -> None: ...
+
+    async def apply_config(self, message: ControlMessage) -> None:
+        """Drop cached configuration named by `message` (re-read on next use)."""
+
+    async def stop(self, grace: float) -> None:
+        """Stop consuming, finish in-flight work within `grace` s, requeue the rest, close."""
+
+
+class Fleet:
+    """Registration and control of one worker process."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis, role: WorkerRole) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.keys = Keys(settings.redis_prefix)
+        self.role: WorkerRole = role
+        self.info = WorkerInfo(
+            id=f"{role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}",
+            role=role,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            startedAt=time.time(),
+            lastBeat=time.time(),
+        )
+        self.stopping = asyncio.Event()
+        self.consumer: Consumer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Count a message as held by this worker while the block runs."""
+        self.info.inFlight += 1
+        try:
+            yield
+        finally:
+            self.info.inFlight -= 1
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.info.processed += 1
+        else:
+            self.info.failed += 1
+
+    def request_stop(self) -> None:
+        self.info.state = "stopping"
+        self.stopping.set()
+
+    async def start(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        if await self.redis.exists(self.keys.paused):
+            self.info.state = "paused"
+        await self.beat()
+        self._tasks = [
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            asyncio.create_task(self._listen(), name="control"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.redis.zrem(self.keys.workers, self.id)
+            await self.redis.delete(self.keys.worker(self.id))
+
+    async def beat(self) -> None:
+        self.info.lastBeat = time.time()
+        ttl = int(self.settings.worker_ttl_seconds * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.worker(self.id), encode(self.info), px=ttl)
+        pipe.zadd(self.keys.workers, {self.id: self.info.lastBeat})
+        await pipe.execute()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except Exception as exc:
+                log.warning("heartbeat failed", error=str(exc))
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    async def _listen(self) -> None:
+        """Follow the control channel, reconnecting (and re-reading config) after a break."""
+        first = True
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.control_channel)
+                if not first and self.consumer:
+                    # Messages may have been missed while disconnected: re-read everything.
+                    await self.consumer.apply_config(
+                        ControlMessage(seq=0, kind="config", scope="all")
+                    )
+                first = False
+                async for raw in pubsub.listen():
+                    if raw.get("type") != "message":
+                        continue
+                    try:
+                        message = decode_control(raw["data"])
+                    except msgspec.DecodeError:
+                        log.warning("bad control message ignored")
+                        continue
+                    await self.handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("control channel lost, reconnecting", error=str(exc))
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _concerns(self, message: ControlMessage) -> bool:
+        if message.workerId and message.workerId != self.id:
+            return False
+        return not (message.role and message.role != self.role)
+
+    async def handle(self, message: ControlMessage) -> None:
+        if not self._concerns(message) or self.consumer is None:
+            return
+        if message.kind == "config":
+            await self.consumer.apply_config(message)
+        elif message.kind == "pause" and self.info.state == "running":
+            self.info.state = "paused"
+            await self.consumer.pause()
+        elif message.kind == "resume" and self.info.state == "paused":
+            self.info.state = "running"
+            await self.consumer.resume()
+        elif message.kind == "drain":
+            self.info.state = "draining"
+            await self.consumer.pause()
+            asyncio.create_task(self._drain())
+        elif message.kind == "shutdown":
+            self.request_stop()
+        self.info.appliedSeq = max(self.info.appliedSeq, message.seq)
+        self.info.appliedAt = time.time()
+        await self.beat()
+        log.info("control applied", kind=message.kind, scope=message.scope, seq=message.seq)
+
+    async def _drain(self) -> None:
+        """Finish what is held, then leave the fleet."""
+        while self.info.inFlight > 0:
+            await asyncio.sleep(0.05)
+        self.request_stop()
+
+
+async def serve(
+    settings: Settings,
+    role: WorkerRole,
+    build: Callable[[Settings, aioredis.Redis, Fleet], Awaitable[Consumer]],
+    grace: float = 30.0,
+) -> None:
+    """Run one worker process until SIGTERM/SIGINT or a shutdown/drain order."""
+    redis = redisconn.connect(settings)
+    fleet = Fleet(settings, redis, role)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, fleet.request_stop)
+    consumer = await build(settings, redis, fleet)
+    await consumer.start()
+    await fleet.start(consumer)
+    if fleet.info.state == "paused":
+        await consumer.pause()
+    log.info("worker started", worker=fleet.id, role=role)
+    try:
+        await fleet.stopping.wait()
+    finally:
+        log.info("worker stopping", worker=fleet.id, in_flight=fleet.info.inFlight)
+        await consumer.stop(grace)
+        await fleet.stop()
+        await redis.aclose()
+        log.info("worker stopped", worker=fleet.id)
+
+
+def run(
+    role: WorkerRole,
+    build: Callable[[Settings, aioredis.Redis, Fleet], Awaitable[Consumer]],
+) -> None:
+    """Process entry point: settings, logging, uvloop, then `serve`."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    flog.setup(settings, f"worker-{role}")
+    uvloop.run(serve(settings, role, build))
