@@ -23,8 +23,10 @@ def register(app: typer.Typer) -> None:
 
         role.main()
 
+    import importlib
+
     try:
-        from workers import dlq_commands
+        dlq_commands = importlib.import_module("workers.dlq_commands")
     except ModuleNotFoundError:
         return
     dlq_commands.register(app)

@@ -156,7 +156,7 @@ class Fleet:
                 await asyncio.sleep(0.5)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _concerns(self, message: ControlMessage) -> bool:
         if message.workerId and message.workerId != self.id:
@@ -177,7 +177,7 @@ class Fleet:
         elif message.kind == "drain":
             self.info.state = "draining"
             await self.consumer.pause()
-            asyncio.create_task(self._drain())
+            self._tasks.append(asyncio.create_task(self._drain(), name="drain"))
         elif message.kind == "shutdown":
             self.request_stop()
         self.info.appliedSeq = max(self.info.appliedSeq, message.seq)
@@ -187,7 +187,7 @@ class Fleet:
 
     async def _drain(self) -> None:
         """Finish what is held, then leave the fleet."""
-        while self.info.inFlight > 0:
+        while self.info.inFlight > 0:  # noqa: ASYNC110 - in-flight count is plain state
             await asyncio.sleep(0.05)
         self.request_stop()
 
