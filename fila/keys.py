@@ -119,3 +119,7 @@ class Keys:
     def breakers(self) -> str:
         """Hash endpoint URL → BreakerState JSON, shared by every delivery worker."""
         return f"{self.prefix}breakers"
+
+    def latency(self, name: str) -> str:
+        """Hash of histogram bucket counts (+ `sum`, `count`) for a latency named `name`."""
+        return f"{self.prefix}latency:{name}"

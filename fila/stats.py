@@ -97,6 +97,33 @@ class Counters:
         return {name: _ints(raw) for name, raw in zip(names, results, strict=True)}
 
 
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Upper bounds (seconds) of the latency histograms workers keep in Redis."""
+
+
+async def record_latency(redis: aioredis.Redis, keys: Keys, name: str, seconds: float) -> None:
+    """Add one observation to a fleet-wide histogram (read by the control plane's /metrics)."""
+    bound = next((b for b in LATENCY_BUCKETS if seconds <= b), None)
+    pipe = redis.pipeline(transaction=False)
+    pipe.hincrby(keys.latency(name), f"le:{bound if bound is not None else '+Inf'}", 1)
+    pipe.hincrbyfloat(keys.latency(name), "sum", seconds)
+    pipe.hincrby(keys.latency(name), "count", 1)
+    await pipe.execute()
+
+
+async def read_latency(
+    redis: aioredis.Redis, keys: Keys, name: str
+) -> tuple[list[tuple[str, int]], float, int]:
+    """Cumulative (bound, count) pairs ending with '+Inf', the sum and the count."""
+    raw = {_text(k): _text(v) for k, v in (await redis.hgetall(keys.latency(name))).items()}
+    running = 0
+    buckets: list[tuple[str, int]] = []
+    for bound in [*map(str, LATENCY_BUCKETS), "+Inf"]:
+        running += int(raw.get(f"le:{bound}", 0))
+        buckets.append((bound, running))
+    return buckets, float(raw.get("sum", 0.0)), int(raw.get("count", 0))
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
