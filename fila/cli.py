@@ -81,12 +81,26 @@ def services_status() -> None:
 
 
 @app.command("settings")
-def show_settings() -> None:
+def show_settings(
+    markdown: bool = typer.Option(False, "--markdown", help="Print the README's table."),
+) -> None:
     """Every FILA_* variable with its default."""
+    if markdown:
+        print(settings_markdown())
+        return
     table = Table("variable", "default", "meaning")
     for name, default, doc in describe():
         table.add_row(name, default, doc)
     console.print(table)
+
+
+def settings_markdown() -> str:
+    """The settings table as it stands in the README."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, default, doc in describe():
+        shown = default if default else "(empty)"
+        lines.append(f"| `{name}` | `{shown}` | {doc} |")
+    return "\n".join(lines)
 
 
 def _load_plugins() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
 
@@ -12,18 +14,12 @@ def register(app: typer.Typer) -> None:
     @worker.command("ingest")
     def ingest() -> None:
         """Evolution API events → filter → token bucket → S3 → global.messages."""
-        from workers import ingest as role
-
-        role.main()
+        importlib.import_module("workers.ingest").main()
 
     @worker.command("delivery")
     def delivery() -> None:
         """global.messages → main webhook; monitoring events → monitoring webhook."""
-        from workers import delivery as role
-
-        role.main()
-
-    import importlib
+        importlib.import_module("workers.delivery").main()
 
     try:
         dlq_commands = importlib.import_module("workers.dlq_commands")

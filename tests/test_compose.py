@@ -1,0 +1,61 @@
+"""compose.yaml cannot drift from the settings and the CLI (Docker does not run here)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from fila.settings import Settings, env_name
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+FILA_SERVICES = {"migrate", "controlplane", "worker-ingest", "worker-delivery"}
+SETTINGS_VARS = {env_name(f) for f in Settings.__struct_fields__}
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in (service.get("environment") or {}).items()}
+
+
+def test_the_production_services_are_all_there() -> None:
+    names = set(COMPOSE["services"])
+    assert {"rabbitmq", "redis", "postgres", "minio"} | FILA_SERVICES <= names
+    assert "management" in COMPOSE["services"]["rabbitmq"]["image"]
+    for name in ("rabbitmq", "redis", "postgres", "minio", "controlplane"):
+        assert "healthcheck" in COMPOSE["services"][name], name
+    for name in ("worker-ingest", "worker-delivery"):
+        assert COMPOSE["services"][name]["deploy"]["replicas"] >= 1
+
+
+def test_every_fila_variable_is_a_setting() -> None:
+    for name in FILA_SERVICES:
+        env = _env(COMPOSE["services"][name])
+        unknown = {k for k in env if k.startswith("FILA_")} - SETTINGS_VARS
+        assert not unknown, f"{name}: {unknown} are not fields of fila.settings.Settings"
+        assert "FILA_RABBITMQ_URL" in env and "FILA_DATABASE_URL" in env
+
+
+def test_urls_point_at_services_that_exist() -> None:
+    names = set(COMPOSE["services"])
+    env = _env(COMPOSE["services"]["controlplane"])
+    for var in ("FILA_RABBITMQ_URL", "FILA_REDIS_URL", "FILA_DATABASE_URL", "FILA_S3_ENDPOINT_URL"):
+        host = urlsplit(re.sub(r"\$\{[^}]*\}", "x", env[var])).hostname
+        assert host in names, f"{var} points at {host}, not a compose service"
+
+
+def test_every_command_is_a_fila_command() -> None:
+    for name in FILA_SERVICES:
+        argv = COMPOSE["services"][name]["command"]
+        out = subprocess.run(
+            [sys.executable, "-m", "fila", *argv, "--help"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode == 0, f"{name}: fila {' '.join(argv)} --help failed: {out.stderr}"
