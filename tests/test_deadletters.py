@@ -1,0 +1,122 @@
+"""Dead letters on the real RabbitMQ: browse keeps them, replay moves them with their identity."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel
+
+from fila import deadletters, topology
+from fila.settings import Settings
+from tests.support import wait_for
+
+
+@pytest.fixture
+async def channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
+    connection = await topology.connect(settings)
+    chan = await connection.channel()
+    await topology.declare_global(chan)
+    yield chan
+    await connection.close()
+
+
+async def _dead(channel: AbstractChannel, n: int, instance: str, reason: str) -> None:
+    for i in range(n):
+        body = json.dumps({"id": f"{instance}:m{i}", "instance": instance, "n": i}).encode()
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                body,
+                message_id=f"{instance}:m{i}",
+                priority=7,
+                headers={
+                    topology.H_REASON: reason,
+                    topology.H_STAGE: "delivery",
+                    topology.H_ATTEMPTS: 3,
+                    topology.H_STATUS: 400,
+                    topology.H_RESPONSE: "bad request",
+                    topology.H_FAILED_AT: "2026-01-01T00:00:00+00:00",
+                },
+            ),
+            routing_key=topology.GLOBAL_DLQ,
+        )
+
+
+async def test_browse_is_non_destructive_and_ordered(channel: AbstractChannel) -> None:
+    await _dead(channel, 3, "alpha", "http 400")
+    await _dead(channel, 2, "beta", "retries exhausted")
+
+    letters = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+    assert [x.id for x in letters] == ["alpha:m0", "alpha:m1", "alpha:m2", "beta:m0", "beta:m1"]
+    first = letters[0]
+    assert (first.reason, first.stage, first.attempts, first.statusCode) == (
+        "http 400",
+        "delivery",
+        3,
+        400,
+    )
+    assert first.response == "bad request" and first.instance == "alpha"
+    assert first.body == {"id": "alpha:m0", "instance": "alpha", "n": 0}
+
+    only_beta = await deadletters.browse(channel, topology.GLOBAL_DLQ, instance="beta")
+    assert [x.id for x in only_beta] == ["beta:m0", "beta:m1"]
+    exhausted = await deadletters.browse(channel, topology.GLOBAL_DLQ, reason="exhausted", limit=1)
+    assert [x.id for x in exhausted] == ["beta:m0"]
+    # Still all there, in the same order.
+    again = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+    assert [x.id for x in again] == [x.id for x in letters]
+
+
+async def test_replay_moves_matching_letters_with_id_and_priority(
+    channel: AbstractChannel,
+) -> None:
+    await _dead(channel, 2, "alpha", "http 400")
+    await _dead(channel, 1, "beta", "http 400")
+    seen: list[tuple[int, int]] = []
+
+    result = await deadletters.replay(
+        channel, topology.GLOBAL_DLQ, instance="alpha", progress=lambda d, t: seen.append((d, t))
+    )
+    assert (result.replayed, result.remaining) == (2, 1)
+    assert seen[-1] == (2, 2)
+
+    work = await channel.declare_queue(topology.GLOBAL_QUEUE, passive=True)
+    got = []
+    for _ in range(2):
+        message = await work.get(no_ack=True, fail=True)
+        assert message is not None
+        got.append(message)
+    assert sorted(m.message_id or "" for m in got) == ["alpha:m0", "alpha:m1"]
+    assert {m.priority for m in got} == {7}
+    assert all(topology.H_REASON not in (m.headers or {}) for m in got)
+    left = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+    assert [x.id for x in left] == ["beta:m0"]
+
+
+async def test_ttl_expiry_reads_as_expired(channel: AbstractChannel) -> None:
+    body = json.dumps({"id": "gamma:x", "instance": "gamma"}).encode()
+    await channel.default_exchange.publish(
+        aio_pika.Message(body, message_id="gamma:x", expiration=1),
+        routing_key=topology.GLOBAL_QUEUE,
+    )
+
+    async def dead() -> bool:
+        return bool(await deadletters.browse(channel, topology.GLOBAL_DLQ))
+
+    await wait_for(dead, timeout=20)
+    [letter] = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+    assert (letter.id, letter.reason, letter.stage, letter.instance) == (
+        "gamma:x",
+        "expired",
+        "delivery",
+        "gamma",
+    )
+    assert letter.failedAt is not None
+
+
+async def test_ingest_replay_needs_a_target(channel: AbstractChannel) -> None:
+    await channel.declare_queue(topology.INGEST_DLQ, durable=True)
+    with pytest.raises(ValueError, match="target"):
+        await deadletters.replay(channel, topology.INGEST_DLQ)
