@@ -1,0 +1,53 @@
+"""`fila receiver`, `fila evolution-stub`, `fila simulate`, `fila demo`, `fila bench`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any
+
+import typer
+
+from fila.settings import get_settings
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run until done or Ctrl-C / SIGTERM, without a traceback."""
+    import signal
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(coro)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("receiver")
+    def receiver(
+        port: int = typer.Option(38092, "--port", help="Port on 127.0.0.1 (0: any free port)."),
+        secret: str = typer.Option(
+            "", "--secret", help="Standard Webhooks secret (default: FILA_WEBHOOK_SECRET)."
+        ),
+    ) -> None:
+        """Webhook receiver: records and verifies deliveries (stats at /_receiver/stats)."""
+        from simulator.receiver import serve_forever
+
+        _run(serve_forever(secret or get_settings().webhook_secret, port))
+
+    @app.command("evolution-stub")
+    def evolution_stub(
+        port: int = typer.Option(38091, "--port", help="Port on 127.0.0.1 (0: any free port)."),
+        api_key: str = typer.Option(
+            "", "--api-key", help="Required apikey header (default: FILA_EVOLUTION_API_KEY)."
+        ),
+    ) -> None:
+        """Stub of Evolution API's reaction, text and media routes, recording every call."""
+        from simulator.evolution import serve_forever
+
+        _run(serve_forever(api_key or get_settings().evolution_api_key, port))

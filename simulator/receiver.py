@@ -1,0 +1,234 @@
+"""A webhook receiver for demos, tests and benchmarks: records deliveries, checks signatures,
+and fails on demand (status codes, latency, downtime) so retries and dead letters can be seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from typing import Any
+
+import msgspec
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from simulator.httpserver import LoopbackServer, Request, Response, json_response
+from simulator.ids import sent_at_ms
+
+STATS_PATH = "/_receiver/stats"
+
+
+class Delivery(msgspec.Struct, kw_only=True):
+    """One request the receiver got (failed-on-purpose ones included)."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    verified: bool
+    webhook_id: str | None
+    received_at: float
+    status: int = 200
+    """What the receiver answered."""
+    latency_ms: float | None = None
+    """received_at minus the payload's Fila `receivedAt`/`webhook-timestamp`, when known."""
+
+
+class _Failure(msgspec.Struct):
+    status: int
+    remaining: int
+    retry_after: int | None
+
+
+class Receiver:
+    """`async with Receiver(secret) as r:` a real HTTP server recording each delivery."""
+
+    def __init__(self, secret: str | None = None, port: int = 0) -> None:
+        self._verifier = Webhook(secret) if secret else None
+        self._server = LoopbackServer(self._handle, port=port)
+        self.deliveries: list[Delivery] = []
+        self._failures: list[_Failure] = []
+        self._latency = 0.0
+        self._arrived = asyncio.Event()
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    async def __aenter__(self) -> Receiver:
+        await self._server.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._server.stop()
+
+    async def go_down(self) -> None:
+        """Stop listening: new connections are refused until `come_up()`."""
+        await self._server.stop()
+
+    async def come_up(self) -> None:
+        await self._server.start()
+
+    # ------------------------------------------------------------------ behaviour knobs
+
+    def fail_with(self, status: int, times: int = 1, retry_after: int | None = None) -> None:
+        """The next `times` requests answer `status` (with Retry-After when given)."""
+        self._failures.append(_Failure(status, times, retry_after))
+
+    def set_latency(self, seconds: float) -> None:
+        self._latency = max(0.0, seconds)
+
+    # ------------------------------------------------------------------ queries
+
+    def by_event(self, name: str) -> list[dict[str, Any]]:
+        """JSON bodies (accepted or not) whose "event" equals `name`."""
+        return [
+            d.json
+            for d in self.deliveries
+            if isinstance(d.json, dict) and d.json.get("event") == name
+        ]
+
+    def accepted(self) -> list[Delivery]:
+        return [d for d in self.deliveries if d.status < 300]
+
+    async def wait_for_count(self, n: int, timeout: float = 30) -> list[Delivery]:
+        """Wait until at least `n` requests were recorded; raise TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while len(self.deliveries) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"{len(self.deliveries)} deliveries after {timeout}s, wanted {n}"
+                )
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), min(left, 0.5))
+        return self.deliveries
+
+    def stats(self) -> dict[str, Any]:
+        events = Counter(
+            str(d.json.get("event")) if isinstance(d.json, dict) else "(not json)"
+            for d in self.deliveries
+        )
+        statuses = Counter(str(d.status) for d in self.deliveries)
+        ids = [d.webhook_id for d in self.accepted() if d.webhook_id]
+        latencies = sorted(d.latency_ms for d in self.accepted() if d.latency_ms is not None)
+        return {
+            "total": len(self.deliveries),
+            "accepted": len(self.accepted()),
+            "verified": sum(1 for d in self.deliveries if d.verified),
+            "unverified": sum(1 for d in self.deliveries if not d.verified),
+            "duplicates": len(ids) - len(set(ids)),
+            "byEvent": dict(events),
+            "byStatus": dict(statuses),
+            "latencyMs": _percentiles(latencies),
+            "startedAt": self.started_at,
+        }
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def _handle(self, request: Request) -> Response:
+        if request.method == "GET" and request.path == STATS_PATH:
+            return json_response(self.stats())
+        if request.method == "DELETE" and request.path == STATS_PATH:
+            self.deliveries.clear()
+            return json_response({"cleared": True})
+        received = time.time()
+        if self._latency:
+            await asyncio.sleep(self._latency)
+        status, extra = self._next_status()
+        body_json = request.json()
+        self.deliveries.append(
+            Delivery(
+                path=request.path,
+                headers=request.headers,
+                body=request.body,
+                json=body_json,
+                verified=self._verify(request),
+                webhook_id=request.headers.get("webhook-id"),
+                received_at=received,
+                status=status,
+                latency_ms=_latency_ms(body_json, request.headers, received),
+            )
+        )
+        self._arrived.set()
+        return json_response({"received": status < 300}, status=status, **extra)
+
+    def _next_status(self) -> tuple[int, dict[str, str]]:
+        while self._failures:
+            failure = self._failures[0]
+            if failure.remaining <= 0:
+                self._failures.pop(0)
+                continue
+            failure.remaining -= 1
+            extra = {"retry-after": str(failure.retry_after)} if failure.retry_after else {}
+            return failure.status, extra
+        return 200, {}
+
+    def _verify(self, request: Request) -> bool:
+        if self._verifier is None:
+            return False
+        try:
+            self._verifier.verify(request.body, request.headers, json_parse=False)
+        except (WebhookVerificationError, ValueError, UnicodeDecodeError):
+            return False
+        return True
+
+
+def _latency_ms(body: Any, headers: dict[str, str], received: float) -> float | None:
+    """Age of a delivery: from the simulated send time carried in the message id, else from
+    Fila's `receivedAt` when the payload or a header says so."""
+    if isinstance(body, dict):
+        data = body.get("data")
+        data = data if isinstance(data, dict) else {}
+        key = data.get("key")
+        if isinstance(key, dict) and isinstance(key.get("id"), str):
+            sent = sent_at_ms(key["id"])
+            if sent is not None:
+                return received * 1000 - sent
+        for holder in (body, data):
+            seen = holder.get("receivedAt")
+            if isinstance(seen, int | float) and seen > 0:
+                return received * 1000 - float(seen)
+    stamp = headers.get("x-fila-received-at")
+    if stamp:
+        try:
+            return received * 1000 - float(stamp)
+        except ValueError:
+            return None
+    return None
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "count": 0}
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": values[-1],
+        "count": len(values),
+    }
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        raise ValueError("no values")
+    rank = max(1, min(len(sorted_values), round(pct / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+async def serve_forever(secret: str | None, port: int) -> None:
+    """`fila receiver`: run until cancelled (Ctrl-C / SIGTERM handled by the caller)."""
+    async with Receiver(secret=secret, port=port) as receiver:
+        print(f"receiver listening on {receiver.url} (stats at {receiver.url}{STATS_PATH})")
+        await asyncio.Event().wait()
