@@ -123,3 +123,8 @@ class Keys:
     def latency(self, name: str) -> str:
         """Hash of histogram bucket counts (+ `sum`, `count`) for a latency named `name`."""
         return f"{self.prefix}latency:{name}"
+
+    @property
+    def filter_snapshot(self) -> str:
+        """Filter counters as last reported in `filter.applied` (deltas are sent from here)."""
+        return f"{self.prefix}monitoring:filter-snapshot"
