@@ -171,7 +171,8 @@ async def browse(
     return [letter for _, letter in matching]
 
 
-def _fresh_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+def fresh_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """Headers without the story of a previous death (republished messages start clean)."""
     dropped = {*DEATH_HEADERS, *LAST_DEATH_HEADERS, *FILA_DEAD_HEADERS}
     return {k: v for k, v in headers.items() if k not in dropped}
 
@@ -207,7 +208,7 @@ async def replay(
                     message_id=message.message_id,
                     priority=message.priority,
                     content_type=message.content_type or "application/json",
-                    headers=_fresh_headers(message.headers or {}),
+                    headers=fresh_headers(message.headers or {}),
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     timestamp=message.timestamp,
                 ),

@@ -1,0 +1,116 @@
+"""Per-endpoint circuit breaker whose state every delivery worker shares through Redis.
+
+A receiver that keeps failing is probed once per interval instead of being hammered; the
+decisions are Lua scripts so concurrent workers agree on who probes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import msgspec
+import redis.asyncio as aioredis
+
+from fila.keys import Keys
+
+BreakerStateName = Literal["closed", "open", "half_open"]
+
+# KEYS[1] hash; ARGV endpoint, now, probe seconds -> "pass" | "probe" | "hold:<nextProbeAt>"
+_ADMIT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 'pass' end
+local st = cjson.decode(raw)
+if st.state == 'closed' then return 'pass' end
+local now = tonumber(ARGV[2])
+if now >= tonumber(st.nextProbeAt) then
+  st.state = 'half_open'
+  st.nextProbeAt = now + tonumber(ARGV[3])
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(st))
+  return 'probe'
+end
+return 'hold:' .. string.format('%.3f', st.nextProbeAt)
+"""
+
+# ARGV endpoint, now, threshold, probe seconds -> new state
+_FAILURE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local st
+if raw then st = cjson.decode(raw) else
+  st = {state='closed', failures=0, openedAt=0, nextProbeAt=0} end
+local now = tonumber(ARGV[2])
+st.failures = st.failures + 1
+if st.state ~= 'closed' or st.failures >= tonumber(ARGV[3]) then
+  if st.state == 'closed' then st.openedAt = now end
+  st.state = 'open'
+  st.nextProbeAt = now + tonumber(ARGV[4])
+end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(st))
+return st.state
+"""
+
+# ARGV endpoint -> 1 when the breaker was reset
+_SUCCESS = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local st = cjson.decode(raw)
+if st.state == 'closed' and st.failures == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1],
+  cjson.encode({state='closed', failures=0, openedAt=0, nextProbeAt=0}))
+return 1
+"""
+
+
+class BreakerState(msgspec.Struct, kw_only=True):
+    """What `keys.breakers` holds per endpoint (read by operators' views)."""
+
+    state: BreakerStateName = "closed"
+    failures: int = 0
+    openedAt: float = 0.0
+    nextProbeAt: float = 0.0
+
+
+class Admission(msgspec.Struct, frozen=True):
+    go: bool
+    probe: bool = False
+    hold_until: float = 0.0
+    """Epoch seconds until which messages for this endpoint wait in RabbitMQ."""
+
+
+class Breaker:
+    """The shared breaker of every endpoint, with the fleet-wide threshold and probe interval."""
+
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, failures: int, probe_seconds: float
+    ) -> None:
+        self.redis = redis
+        self.key = keys.breakers
+        self.failures = failures
+        self.probe_seconds = probe_seconds
+        self._admit = redis.register_script(_ADMIT)
+        self._failure = redis.register_script(_FAILURE)
+        self._success = redis.register_script(_SUCCESS)
+
+    async def admit(self, endpoint: str) -> Admission:
+        raw = await self._admit(keys=[self.key], args=[endpoint, time.time(), self.probe_seconds])
+        answer = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if answer == "pass":
+            return Admission(go=True)
+        if answer == "probe":
+            return Admission(go=True, probe=True)
+        return Admission(go=False, hold_until=float(answer.split(":", 1)[1]))
+
+    async def failure(self, endpoint: str) -> BreakerStateName:
+        raw = await self._failure(
+            keys=[self.key], args=[endpoint, time.time(), self.failures, self.probe_seconds]
+        )
+        state = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return "open" if state == "open" else "closed"
+
+    async def success(self, endpoint: str) -> bool:
+        """Close the breaker; True when it was not closed and clean before."""
+        return bool(await self._success(keys=[self.key], args=[endpoint]))
+
+    async def state(self, endpoint: str) -> BreakerState:
+        raw = await self.redis.hget(self.key, endpoint)
+        return msgspec.json.decode(raw, type=BreakerState) if raw else BreakerState()

@@ -1,0 +1,373 @@
+"""Delivery worker: global.messages → the main webhook, signed, retried, dead-lettered.
+
+A message is acknowledged only once a 2xx came back, or once it sits (confirmed) in a delay
+queue or the dead letters; anything held when the process dies goes back to RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from typing import Any
+
+import aio_pika
+import msgspec
+import redis.asyncio as aioredis
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from fila import logging as flog
+from fila import stats, topology
+from fila.configstore import ConfigStore
+from fila.deadletters import fresh_headers
+from fila.keys import Keys
+from fila.models import ControlMessage, MainWebhookData, MainWebhookPayload, QueuedAudio, encode
+from fila.settings import Settings
+from workers import monitoring, retry
+from workers.breaker import Breaker
+from workers.fleet import Fleet, run
+from workers.monitoring import MonitoringSender
+from workers.statsreport import StatsReporter
+from workers.webhook import Attempt, Webhooks, event_url
+
+log = flog.get("delivery")
+
+MAIN_EVENT = "messages.upsert"
+NO_ENDPOINT_RECHECK = 2.0
+"""Seconds between looks at the config while no main webhook is configured."""
+GATE_TICK = 0.25
+
+
+def payload(audio: QueuedAudio, settings: Settings) -> bytes:
+    """The contract's main webhook body for one queued audio."""
+    return encode(
+        MainWebhookPayload(
+            event=MAIN_EVENT,
+            instance=audio.instance,
+            data=MainWebhookData(
+                key=audio.key,
+                message=audio.message,
+                audioUrl=audio.audioUrl,
+                audioDuration=audio.audioDuration,
+                mimeType=audio.mimeType,
+            ),
+            server_url=settings.server_url,
+            apikey=audio.apikey,
+        )
+    )
+
+
+def _attempts(message: AbstractIncomingMessage) -> int:
+    try:
+        return int((message.headers or {}).get(topology.H_ATTEMPTS, 0) or 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+class DeliveryConsumer:
+    """The `Consumer` of a delivery worker (see workers.fleet)."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis, fleet: Fleet) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.fleet = fleet
+        self.keys = Keys(settings.redis_prefix)
+        self.store = ConfigStore(redis, self.keys, settings)
+        self.webhooks = Webhooks(settings, self.store)
+        self.breaker = Breaker(
+            redis, self.keys, settings.breaker_failures, settings.breaker_probe_seconds
+        )
+        self.counters = stats.Counters(redis, self.keys, settings.timezone)
+        self.connection: AbstractRobustConnection | None = None
+        self.channel: AbstractChannel | None = None
+        self.side_channel: AbstractChannel | None = None
+        self.queue: AbstractQueue | None = None
+        self.sender: MonitoringSender | None = None
+        self.reporter: StatsReporter | None = None
+        self._tag: str | None = None
+        self._paused = False
+        self._stopping = False
+        self._hold_until = 0.0
+        self._hold_reason = ""
+        self._gate_lock = asyncio.Lock()
+        self._gate_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._delays: set[str] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.connection = await topology.connect(self.settings)
+        self.channel = await self.connection.channel(publisher_confirms=True)
+        await self.channel.set_qos(prefetch_count=self.settings.delivery_concurrency)
+        self.queue = await topology.declare_global(self.channel)
+        self.side_channel = await self.connection.channel(publisher_confirms=True)
+        await topology.declare_monitoring(self.side_channel)
+        self.sender = MonitoringSender(
+            self.settings, await self.connection.channel(), self.webhooks
+        )
+        await self.sender.start()
+        self.reporter = StatsReporter(self.settings, self.redis, self.side_channel)
+        self.reporter.start()
+        self._gate_task = asyncio.create_task(self._gate_loop(), name="delivery-gate")
+        await self._sync_gate()
+
+    async def pause(self) -> None:
+        self._paused = True
+        await self._sync_gate()
+
+    async def resume(self) -> None:
+        self._paused = False
+        await self._sync_gate()
+
+    async def apply_config(self, message: ControlMessage) -> None:
+        if message.scope in (None, "webhook", "all"):
+            self.webhooks.invalidate()
+            if self._hold_reason == "no endpoint":
+                self._hold_until = 0.0
+            await self._sync_gate()
+
+    async def stop(self, grace: float) -> None:
+        """Stop consuming, let in-flight POSTs finish within `grace`, requeue the rest."""
+        self._stopping = True
+        if self._gate_task:
+            self._gate_task.cancel()
+        await self._sync_gate()
+        if self.reporter:
+            await self.reporter.stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("in-flight deliveries requeued at shutdown", count=len(pending))
+                await asyncio.wait(pending, timeout=5)
+        if self.sender:
+            await self.sender.stop(min(grace, 5.0))
+        if self.connection:
+            with contextlib.suppress(Exception):
+                await self.connection.close()
+        await self.webhooks.aclose()
+
+    # ------------------------------------------------------------------ consuming gate
+
+    def _hold(self, until: float, reason: str) -> None:
+        """Leave messages in RabbitMQ until `until` (epoch s): circuit open or no endpoint."""
+        if until > self._hold_until:
+            if self._hold_until <= time.time():
+                log.warning("deliveries held", reason=reason, seconds=round(until - time.time(), 1))
+            self._hold_until = until
+            self._hold_reason = reason
+
+    async def _sync_gate(self) -> None:
+        async with self._gate_lock:
+            want = not (self._paused or self._stopping) and time.time() >= self._hold_until
+            if self.queue is None:
+                return
+            if want and self._tag is None:
+                self._tag = await self.queue.consume(self._on_message)
+            elif not want and self._tag is not None:
+                tag, self._tag = self._tag, None
+                with contextlib.suppress(Exception):
+                    await self.queue.cancel(tag)
+
+    async def _gate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(GATE_TICK)
+            try:
+                await self._sync_gate()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer gate failed", error=str(exc))
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.create_task(self._guarded(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ one message
+
+    async def _guarded(self, message: AbstractIncomingMessage) -> None:
+        with self.fleet.in_flight():
+            try:
+                await self._deliver(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("delivery failed unexpectedly; message requeued", error=str(exc))
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                self._hold(time.time() + 1.0, "unexpected error")
+
+    async def _deliver(self, message: AbstractIncomingMessage) -> None:
+        try:
+            audio = msgspec.json.decode(message.body, type=QueuedAudio)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await self._dead_letter(
+                message,
+                None,
+                f"invalid body: {exc}",
+                Attempt(status=None, response=None),
+                _attempts(message),
+            )
+            return
+        if self._stopping or self._paused or time.time() < self._hold_until:
+            await message.nack(requeue=True)
+            return
+        config = await self.webhooks.config()
+        url = event_url(config.principal, config.webhookByEvents, MAIN_EVENT)
+        if url is None:
+            self._hold(time.time() + NO_ENDPOINT_RECHECK, "no endpoint")
+            await message.nack(requeue=True)
+            return
+        admission = await self.breaker.admit(url)
+        if not admission.go:
+            self._hold(admission.hold_until, "circuit open")
+            await message.nack(requeue=True)
+            return
+        message_id = message.message_id or audio.id
+        attempt = await self.webhooks.post(
+            url, payload(audio, self.settings), message_id, config.headers
+        )
+        attempts = _attempts(message) + 1
+        verdict = retry.verdict(attempt.status)
+        if verdict == "delivered":
+            await message.ack()
+            await self._delivered(audio, attempt, url, admission.probe)
+        elif verdict == "retry":
+            if await self.breaker.failure(url) == "open":
+                state = await self.breaker.state(url)
+                self._hold(state.nextProbeAt, "circuit open")
+            await self._retry(message, audio, attempt, attempts)
+        else:
+            await self.breaker.success(url)
+            reason = f"rejected: HTTP {attempt.status}"
+            await self._dead_letter(message, audio, reason, attempt, attempts)
+
+    async def _delivered(self, audio: QueuedAudio, attempt: Attempt, url: str, probe: bool) -> None:
+        self.fleet.record(True)
+        if await self.breaker.success(url) or probe:
+            log.info("endpoint healthy again, circuit closed", endpoint=url)
+            self._hold_until = 0.0
+        await self.counters.bump(audio.instance, {stats.DELIVERED: 1})
+        await stats.record_latency(self.redis, self.keys, "delivery", attempt.seconds)
+        if audio.receivedAt > 0:
+            end_to_end = max(0.0, time.time() - audio.receivedAt / 1000)
+            await stats.record_latency(self.redis, self.keys, "end_to_end", end_to_end)
+
+    async def _retry(
+        self,
+        message: AbstractIncomingMessage,
+        audio: QueuedAudio,
+        attempt: Attempt,
+        attempts: int,
+    ) -> None:
+        delay = retry.delay_ms(
+            self.settings.retry_schedule,
+            attempts,
+            retry.retry_after_seconds(attempt.retry_after),
+        )
+        if delay is None:
+            await self._dead_letter(message, audio, "retries exhausted", attempt, attempts)
+            return
+        assert self.channel is not None
+        name = topology.delay_queue_name(topology.GLOBAL_QUEUE, delay)
+        if name not in self._delays:
+            await topology.declare_delay(self.channel, topology.GLOBAL_QUEUE, delay)
+            self._delays.add(name)
+        headers = fresh_headers(message.headers or {})
+        headers[topology.H_ATTEMPTS] = attempts
+        if attempt.status is not None:
+            headers[topology.H_STATUS] = attempt.status
+        await self.channel.default_exchange.publish(self._copy(message, headers), routing_key=name)
+        await message.ack()
+        log.info(
+            "delivery retried later",
+            message_id=message.message_id,
+            attempts=attempts,
+            status=attempt.status,
+            delay_ms=delay,
+        )
+        await self.counters.bump(audio.instance, {stats.DELIVERY_RETRIED: 1})
+
+    def _copy(self, message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+        return aio_pika.Message(
+            message.body,
+            message_id=message.message_id,
+            priority=message.priority,
+            content_type=message.content_type or "application/json",
+            headers=headers,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            timestamp=message.timestamp,
+        )
+
+    async def _dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        audio: QueuedAudio | None,
+        reason: str,
+        attempt: Attempt,
+        attempts: int,
+    ) -> None:
+        assert self.channel is not None
+        failed_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        headers = fresh_headers(message.headers or {})
+        headers.update(
+            {
+                topology.H_REASON: reason,
+                topology.H_STAGE: "delivery",
+                topology.H_ATTEMPTS: attempts,
+                topology.H_FAILED_AT: failed_at,
+            }
+        )
+        if attempt.status is not None:
+            headers[topology.H_STATUS] = attempt.status
+        if attempt.response:
+            headers[topology.H_RESPONSE] = attempt.response[:500]
+        await self.channel.default_exchange.publish(
+            self._copy(message, headers), routing_key=topology.GLOBAL_DLQ
+        )
+        await message.ack()
+        self.fleet.record(False)
+        instance = audio.instance if audio else None
+        log.warning(
+            "delivery dead-lettered",
+            message_id=message.message_id,
+            reason=reason,
+            status=attempt.status,
+            attempts=attempts,
+        )
+        await self.counters.bump(instance, {stats.DELIVERY_FAILED: 1})
+        if self.side_channel is not None:
+            await monitoring.publish(
+                self.side_channel,
+                monitoring.event(
+                    self.settings,
+                    "queue.error",
+                    {
+                        "stage": "delivery",
+                        "messageId": message.message_id,
+                        "reason": reason,
+                        "statusCode": attempt.status,
+                        "attempts": attempts,
+                        "response": attempt.response,
+                        "failedAt": failed_at,
+                    },
+                    instance=instance,
+                ),
+            )
+
+
+async def build(settings: Settings, redis: aioredis.Redis, fleet: Fleet) -> DeliveryConsumer:
+    return DeliveryConsumer(settings, redis, fleet)
+
+
+def main() -> None:
+    run("delivery", build)

@@ -1,0 +1,148 @@
+"""`fila dlq list|show|replay`: look at dead letters and send them back, from a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import TypeVar
+
+import msgspec
+import typer
+from aio_pika.abc import AbstractChannel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from fila import deadletters, topology
+from fila.settings import Settings, SettingsError, get_settings
+
+console = Console()
+T = TypeVar("T")
+
+
+class Stage(StrEnum):
+    delivery = "delivery"
+    ingest = "ingest"
+
+
+QueueOpt = typer.Option(Stage.delivery, "--queue", help="Which dead letters: delivery or ingest.")
+InstanceOpt = typer.Option(None, "--instance", help="Only this instance.")
+ReasonOpt = typer.Option(None, "--reason", help="Only reasons containing this text.")
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _queue(stage: Stage) -> str:
+    return topology.GLOBAL_DLQ if stage is Stage.delivery else topology.INGEST_DLQ
+
+
+def _with_channel(settings: Settings, work: Callable[[AbstractChannel], Awaitable[T]]) -> T:
+    """Run `work` on a fresh channel; broker trouble becomes one error line."""
+
+    async def go() -> T:
+        connection = await topology.connect(settings)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await topology.declare_global(channel)
+            await channel.declare_queue(topology.INGEST_DLQ, durable=True)
+            return await work(channel)
+        finally:
+            await connection.close()
+
+    try:
+        return asyncio.run(go())
+    except (OSError, ConnectionError) as exc:
+        raise _fail(
+            f"RabbitMQ unreachable at {settings.rabbitmq_url.split('@')[-1]}: {exc}"
+        ) from None
+
+
+def register(app: typer.Typer) -> None:
+    dlq = typer.Typer(help="Dead letters of delivery and ingest: list, show, replay.")
+    app.add_typer(dlq, name="dlq")
+
+    @dlq.command("list")
+    def list_(
+        queue: Stage = QueueOpt,
+        instance: str | None = InstanceOpt,
+        reason: str | None = ReasonOpt,
+        limit: int = typer.Option(100, "--limit", min=1, help="At most this many."),
+    ) -> None:
+        """Dead letters in queue order (they stay in the queue)."""
+        settings = _settings()
+        name = _queue(queue)
+        letters = _with_channel(
+            settings,
+            lambda ch: deadletters.browse(ch, name, instance=instance, reason=reason, limit=limit),
+        )
+        table = Table("id", "instance", "reason", "status", "attempts", "failed at", title=name)
+        for x in letters:
+            table.add_row(
+                x.id,
+                x.instance or "",
+                x.reason,
+                "" if x.statusCode is None else str(x.statusCode),
+                str(x.attempts),
+                x.failedAt or "",
+            )
+        console.print(table)
+        console.print(f"{len(letters)} dead letter(s)")
+
+    @dlq.command("show")
+    def show(
+        message_id: str = typer.Argument(..., help="The dead letter's id (idempotency key)."),
+        queue: Stage = QueueOpt,
+    ) -> None:
+        """One dead letter in full: reason, status, last response, body."""
+        settings = _settings()
+        name = _queue(queue)
+        letters = _with_channel(settings, lambda ch: deadletters.browse(ch, name, limit=1_000_000))
+        found = next((x for x in letters if x.id == message_id), None)
+        if found is None:
+            raise _fail(f"id: no dead letter {message_id!r} in {name}")
+        print(json.dumps(msgspec.to_builtins(found), indent=2, ensure_ascii=False))
+
+    @dlq.command("replay")
+    def replay(
+        queue: Stage = QueueOpt,
+        instance: str | None = InstanceOpt,
+        reason: str | None = ReasonOpt,
+        limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many."),
+    ) -> None:
+        """Send dead letters back to their work queue with their original id."""
+        settings = _settings()
+        name = _queue(queue)
+        target = topology.GLOBAL_QUEUE if queue is Stage.delivery else settings.ingest_queue
+        with Progress(
+            TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=console
+        ) as bar:
+            task = bar.add_task("replay", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = _with_channel(
+                settings,
+                lambda ch: deadletters.replay(
+                    ch,
+                    name,
+                    instance=instance,
+                    reason=reason,
+                    limit=limit,
+                    progress=progress,
+                    target=target,
+                ),
+            )
+        console.print(f"replayed {result.replayed} into {target}, {result.remaining} remaining")

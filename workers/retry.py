@@ -1,0 +1,63 @@
+"""When and how long to wait before trying a delivery again (retry tiers, jitter, Retry-After)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import math
+import random
+from typing import Literal
+
+Verdict = Literal["delivered", "retry", "reject"]
+
+JITTER_SLOTS = (0.8, 0.9, 1.0, 1.1, 1.2)
+"""Each tier spreads its retries over a few fixed delays: jitter without a queue per message."""
+
+
+def verdict(status: int | None) -> Verdict:
+    """None is a connection error or timeout; 408, 429 and 5xx are worth another try."""
+    if status is None or status in (408, 429) or status >= 500:
+        return "retry"
+    if 200 <= status < 300:
+        return "delivered"
+    return "reject"
+
+
+def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds asked for by a `Retry-After` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def delay_ms(
+    schedule: list[float],
+    attempts: int,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> int | None:
+    """Delay before attempt `attempts + 1`, or None when the schedule is exhausted.
+
+    A `Retry-After` is rounded up to the first tier that honours it (the last tier at most),
+    so the number of delay queues stays bounded.
+    """
+    if attempts > len(schedule) or attempts < 1:
+        return None
+    tier = schedule[attempts - 1]
+    if retry_after is not None:
+        wanted = max(retry_after, tier)
+        tier = next((t for t in sorted(schedule) if t >= wanted), max(schedule))
+        return math.ceil(tier * 1000)
+    slot = (rng or random).choice(JITTER_SLOTS)
+    return max(1, math.ceil(tier * 1000 * slot))

@@ -1,0 +1,138 @@
+"""`queue.stats` and `filter.applied`, emitted by one delivery worker at a time.
+
+Leadership is a Redis lock with expiry, renewed each round, so a dead leader is replaced
+within a few intervals and the reports never multiply with the fleet size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from aio_pika.abc import AbstractChannel
+
+from fila import logging as flog
+from fila import stats
+from fila.keys import Keys
+from fila.settings import Settings
+from fila.topology import GLOBAL_QUEUE, queue_depth
+from workers import monitoring
+
+log = flog.get("statsreport")
+
+FILTER_FIELDS = (stats.TOO_SHORT, stats.TOO_LONG, stats.PROCESSED)
+
+# KEYS[1] lock; ARGV token, ttl ms -> 1 when this token holds the lock afterwards
+_HOLD = """
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not owner then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    total: dict[str, int] = msgspec.field(default_factory=dict)
+    byInstance: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+
+
+def _filter_counts(counts: dict[str, int]) -> dict[str, int]:
+    return {field: int(counts.get(field, 0)) for field in FILTER_FIELDS}
+
+
+def _delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {field: now.get(field, 0) - before.get(field, 0) for field in FILTER_FIELDS}
+
+
+class StatsReporter:
+    """Every `stats_interval_seconds`, if leader: queue.stats, and filter.applied on change."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis, channel: AbstractChannel) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.keys = Keys(settings.redis_prefix)
+        self.channel = channel
+        self.counters = stats.Counters(redis, self.keys, settings.timezone)
+        self.token = uuid.uuid4().hex
+        self._hold = redis.register_script(_HOLD)
+        self._release = redis.register_script(_RELEASE)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stats-report")
+
+    async def _run(self) -> None:
+        interval = self.settings.stats_interval_seconds
+        ttl_ms = int(max(interval * 3, 5.0) * 1000)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await self._hold(keys=[self.keys.lock("stats")], args=[self.token, ttl_ms]):
+                    await self.report()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("stats report failed", error=str(exc))
+
+    async def report(self) -> None:
+        counts = await self.counters.global_counts()
+        await monitoring.publish(
+            self.channel,
+            monitoring.event(
+                self.settings,
+                "queue.stats",
+                {
+                    "queueSize": await queue_depth(self.channel, GLOBAL_QUEUE),
+                    "processedCount": counts.get(stats.DELIVERED, 0),
+                    "processedToday": await self.counters.processed_today(),
+                    "audioFilterStats": _filter_counts(counts),
+                },
+            ),
+        )
+        await self._filter_applied(counts)
+
+    async def _filter_applied(self, counts: dict[str, int]) -> None:
+        raw = await self.redis.get(self.keys.filter_snapshot)
+        before = msgspec.json.decode(raw, type=Snapshot) if raw else Snapshot()
+        instances = list(await self.counters.instances())
+        per_instance = await self.counters.instance_counts(instances)
+        now = Snapshot(
+            total=_filter_counts(counts),
+            byInstance={name: _filter_counts(c) for name, c in per_instance.items()},
+        )
+        total = _delta(now.total, before.total)
+        if not any(total.values()):
+            return
+        by_instance: dict[str, Any] = {}
+        for name, current in now.byInstance.items():
+            moved = _delta(current, before.byInstance.get(name, {}))
+            if any(moved.values()):
+                by_instance[name] = moved
+        await monitoring.publish(
+            self.channel,
+            monitoring.event(self.settings, "filter.applied", {**total, "byInstance": by_instance}),
+        )
+        await self.redis.set(self.keys.filter_snapshot, msgspec.json.encode(now))
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._release(keys=[self.keys.lock("stats")], args=[self.token])

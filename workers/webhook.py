@@ -1,0 +1,82 @@
+"""POSTing signed bodies to the configured webhooks, with the configuration cached per process."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import msgspec
+
+from fila.configstore import ConfigStore
+from fila.models import WebhookConfig, WebhookTarget
+from fila.settings import Settings
+from fila.signing import Signer
+
+RESPONSE_SNIPPET = 500
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    """The outcome of one POST: a status, or None for a connection error or timeout."""
+
+    status: int | None
+    response: str | None
+    retry_after: str | None = None
+    seconds: float = 0.0
+
+
+def event_url(target: WebhookTarget, by_events: bool, event: str) -> str | None:
+    """The target's URL, with the event appended as Evolution API does; None when off."""
+    if not target.enabled or not target.url:
+        return None
+    if not by_events:
+        return target.url
+    return f"{target.url.rstrip('/')}/{event.replace('.', '-').replace('_', '-').lower()}"
+
+
+class Webhooks:
+    """One HTTP client per process, the webhook config read once until invalidated."""
+
+    def __init__(self, settings: Settings, store: ConfigStore) -> None:
+        self.store = store
+        self.signer = Signer(settings.webhook_secret)
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+            limits=httpx.Limits(max_connections=max(settings.delivery_concurrency * 2, 20)),
+            follow_redirects=False,
+        )
+        self._config: WebhookConfig | None = None
+
+    async def config(self) -> WebhookConfig:
+        if self._config is None:
+            self._config = await self.store.webhook()
+        return self._config
+
+    def invalidate(self) -> None:
+        self._config = None
+
+    async def post(
+        self, url: str, body: bytes, message_id: str, headers: dict[str, str]
+    ) -> Attempt:
+        sent = {
+            **headers,
+            "content-type": "application/json",
+            **self.signer.headers(message_id, body),
+        }
+        started = time.perf_counter()
+        try:
+            response = await self.http.post(url, content=body, headers=sent)
+        except httpx.HTTPError as exc:
+            return Attempt(
+                status=None,
+                response=f"{type(exc).__name__}: {exc}"[:RESPONSE_SNIPPET],
+                seconds=time.perf_counter() - started,
+            )
+        return Attempt(
+            status=response.status_code,
+            response=response.text[:RESPONSE_SNIPPET],
+            retry_after=response.headers.get("retry-after"),
+            seconds=time.perf_counter() - started,
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
