@@ -51,3 +51,39 @@ def register(app: typer.Typer) -> None:
         from simulator.evolution import serve_forever
 
         _run(serve_forever(api_key or get_settings().evolution_api_key, port))
+
+    @app.command("simulate")
+    def simulate(
+        instances: int = typer.Option(500, "--instances", min=1, help="Simulated instances."),
+        rate: float = typer.Option(500.0, "--rate", min=0.001, help="Events per minute."),
+        duration: float = typer.Option(60.0, "--duration", min=0.1, help="Seconds of traffic."),
+        http: str = typer.Option(
+            "", "--http", help="POST to this URL (e.g. the control plane's /webhook/evolution)."
+        ),
+        stub_port: int = typer.Option(
+            -1,
+            "--stub-port",
+            help="Port of the media CDN/Evolution stub (-1: FILA_EVOLUTION_URL's).",
+        ),
+        linger: float = typer.Option(
+            10.0, "--linger", min=0, help="Seconds to keep serving media after the last event."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Random seed (0: random)."),
+        json_out: str = typer.Option("", "--json", help="Write the summary as JSON here."),
+    ) -> None:
+        """Publish Evolution API `messages.upsert` events for a fleet of instances."""
+        from simulator.runsim import run_simulation
+
+        _run(
+            run_simulation(
+                get_settings(),
+                instances=instances,
+                rate=rate,
+                duration=duration,
+                http_url=http or None,
+                stub_port=stub_port,
+                linger=linger,
+                seed=seed or None,
+                json_out=json_out or None,
+            )
+        )
