@@ -1,0 +1,117 @@
+"""The control plane: a Litestar app whose lifespan holds every connection."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from controlplane.auth import require_apikey
+from controlplane.errors import HANDLERS
+from controlplane.runtime import Runtime, open_runtime
+from fila import logging as flog
+from fila.settings import Settings
+
+log = flog.get("controlplane")
+
+
+def provide_runtime(state: State) -> Runtime:
+    rt: Runtime = state.rt
+    return rt
+
+
+def _optional(module: str, name: str) -> Any:
+    """A class from a module written by another part of the project, if it exists yet."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+    return getattr(mod, name, None)
+
+
+def _handlers() -> list[Any]:
+    from controlplane.cleanup.controller import CleanupController
+    from controlplane.config.controller import ConfigController
+    from controlplane.filters.controller import FilterController
+    from controlplane.fleet.controller import FleetController
+    from controlplane.health import HealthController
+    from controlplane.ingest.controller import IngestController
+    from controlplane.metrics import MetricsController
+    from controlplane.queue.controller import QueueController
+    from controlplane.webhooks.controller import WebhookController
+
+    handlers: list[Any] = [
+        HealthController,
+        FilterController,
+        QueueController,
+        CleanupController,
+        WebhookController,
+        FleetController,
+        IngestController,
+        ConfigController,
+        MetricsController,
+    ]
+    feedback = _optional("controlplane.feedback.controller", "FeedbackController")
+    if feedback is not None:
+        handlers.append(feedback)
+    else:
+        from controlplane.fleet.controller import OrphanController
+
+        handlers.append(OrphanController)
+    deadletters = _optional("controlplane.queue.deadletters", "DeadLetterController")
+    if deadletters is not None:
+        handlers.append(deadletters)
+    return handlers
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The app; connections open in its lifespan, so building it is cheap (OpenAPI, tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        from controlplane.cleanup.scheduler import CleanupScheduler
+        from controlplane.startup import mirror_config
+
+        rt = await open_runtime(settings)
+        app.state.rt = rt
+        feedback = None
+        scheduler = CleanupScheduler(rt)
+        try:
+            await mirror_config(rt)
+            await scheduler.start()
+            rt.extras["scheduler"] = scheduler
+            feedback_cls = _optional("controlplane.feedback.service", "FeedbackService")
+            if feedback_cls is not None:
+                feedback = feedback_cls(settings, rt.redis)
+                app.state.feedback = feedback
+                await feedback.start()
+            log.info("control plane ready", port=settings.http_port)
+            yield
+        finally:
+            if feedback is not None:
+                with contextlib.suppress(Exception):
+                    await feedback.stop()
+            await scheduler.stop()
+            await rt.close()
+
+    return Litestar(
+        route_handlers=_handlers(),
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
+        guards=[require_apikey],
+        exception_handlers=HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="Fila control plane",
+            version="0.1.0",
+            path="/schema",
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Cleanup domain of the control plane."""

@@ -1,0 +1,73 @@
+"""The daily cleanup cron (APScheduler 3), kept in step with the schedule in PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from controlplane.cleanup.schemas import Schedule
+from controlplane.cleanup.service import CleanupService, trigger_for
+from controlplane.errors import Conflict
+from controlplane.runtime import Runtime
+from fila import logging as flog
+
+log = flog.get("controlplane.cleanup")
+
+JOB = "cleanup"
+SYNC_SECONDS = 30.0
+"""Other replicas pick up a schedule change within this (the one taking the PUT, at once)."""
+
+
+class CleanupScheduler:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.scheduler = AsyncIOScheduler()
+        self.current: Schedule | None = None
+
+    async def start(self) -> None:
+        self.scheduler.start()
+        await self.apply(await CleanupService(self.rt).schedule())
+        self.scheduler.add_job(
+            self._sync, "interval", seconds=SYNC_SECONDS, id="cleanup-sync", coalesce=True
+        )
+
+    async def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    async def apply(self, schedule: Schedule) -> None:
+        """(Re)schedule the cron at dailyTime in timezone, or remove it when disabled."""
+        if schedule == self.current:
+            return
+        self.current = schedule
+        if self.scheduler.get_job(JOB):
+            self.scheduler.remove_job(JOB)
+        if schedule.enabled:
+            self.scheduler.add_job(
+                self._run,
+                trigger_for(schedule),
+                id=JOB,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=3600,
+            )
+        log.info("cleanup scheduled", next=str(self.next_run()))
+
+    def next_run(self) -> dt.datetime | None:
+        job = self.scheduler.get_job(JOB)
+        return job.next_run_time if job else None  # type: ignore[no-any-return]
+
+    async def _sync(self) -> None:
+        try:
+            await self.apply(await CleanupService(self.rt).schedule())
+        except Exception as exc:
+            log.warning("cleanup schedule sync failed", error=str(exc))
+
+    async def _run(self) -> None:
+        try:
+            await CleanupService(self.rt).run(trigger="scheduled")
+        except Conflict:
+            log.info("cleanup already running elsewhere")
+        except Exception as exc:
+            log.error("scheduled cleanup failed", error=str(exc))

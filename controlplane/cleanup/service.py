@@ -1,0 +1,250 @@
+"""S3 cleanup: delete `audio_` objects older than the retention, one run at a time fleet-wide."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from controlplane.cleanup.schemas import (
+    LastCleanup,
+    Progress,
+    RunResult,
+    Schedule,
+    SchedulePatch,
+    Status,
+)
+from controlplane.clock import iso, now
+from controlplane.errors import Conflict
+from controlplane.runtime import Runtime
+from controlplane.tables import CleanupRun, CleanupSchedule
+from controlplane.validation import daily_time, retention_days, timezone
+from fila import logging as flog
+
+log = flog.get("controlplane.cleanup")
+
+PREFIX = "audio_"
+BATCH = 1000
+"""DeleteObjects takes at most 1000 keys."""
+LOCK_MS = 120_000
+"""The lock outlives a crashed holder by this much; it is refreshed after every page."""
+ROW = "global"
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
+def trigger_for(schedule: Schedule) -> CronTrigger:
+    hour, minute = (int(x) for x in schedule.dailyTime.split(":"))
+    return CronTrigger(hour=hour, minute=minute, timezone=zoneinfo.ZoneInfo(schedule.timezone))
+
+
+def next_execution(schedule: Schedule, after: dt.datetime | None = None) -> dt.datetime | None:
+    """Next fire time in the schedule's own timezone (so the offset shows it)."""
+    if not schedule.enabled:
+        return None
+    tz = zoneinfo.ZoneInfo(schedule.timezone)
+    fire: dt.datetime | None = trigger_for(schedule).get_next_fire_time(
+        None, (after or now()).astimezone(tz)
+    )
+    return fire.astimezone(tz) if fire else None
+
+
+class CleanupService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def _default(self) -> Schedule:
+        s = self.rt.settings
+        return Schedule(
+            enabled=s.cleanup_enabled,
+            retentionDays=s.cleanup_retention_days,
+            dailyTime=s.cleanup_daily_time,
+            timezone=s.cleanup_timezone,
+        )
+
+    async def schedule(self) -> Schedule:
+        row = await CleanupSchedule.select().where(CleanupSchedule.name == ROW).first()
+        if row is None:
+            return self._default()
+        return Schedule(
+            enabled=row["enabled"],
+            retentionDays=row["retention_days"],
+            dailyTime=row["daily_time"],
+            timezone=row["timezone"],
+        )
+
+    async def update(self, patch: SchedulePatch) -> Schedule:
+        current = await self.schedule()
+        value = Schedule(
+            enabled=current.enabled if patch.enabled is None else patch.enabled,
+            retentionDays=current.retentionDays
+            if patch.retentionDays is None
+            else retention_days("retentionDays", patch.retentionDays),
+            dailyTime=current.dailyTime
+            if patch.dailyTime is None
+            else daily_time("dailyTime", patch.dailyTime),
+            timezone=current.timezone
+            if patch.timezone is None
+            else timezone("timezone", patch.timezone),
+        )
+        await self.save(value)
+        return value
+
+    async def save(self, value: Schedule) -> None:
+        T = CleanupSchedule
+        await (
+            T.insert(
+                T(
+                    name=ROW,
+                    enabled=value.enabled,
+                    retention_days=value.retentionDays,
+                    daily_time=value.dailyTime,
+                    timezone=value.timezone,
+                    updated_at=now(),
+                )
+            )
+            .on_conflict(
+                target=T.name,
+                action="DO UPDATE",
+                values=[T.enabled, T.retention_days, T.daily_time, T.timezone, T.updated_at],
+            )
+            .run()
+        )
+        scheduler = self.rt.extras.get("scheduler")
+        if scheduler is not None:
+            await scheduler.apply(value)
+
+    async def progress(self) -> Progress | None:
+        raw = await self.rt.redis.hgetall(self.rt.keys.cleanup_progress)
+        if not raw:
+            return None
+        values = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        return Progress(
+            scanned=values.get("scanned", 0),
+            deleted=values.get("deleted", 0),
+            errors=values.get("errors", 0),
+        )
+
+    async def status(self) -> Status:
+        schedule = await self.schedule()
+        last = (
+            await CleanupRun.select()
+            .where(CleanupRun.finished_at.is_not_null())
+            .order_by(CleanupRun.id, ascending=False)
+            .first()
+        )
+        return Status(
+            enabled=schedule.enabled,
+            nextExecution=iso(next_execution(schedule)),
+            retentionDays=schedule.retentionDays,
+            lastCleanup=LastCleanup(
+                timestamp=iso(last["started_at"]) or "",
+                deletedCount=last["deleted_count"],
+                errorCount=last["error_count"],
+            )
+            if last
+            else None,
+            running=await self.progress(),
+            dailyTime=schedule.dailyTime,
+            timezone=schedule.timezone,
+        )
+
+    async def run(self, trigger: str = "manual", at: dt.datetime | None = None) -> RunResult:
+        """Delete what is older than retentionDays before `at` (default now); Conflict if busy."""
+        keys = self.rt.keys
+        token = uuid.uuid4().hex
+        if not await self.rt.redis.set(keys.lock("cleanup"), token, nx=True, px=LOCK_MS):
+            raise Conflict("cleanup: a cleanup is already running")
+        started = now()
+        schedule = await self.schedule()
+        cutoff = (at or started) - dt.timedelta(days=schedule.retentionDays)
+        run_id = None
+        counts = {"scanned": 0, "deleted": 0, "errors": 0}
+        failure = ""
+        try:
+            rows = await CleanupRun.insert(
+                CleanupRun(
+                    trigger=trigger, started_at=started, retention_days=schedule.retentionDays
+                )
+            ).returning(CleanupRun.id)
+            run_id = rows[0]["id"]
+            await self._publish(counts, token)
+            try:
+                await self._sweep(cutoff, counts, token)
+            except (ClientError, BotoCoreError) as exc:
+                failure = f"s3: {exc}"
+                counts["errors"] += 1
+                log.warning("cleanup listing failed", error=str(exc))
+        finally:
+            finished = now()
+            if run_id is not None:
+                await CleanupRun.update(
+                    {
+                        CleanupRun.finished_at: finished,
+                        CleanupRun.scanned_count: counts["scanned"],
+                        CleanupRun.deleted_count: counts["deleted"],
+                        CleanupRun.error_count: counts["errors"],
+                        CleanupRun.success: not failure,
+                        CleanupRun.error: failure,
+                    }
+                ).where(CleanupRun.id == run_id)
+            await self.rt.redis.eval(
+                _RELEASE, 2, keys.lock("cleanup"), keys.cleanup_progress, token
+            )
+        log.info("cleanup finished", trigger=trigger, **counts)
+        return RunResult(
+            success=not failure,
+            deletedCount=counts["deleted"],
+            errorCount=counts["errors"],
+            executedAt=iso(started) or "",
+            scannedCount=counts["scanned"],
+        )
+
+    async def _publish(self, counts: dict[str, int], token: str) -> None:
+        """Progress for /cleanup/status, and the lock kept alive while the run goes on."""
+        pipe = self.rt.redis.pipeline(transaction=False)
+        pipe.hset(self.rt.keys.cleanup_progress, mapping=counts)
+        pipe.pexpire(self.rt.keys.cleanup_progress, LOCK_MS)
+        pipe.pexpire(self.rt.keys.lock("cleanup"), LOCK_MS)
+        await pipe.execute()
+
+    async def _sweep(self, cutoff: dt.datetime, counts: dict[str, int], token: str) -> None:
+        bucket = self.rt.settings.s3_bucket
+        paginator = self.rt.s3.get_paginator("list_objects_v2")
+        pending: list[str] = []
+        async for page in paginator.paginate(Bucket=bucket, Prefix=PREFIX):
+            for obj in page.get("Contents", []):
+                counts["scanned"] += 1
+                if obj["LastModified"] < cutoff:
+                    pending.append(obj["Key"])
+                if len(pending) >= BATCH:
+                    await self._delete(bucket, pending[:BATCH], counts)
+                    pending = pending[BATCH:]
+            await self._publish(counts, token)
+        while pending:
+            await self._delete(bucket, pending[:BATCH], counts)
+            pending = pending[BATCH:]
+        await self._publish(counts, token)
+
+    async def _delete(self, bucket: str, keys: list[str], counts: dict[str, int]) -> None:
+        try:
+            response: dict[str, Any] = await self.rt.s3.delete_objects(
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": k} for k in keys], "Quiet": False},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            counts["errors"] += len(keys)
+            log.warning("cleanup batch failed", keys=len(keys), error=str(exc))
+            return
+        counts["deleted"] += len(response.get("Deleted", []))
+        counts["errors"] += len(response.get("Errors", []))

@@ -1,0 +1,65 @@
+"""`fila controlplane` and `fila migrate`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+
+def _settings() -> object:
+    from fila.cli import settings_or_exit
+
+    return settings_or_exit()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("migrate")
+    def migrate() -> None:
+        """Apply the control plane's PostgreSQL migrations (idempotent)."""
+        from controlplane.db import migrate as run
+
+        _settings()
+        try:
+            ok = asyncio.run(run())
+        except OSError as exc:
+            typer.echo(f"error: postgresql unreachable: {exc}", err=True)
+            raise typer.Exit(1) from None
+        if not ok:
+            typer.echo("error: migrations failed", err=True)
+            raise typer.Exit(1)
+
+    @app.command("controlplane")
+    def controlplane(
+        migrate_first: bool = typer.Option(
+            True, "--migrate/--no-migrate", help="Apply migrations before serving."
+        ),
+    ) -> None:
+        """Serve the REST API (uvicorn + uvloop) on FILA_HTTP_HOST:FILA_HTTP_PORT."""
+        import uvicorn
+
+        from controlplane.app import create_app
+        from controlplane.db import migrate as run
+        from fila import logging as flog
+        from fila.settings import Settings
+
+        settings = _settings()
+        assert isinstance(settings, Settings)
+        flog.setup(settings, "controlplane")
+        if migrate_first:
+            try:
+                ok = asyncio.run(run())
+            except OSError as exc:
+                typer.echo(f"error: postgresql unreachable: {exc}", err=True)
+                raise typer.Exit(1) from None
+            if not ok:
+                typer.echo("error: migrations failed", err=True)
+                raise typer.Exit(1)
+        uvicorn.run(
+            create_app(settings),
+            host=settings.http_host,
+            port=settings.http_port,
+            loop="uvloop",
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=20,
+        )

@@ -1,0 +1,1 @@
+"""Config domain of the control plane."""

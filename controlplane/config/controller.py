@@ -1,0 +1,32 @@
+"""Configuration export/import for operators (backup, copying a setup between deployments)."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post
+from litestar.di import Provide
+
+from controlplane.config.schemas import ConfigDocument, ImportResult
+from controlplane.config.service import ConfigService
+from controlplane.runtime import Runtime
+
+
+def provide(rt: Runtime) -> ConfigService:
+    return ConfigService(rt)
+
+
+DEPENDENCIES = {"configs": Provide(provide, sync_to_thread=False)}
+
+
+class ConfigController(Controller):
+    path = "/config"
+    tags = ("config",)
+    dependencies = DEPENDENCIES
+
+    @get("/export")
+    async def export(self, configs: ConfigService) -> ConfigDocument:
+        return await configs.export()
+
+    @post("/import", status_code=200)
+    async def load(self, data: ConfigDocument, configs: ConfigService) -> ImportResult:
+        """Everything is validated before anything is written; workers are told once."""
+        return await configs.load(data)

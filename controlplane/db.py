@@ -1,0 +1,38 @@
+"""The control plane's PostgreSQL engine (Piccolo) and its migrations."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from piccolo.engine.postgres import PostgresEngine
+
+from controlplane.tables import TABLES
+
+
+def engine_config(url: str) -> dict[str, object]:
+    """asyncpg connection arguments for a `postgresql://` URL."""
+    parts = urlsplit(url)
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 5432,
+        "user": unquote(parts.username or "postgres"),
+        "password": unquote(parts.password or ""),
+        "database": parts.path.lstrip("/") or "postgres",
+    }
+
+
+async def open_engine(url: str, pool_size: int = 10) -> PostgresEngine:
+    """An engine with a connection pool, bound to every table of the control plane."""
+    engine = PostgresEngine(config=engine_config(url), log_queries=False)
+    await engine.start_connection_pool(min_size=1, max_size=pool_size)
+    for table in TABLES:
+        table._meta.db = engine
+    return engine
+
+
+async def migrate() -> bool:
+    """Apply every committed migration (uses piccolo_conf, i.e. the settings' database)."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    result = await run_forwards(app_name="controlplane", migration_id="all")
+    return bool(result.success)

@@ -1,0 +1,132 @@
+"""One error shape for every route: `{"statusCode", "message", ...}` naming field or dependency."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from fila import logging as flog
+
+log = flog.get("controlplane.errors")
+
+
+class FieldError(Exception):
+    """A request field breaks a rule: 400 naming the field and the rule."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
+class NotFound(Exception):
+    """An unknown instance, session or resource: 404."""
+
+
+class Conflict(Exception):
+    """The operation cannot run now (for instance a cleanup already running): 409."""
+
+
+class DependencyDown(Exception):
+    """A backing service failed: 503 naming it."""
+
+    def __init__(self, dependency: str, detail: str = "") -> None:
+        super().__init__(f"{dependency} unavailable{': ' + detail if detail else ''}")
+        self.dependency = dependency
+        self.detail = detail
+
+
+def _body(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
+    return Response(
+        {"statusCode": status, "message": message, **extra},
+        status_code=status,
+        media_type=MediaType.JSON,
+    )
+
+
+def field_error(_: Request[Any, Any, Any], exc: FieldError) -> Response[dict[str, Any]]:
+    return _body(400, str(exc), field=exc.field)
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_AT = re.compile(r"^(?P<rule>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
+
+
+def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Decode errors (wrong JSON type, missing field) in the same `<field>: <rule>` form."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        text = str(item.get("message", ""))
+        match = _AT.match(text)
+        path = (match.group("path") or "") if match else ""
+        field = path.lstrip(".") or str(item.get("key") or "body")
+        missing = _MISSING.search(text)
+        if missing:
+            field = ".".join(x for x in (path.lstrip("."), missing.group(1)) if x)
+        if field == "data":
+            field = "body"
+        rule = match.group("rule") if match else text
+        return _body(400, f"{field}: {rule}", field=field)
+    return _body(400, f"body: {exc.detail}", field="body")
+
+
+def not_found(_: Request[Any, Any, Any], exc: NotFound) -> Response[dict[str, Any]]:
+    return _body(404, str(exc))
+
+
+def conflict(_: Request[Any, Any, Any], exc: Conflict) -> Response[dict[str, Any]]:
+    return _body(409, str(exc))
+
+
+def dependency_down(_: Request[Any, Any, Any], exc: DependencyDown) -> Response[dict[str, Any]]:
+    log.warning("dependency down", dependency=exc.dependency, detail=exc.detail)
+    return _body(503, str(exc), dependency=exc.dependency)
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    return _body(exc.status_code, str(exc.detail))
+
+
+def _dependency_of(exc: Exception) -> str | None:
+    module = type(exc).__module__
+    for prefix, name in (
+        ("redis", "redis"),
+        ("asyncpg", "postgresql"),
+        ("piccolo", "postgresql"),
+        ("aio_pika", "rabbitmq"),
+        ("aiormq", "rabbitmq"),
+        ("pamqp", "rabbitmq"),
+        ("botocore", "s3"),
+        ("aiobotocore", "s3"),
+    ):
+        if module.startswith(prefix):
+            return name
+    return None
+
+
+def unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A client library failing means its service is down (503); anything else is a 500."""
+    dependency = _dependency_of(exc)
+    if dependency is None and isinstance(exc, ConnectionError | OSError):
+        dependency = "network"
+    if dependency:
+        log.warning("dependency failed", dependency=dependency, error=str(exc))
+        return _body(503, f"{dependency} unavailable: {exc}", dependency=dependency)
+    log.exception("unhandled error")
+    return _body(500, f"internal error: {type(exc).__name__}")
+
+
+HANDLERS: dict[type[Exception] | int, Any] = {
+    FieldError: field_error,
+    ValidationException: validation_error,
+    NotFound: not_found,
+    Conflict: conflict,
+    DependencyDown: dependency_down,
+    HTTPException: http_error,
+    Exception: unexpected,
+}

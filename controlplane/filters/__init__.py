@@ -1,0 +1,1 @@
+"""Filters domain of the control plane."""

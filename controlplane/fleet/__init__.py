@@ -1,0 +1,1 @@
+"""Fleet domain of the control plane."""

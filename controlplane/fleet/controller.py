@@ -1,0 +1,73 @@
+"""Fleet routes for operators and the TUI: per-instance table, overview, live stream, workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.di import Provide
+from litestar.response import ServerSentEvent
+
+from controlplane.fleet.service import FleetService, remove_orphan_sessions
+from controlplane.runtime import Runtime
+from fila.models import WorkerInfo, encode
+from fila.views import FleetOverview, InstancesView
+
+STREAM_SECONDS = 1.0
+
+
+class Workers(msgspec.Struct, kw_only=True):
+    workers: list[WorkerInfo]
+
+
+class Removed(msgspec.Struct, kw_only=True):
+    removed: int
+
+
+def provide(rt: Runtime) -> FleetService:
+    return FleetService(rt)
+
+
+DEPENDENCIES = {"fleet": Provide(provide, sync_to_thread=False)}
+
+
+class FleetController(Controller):
+    tags = ("fleet",)
+    dependencies = DEPENDENCIES
+
+    @get("/fleet/instances")
+    async def instances(self, fleet: FleetService) -> InstancesView:
+        """Every instance seen or configured, in one call."""
+        return await fleet.instances()
+
+    @get("/fleet/overview")
+    async def overview(self, fleet: FleetService) -> FleetOverview:
+        return await fleet.overview()
+
+    @get("/fleet/stream")
+    async def stream(self, fleet: FleetService) -> ServerSentEvent:
+        """One `data: <FleetOverview JSON>` event per second until the client goes."""
+
+        async def events() -> AsyncIterator[str]:
+            while True:
+                yield encode(await fleet.overview()).decode()
+                await asyncio.sleep(STREAM_SECONDS)
+
+        return ServerSentEvent(events())
+
+    @get("/workers")
+    async def workers(self, fleet: FleetService) -> Workers:
+        """Alive workers (heartbeat younger than the worker TTL)."""
+        return Workers(workers=await fleet.workers())
+
+
+class OrphanController(Controller):
+    """Fallback while the feedback routes do not provide their own orphan cleanup."""
+
+    tags = ("feedback",)
+
+    @post("/process/cleanup-orphans", status_code=200)
+    async def cleanup_orphans(self, rt: Runtime) -> Removed:
+        return Removed(removed=await remove_orphan_sessions(rt))

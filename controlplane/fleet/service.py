@@ -1,0 +1,194 @@
+"""Fleet views for operators and the TUI, built from Redis and RabbitMQ in a few round trips."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from controlplane.health import dependencies
+from controlplane.queue.service import QueueService
+from controlplane.runtime import Runtime
+from fila import stats, topology
+from fila.models import AudioFilter, WorkerInfo
+from fila.views import Alert, FleetOverview, InstanceRow, InstancesView
+
+QUEUE_GROWING = 1000
+"""Ready messages on global.messages above which the overview raises an alert."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class FleetService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Workers whose heartbeat is younger than the TTL."""
+        keys = self.rt.keys
+        since = time.time() - self.rt.settings.worker_ttl_seconds
+        ids = [_text(x) for x in await self.rt.redis.zrangebyscore(keys.workers, since, "+inf")]
+        if not ids:
+            return []
+        raws = await self.rt.redis.mget([keys.worker(i) for i in ids])
+        out: list[WorkerInfo] = []
+        for raw in raws:
+            if raw is None:
+                continue
+            try:
+                out.append(msgspec.json.decode(raw, type=WorkerInfo))
+            except msgspec.DecodeError:
+                continue
+        return sorted(out, key=lambda w: (w.role, w.id))
+
+    async def instances(self) -> InstancesView:
+        seen = await self.rt.counters.instances()
+        filters = await self.rt.config.all_filters()
+        names = sorted(set(seen) | set(filters))
+        counts = await self.rt.counters.instance_counts(names)
+        limits = await self.rt.config.ratelimit()
+        levels = await self.rt.bucket.peek_many(names, limits) if names else []
+        default = AudioFilter(
+            minDurationSeconds=self.rt.settings.audio_min_seconds,
+            maxDurationSeconds=self.rt.settings.audio_max_seconds,
+        )
+        rows = []
+        for name, level in zip(names, levels, strict=True):
+            c = counts[name]
+            f = filters.get(name, default)
+            rows.append(
+                InstanceRow(
+                    instance=name,
+                    received=c[stats.RECEIVED],
+                    processed=c[stats.PROCESSED],
+                    tooShort=c[stats.TOO_SHORT],
+                    tooLong=c[stats.TOO_LONG],
+                    rateLimited=c[stats.RATE_LIMITED],
+                    deferred=c[stats.DEFERRED],
+                    ingestFailed=c[stats.INGEST_FAILED],
+                    delivered=c[stats.DELIVERED],
+                    deliveryFailed=c[stats.DELIVERY_FAILED],
+                    tokens=round(level.instanceTokens, 3),
+                    tokenCapacity=limits.instanceCapacity,
+                    minDurationSeconds=f.minDurationSeconds,
+                    maxDurationSeconds=f.maxDurationSeconds,
+                    enabled=f.enabled,
+                    lastSeen=seen.get(name),
+                )
+            )
+        return InstancesView(instances=rows, generatedAt=time.time())
+
+    async def _depths(self) -> dict[str, int]:
+        names = (
+            topology.GLOBAL_QUEUE,
+            self.rt.settings.ingest_queue,
+            topology.GLOBAL_DLQ,
+            topology.INGEST_DLQ,
+        )
+        out = dict.fromkeys(names, 0)
+        for name in names:
+            try:
+                async with self.rt.amqp.channel() as channel:
+                    out[name] = await topology.queue_depth(channel, name)
+            except Exception:
+                continue
+        return out
+
+    def _rates(self, totals: dict[str, int]) -> tuple[float, float]:
+        """Per-second rates since the last sample at least a second old (kept per process)."""
+        now = time.monotonic()
+        last: tuple[float, int, int, float, float] | None = self.rt.extras.get("rates")
+        if last is not None and now - last[0] < 1.0:
+            return last[3], last[4]
+        queued, delivered = totals[stats.PROCESSED], totals[stats.DELIVERED]
+        rate_in = rate_out = 0.0
+        if last is not None:
+            span = now - last[0]
+            rate_in = max(0.0, (queued - last[1]) / span)
+            rate_out = max(0.0, (delivered - last[2]) / span)
+        self.rt.extras["rates"] = (now, queued, delivered, rate_in, rate_out)
+        return rate_in, rate_out
+
+    async def open_circuits(self) -> list[str]:
+        raw = await self.rt.redis.hgetall(self.rt.keys.breakers)
+        out = []
+        for url, value in raw.items():
+            try:
+                state: Any = msgspec.json.decode(value)
+            except msgspec.DecodeError:
+                continue
+            if isinstance(state, dict) and state.get("state") == "open":
+                out.append(_text(url))
+        return sorted(out)
+
+    async def overview(self) -> FleetOverview:
+        depths = await self._depths()
+        totals = await self.rt.counters.global_counts()
+        rate_in, rate_out = self._rates(totals)
+        workers = await self.workers()
+        limit = await QueueService(self.rt).ratelimit_status()
+        health = await dependencies(self.rt)
+        circuits = await self.open_circuits()
+        emergency = await self.rt.config.emergency()
+        overview = FleetOverview(
+            timestamp=time.time(),
+            queueSize=depths[topology.GLOBAL_QUEUE],
+            ingestQueueSize=depths[self.rt.settings.ingest_queue],
+            deadLetters=depths[topology.GLOBAL_DLQ],
+            ingestDeadLetters=depths[topology.INGEST_DLQ],
+            inRate=round(rate_in, 3),
+            outRate=round(rate_out, 3),
+            processedToday=await self.rt.counters.processed_today(),
+            totals=totals,
+            rateLimitStatus=limit,
+            workersAlive=len(workers),
+            workers=workers,
+            paused=bool(await self.rt.redis.exists(self.rt.keys.paused)),
+            emergencyFilter=emergency.enabled,
+            health=health,
+            openCircuits=circuits,
+        )
+        overview.alerts = alerts(overview)
+        return overview
+
+
+def alerts(o: FleetOverview) -> list[Alert]:
+    out: list[Alert] = []
+    for dep in o.health:
+        if not dep.ok:
+            out.append(Alert(level="critical", code="dependency_down", message=f"{dep.name} down"))
+    for role in ("ingest", "delivery"):
+        if not any(w.role == role for w in o.workers):
+            out.append(
+                Alert(level="critical", code="worker_missing", message=f"no {role} worker alive")
+            )
+    if o.queueSize > QUEUE_GROWING:
+        out.append(
+            Alert(level="warning", code="queue_growing", message=f"{o.queueSize} messages queued")
+        )
+    if o.rateLimitStatus is not None and o.rateLimitStatus.tokens < 1:
+        out.append(Alert(level="warning", code="bucket_empty", message="token bucket empty"))
+    for url in o.openCircuits:
+        out.append(Alert(level="warning", code="circuit_open", message=f"circuit open: {url}"))
+    if o.emergencyFilter:
+        out.append(Alert(level="warning", code="emergency_filter", message="emergency filter on"))
+    return out
+
+
+async def remove_orphan_sessions(rt: Runtime) -> int:
+    """Session ids scheduled without their session record (left by a crash)."""
+    keys = rt.keys
+    ids = [_text(x) for x in await rt.redis.zrange(keys.feedback_sessions, 0, -1)]
+    if not ids:
+        return 0
+    pipe = rt.redis.pipeline(transaction=False)
+    for sid in ids:
+        pipe.exists(keys.feedback_session(sid))
+    present = await pipe.execute()
+    orphans = [sid for sid, ok in zip(ids, present, strict=True) if not ok]
+    if orphans:
+        await rt.redis.zrem(keys.feedback_sessions, *orphans)
+    return len(orphans)

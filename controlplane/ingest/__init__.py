@@ -1,0 +1,1 @@
+"""Ingest domain of the control plane."""

@@ -1,0 +1,134 @@
+"""`/metrics` for Prometheus: figures read at scrape time from RabbitMQ, Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from litestar import Controller, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from controlplane.queue.service import PEEK_INSTANCE, depth
+from controlplane.runtime import Runtime
+from controlplane.tables import CleanupRun
+from fila import stats, topology
+from fila.stats import read_latency
+
+Metric = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
+
+
+class Snapshot(Collector):
+    """Yields metric families gathered beforehand (collectors are sync, the reads are async)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+async def gather(rt: Runtime) -> list[Metric]:
+    out: list[Metric] = []
+    queues = GaugeMetricFamily("fila_queue_depth", "Ready messages per queue", labels=["queue"])
+    for name in (
+        topology.GLOBAL_QUEUE,
+        rt.settings.ingest_queue,
+        topology.GLOBAL_DLQ,
+        topology.INGEST_DLQ,
+    ):
+        try:
+            queues.add_metric([name], await depth(rt, name))
+        except Exception:
+            continue
+    out.append(queues)
+
+    totals = await rt.counters.global_counts()
+    events = CounterMetricFamily(
+        "fila_events",
+        "Pipeline counters (admits: processed, rejects: rateLimited)",
+        labels=["kind"],
+    )
+    for field in stats.FIELDS:
+        events.add_metric([field], totals.get(field, 0))
+    out.append(events)
+    out.append(
+        CounterMetricFamily(
+            "fila_admits", "Audio admitted by the token bucket", totals[stats.PROCESSED]
+        )
+    )
+    out.append(
+        CounterMetricFamily(
+            "fila_rejects", "Audio refused by the token bucket", totals[stats.RATE_LIMITED]
+        )
+    )
+    out.append(
+        CounterMetricFamily("fila_deliveries", "Main webhook deliveries", totals[stats.DELIVERED])
+    )
+    filters = CounterMetricFamily(
+        "fila_filtered", "Audio dropped by the duration filter", labels=["reason"]
+    )
+    filters.add_metric(["tooShort"], totals[stats.TOO_SHORT])
+    filters.add_metric(["tooLong"], totals[stats.TOO_LONG])
+    out.append(filters)
+
+    limits = await rt.config.ratelimit()
+    level = await rt.bucket.peek(PEEK_INSTANCE, limits)
+    out.append(GaugeMetricFamily("fila_tokens", "Tokens in the global bucket", level.globalTokens))
+    out.append(GaugeMetricFamily("fila_token_capacity", "Global bucket capacity", limits.capacity))
+    out.append(
+        GaugeMetricFamily(
+            "fila_configured_filters",
+            "Instances with their own audio filter",
+            len(await rt.config.all_filters()),
+        )
+    )
+    out.append(
+        GaugeMetricFamily(
+            "fila_feedback_sessions",
+            "Active processing-feedback sessions",
+            int(await rt.redis.zcard(rt.keys.feedback_sessions)),
+        )
+    )
+    out.extend(await _cleanup(rt))
+    for name in ("delivery", "end_to_end"):
+        buckets, total, _count = await read_latency(rt.redis, rt.keys, name)
+        out.append(
+            HistogramMetricFamily(
+                f"fila_{name}_latency_seconds",
+                f"Latency ({name.replace('_', ' ')})",
+                buckets=[(b, float(c)) for b, c in buckets],
+                sum_value=total,
+            )
+        )
+    return out
+
+
+async def _cleanup(rt: Runtime) -> list[Metric]:
+    runs = await CleanupRun.select(
+        CleanupRun.deleted_count.as_alias("deleted"), CleanupRun.error_count.as_alias("errors")
+    ).where(CleanupRun.finished_at.is_not_null())
+    deleted = CounterMetricFamily(
+        "fila_cleanup_deleted",
+        "S3 objects deleted by cleanup runs",
+        sum(r["deleted"] for r in runs),
+    )
+    errors = CounterMetricFamily(
+        "fila_cleanup_errors", "S3 deletions that failed", sum(r["errors"] for r in runs)
+    )
+    count = CounterMetricFamily("fila_cleanup_runs", "Cleanup runs finished", len(runs))
+    return [deleted, errors, count]
+
+
+class MetricsController(Controller):
+    tags = ("health",)
+
+    @get("/metrics", media_type=CONTENT_TYPE_LATEST)
+    async def metrics(self, rt: Runtime) -> Response[bytes]:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Snapshot(await gather(rt)))
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Queue domain of the control plane."""

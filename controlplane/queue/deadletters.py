@@ -1,0 +1,76 @@
+"""Dead-letter routes: browse without consuming, replay back onto the work queue."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from litestar import Controller, get, post
+
+from controlplane.errors import FieldError
+from controlplane.runtime import Runtime
+from fila import deadletters, topology
+from fila.deadletters import DeadLetter, ReplayResult
+
+QueueName = Literal["delivery", "ingest"]
+
+
+class DeadLetters(msgspec.Struct, kw_only=True):
+    deadLetters: list[DeadLetter]
+    count: int
+
+
+class ReplayBody(msgspec.Struct, kw_only=True):
+    queue: QueueName = "delivery"
+    instance: str | None = None
+    reason: str | None = None
+    limit: int | None = None
+
+
+def _names(rt: Runtime, queue: str) -> tuple[str, str]:
+    """(dead-letter queue, queue its messages go back to)."""
+    if queue == "delivery":
+        return topology.GLOBAL_DLQ, topology.GLOBAL_QUEUE
+    if queue == "ingest":
+        return topology.INGEST_DLQ, rt.settings.ingest_queue
+    raise FieldError("queue", "must be delivery or ingest")
+
+
+class DeadLetterController(Controller):
+    path = "/queue/dead-letters"
+    tags = ("queue",)
+
+    @get("/")
+    async def browse(
+        self,
+        rt: Runtime,
+        queue: str = "delivery",
+        instance: str | None = None,
+        reason: str | None = None,
+        limit: int = 100,
+    ) -> DeadLetters:
+        """Messages stay where they are (non-destructive)."""
+        dlq, _ = _names(rt, queue)
+        if not 1 <= limit <= 10_000:
+            raise FieldError("limit", "must be between 1 and 10000")
+        async with rt.amqp.channel() as channel:
+            letters = await deadletters.browse(
+                channel, dlq, instance=instance, reason=reason, limit=limit
+            )
+        return DeadLetters(deadLetters=letters, count=len(letters))
+
+    @post("/replay", status_code=200)
+    async def replay(self, rt: Runtime, data: ReplayBody) -> ReplayResult:
+        """Back onto the work queue with the original message id and priority."""
+        dlq, target = _names(rt, data.queue)
+        if data.limit is not None and data.limit < 1:
+            raise FieldError("limit", "must be ≥ 1")
+        async with rt.amqp.channel(publisher_confirms=True) as channel:
+            return await deadletters.replay(
+                channel,
+                dlq,
+                instance=data.instance,
+                reason=data.reason,
+                limit=data.limit,
+                target=target,
+            )

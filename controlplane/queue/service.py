@@ -1,0 +1,90 @@
+"""Queue figures (RabbitMQ depth, Redis counters, token bucket) and fleet pause/resume/drain."""
+
+from __future__ import annotations
+
+import msgspec
+
+from controlplane import configrows
+from controlplane.errors import FieldError
+from controlplane.queue.schemas import AudioFilterStats, QueueStats, RateLimitPatch
+from controlplane.runtime import Runtime
+from fila import stats, topology
+from fila.models import ControlKind, RateLimitConfig, WorkerRole
+from fila.views import RateLimitStatus
+
+PEEK_INSTANCE = "_controlplane"
+"""Instance name used to read the global bucket level (peek takes nothing)."""
+
+
+def refill_rate(per_minute: float) -> str:
+    return f"{per_minute:g}/min"
+
+
+async def depth(rt: Runtime, queue: str) -> int:
+    """Ready messages, on a channel of its own (a failed passive declare closes its channel)."""
+    async with rt.amqp.channel() as channel:
+        return await topology.queue_depth(channel, queue)
+
+
+class QueueService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def ratelimit_status(self) -> RateLimitStatus:
+        config = await self.rt.config.ratelimit()
+        level = await self.rt.bucket.peek(PEEK_INSTANCE, config)
+        return RateLimitStatus(
+            tokens=round(level.globalTokens, 3),
+            capacity=config.capacity,
+            refillRate=refill_rate(config.refillPerMinute),
+            policy=config.policy,
+        )
+
+    async def stats(self) -> QueueStats:
+        counts = await self.rt.counters.global_counts()
+        return QueueStats(
+            queueSize=await depth(self.rt, topology.GLOBAL_QUEUE),
+            processedToday=await self.rt.counters.processed_today(),
+            rateLimitStatus=await self.ratelimit_status(),
+            audioFilterStats=AudioFilterStats(
+                tooShort=counts[stats.TOO_SHORT],
+                tooLong=counts[stats.TOO_LONG],
+                processed=counts[stats.PROCESSED],
+            ),
+        )
+
+    async def control(self, kind: ControlKind, role: WorkerRole | None) -> int:
+        """Order the fleet; a fleet-wide pause is remembered so restarted workers stay paused."""
+        if kind == "pause" and role is None:
+            await self.rt.redis.set(self.rt.keys.paused, "1")
+        elif kind == "resume":
+            await self.rt.redis.delete(self.rt.keys.paused)
+        message = await self.rt.config.announce(kind, role=role)
+        return message.seq
+
+    async def ratelimit(self) -> RateLimitConfig:
+        stored = await configrows.load(configrows.RATELIMIT)
+        if stored is None:
+            return await self.rt.config.ratelimit()
+        return msgspec.convert(stored, RateLimitConfig)
+
+    async def set_ratelimit(self, patch: RateLimitPatch) -> RateLimitConfig:
+        current = await self.ratelimit()
+        changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not None}
+        updated = msgspec.structs.replace(current, **changes)
+        check_ratelimit(updated)
+        await configrows.store(configrows.RATELIMIT, msgspec.to_builtins(updated))
+        await self.rt.config.set_ratelimit(updated)
+        await self.rt.config.announce("config", scope="ratelimit")
+        return updated
+
+
+def check_ratelimit(value: RateLimitConfig) -> None:
+    if value.capacity < 1:
+        raise FieldError("capacity", "must be ≥ 1")
+    if value.refillPerMinute <= 0:
+        raise FieldError("refillPerMinute", "must be > 0")
+    if value.instanceCapacity < 1:
+        raise FieldError("instanceCapacity", "must be ≥ 1")
+    if value.instanceRefillPerMinute <= 0:
+        raise FieldError("instanceRefillPerMinute", "must be > 0")

@@ -1,0 +1,89 @@
+"""Connections the control plane holds for its lifetime, shared by every domain service."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioboto3
+import httpx
+import redis.asyncio as aioredis
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from piccolo.engine.postgres import PostgresEngine
+
+from controlplane.db import open_engine
+from fila import redisconn, topology
+from fila.configstore import ConfigStore
+from fila.keys import Keys
+from fila.ratelimit import TokenBucket
+from fila.settings import Settings
+from fila.stats import Counters
+
+
+@dataclass
+class Runtime:
+    """Redis, RabbitMQ (confirming channel), PostgreSQL pool and S3 client of one process."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    keys: Keys
+    config: ConfigStore
+    counters: Counters
+    bucket: TokenBucket
+    amqp: AbstractRobustConnection
+    channel: AbstractChannel
+    """Publisher confirms on: a publish returns once the broker has the message."""
+    engine: PostgresEngine
+    s3: Any
+    http: httpx.AsyncClient
+    extras: dict[str, Any] = field(default_factory=dict)
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+
+def s3_client_args(settings: Settings) -> dict[str, Any]:
+    return {
+        "endpoint_url": settings.s3_endpoint_url or None,
+        "aws_access_key_id": settings.s3_access_key,
+        "aws_secret_access_key": settings.s3_secret_key,
+        "region_name": settings.s3_region,
+    }
+
+
+async def open_runtime(settings: Settings) -> Runtime:
+    """Connect to everything; whatever was opened is closed again if a later step fails."""
+    stack = contextlib.AsyncExitStack()
+    try:
+        redis = redisconn.connect(settings)
+        stack.push_async_callback(redis.aclose)
+        keys = Keys(settings.redis_prefix)
+        amqp = await topology.connect(settings)
+        stack.push_async_callback(amqp.close)
+        channel = await amqp.channel(publisher_confirms=True)
+        await topology.declare_all(channel, settings)
+        engine = await open_engine(settings.database_url)
+        stack.push_async_callback(engine.close_connection_pool)
+        s3 = await stack.enter_async_context(
+            aioboto3.Session().client("s3", **s3_client_args(settings))
+        )
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
+    except BaseException:
+        await stack.aclose()
+        raise
+    return Runtime(
+        settings=settings,
+        redis=redis,
+        keys=keys,
+        config=ConfigStore(redis, keys, settings),
+        counters=Counters(redis, keys, settings.timezone),
+        bucket=TokenBucket(redis, keys),
+        amqp=amqp,
+        channel=channel,
+        engine=engine,
+        s3=s3,
+        http=http,
+        _stack=stack,
+    )

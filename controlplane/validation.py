@@ -1,0 +1,90 @@
+"""Rules shared by several routes; each failure names the field and the rule broken."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import zoneinfo
+from typing import Any
+from urllib.parse import urlsplit
+
+from controlplane.errors import FieldError
+
+_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+
+
+def require_int(field: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(field, "must be an integer")
+    return value
+
+
+def require_bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError(field, "must be a boolean")
+    return value
+
+
+def audio_bounds(min_s: Any, max_s: Any, enabled: Any, prefix: str = "") -> tuple[int, int, bool]:
+    """1 ≤ min ≤ 300; min ≤ max ≤ 7200; enabled boolean."""
+    lo = require_int(prefix + "minDurationSeconds", min_s)
+    hi = require_int(prefix + "maxDurationSeconds", max_s)
+    on = require_bool(prefix + "enabled", enabled)
+    if not 1 <= lo <= 300:
+        raise FieldError(prefix + "minDurationSeconds", "must be between 1 and 300")
+    if hi < lo:
+        raise FieldError(prefix + "maxDurationSeconds", "must be ≥ minDurationSeconds")
+    if hi > 7200:
+        raise FieldError(prefix + "maxDurationSeconds", "must be ≤ 7200")
+    return lo, hi, on
+
+
+def daily_time(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not _HHMM.fullmatch(value):
+        raise FieldError(field, "must be HH:MM (00:00 to 23:59)")
+    return value
+
+
+def timezone(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise FieldError(field, "must be an IANA timezone name")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise FieldError(field, f"unknown IANA timezone {value!r}") from None
+    return value
+
+
+def retention_days(field: str, value: Any) -> int:
+    days = require_int(field, value)
+    if days < 1:
+        raise FieldError(field, "must be ≥ 1")
+    return days
+
+
+def _private(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+
+
+async def webhook_url(field: str, value: Any, block_private: bool) -> str:
+    """http/https with a host; with `block_private`, no private, loopback or link-local target."""
+    if not isinstance(value, str):
+        raise FieldError(field, "must be a string URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FieldError(field, "must be an http or https URL with a host")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise FieldError(field, "has a bad port") from None
+    if block_private:
+        host = parts.hostname
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 80)
+        except OSError:
+            raise FieldError(field, f"host {host!r} does not resolve") from None
+        if any(_private(str(info[4][0])) for info in infos):
+            raise FieldError(field, "must not point at a private or loopback address")
+    return value
