@@ -1,0 +1,322 @@
+"""Delivery workers as real subprocesses, against RabbitMQ, Redis and a real HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aio_pika
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from aio_pika.abc import AbstractChannel
+from standardwebhooks.webhooks import Webhook
+
+from fila import deadletters, stats, topology
+from fila.configstore import ConfigStore
+from fila.keys import Keys
+from fila.models import MessageKey, QueuedAudio, WebhookConfig, WebhookTarget, WorkerInfo
+from fila.settings import Settings
+from simulator.receiver import Receiver
+from tests.conftest import ROOT
+from tests.support import Proc, wait_for
+
+Spawn = Callable[..., Proc]
+
+
+def fast(settings: Settings, **changes: Any) -> Settings:
+    """Short retry tiers and quick heartbeats so tests see every stage in seconds."""
+    base: dict[str, Any] = {
+        "delivery_retry_schedule": "0.2,0.2,0.5",
+        "heartbeat_seconds": 0.2,
+        "breaker_failures": 50,
+        "breaker_probe_seconds": 1.0,
+        "monitoring_flush_seconds": 0.3,
+        "webhook_timeout_seconds": 10.0,
+        "delivery_concurrency": 8,
+    }
+    return settings.replace(**{**base, **changes})
+
+
+def audio(instance: str, n: int, received_at: float | None = None) -> QueuedAudio:
+    mid = f"MSG{n:04d}"
+    return QueuedAudio(
+        id=f"{instance}:{mid}",
+        instance=instance,
+        key=MessageKey(remoteJid="5511999990000@s.whatsapp.net", id=mid, fromMe=False),
+        message={"audioMessage": {"seconds": 12, "ptt": True, "mimetype": "audio/ogg"}},
+        audioUrl=f"https://s3.example/bucket/audio_{n}_{instance}.ogg",
+        audioDuration=12,
+        mimeType="audio/ogg; codecs=opus",
+        s3Key=f"audio_{n}_{instance}.ogg",
+        priority=5,
+        receivedAt=received_at if received_at is not None else time.time() * 1000,
+        apikey="instance-api-key",
+    )
+
+
+def contract_body(item: QueuedAudio, settings: Settings) -> dict[str, Any]:
+    return {
+        "event": "messages.upsert",
+        "instance": item.instance,
+        "data": {
+            "key": msgspec.to_builtins(item.key),
+            "message": item.message,
+            "audioUrl": item.audioUrl,
+            "audioDuration": item.audioDuration,
+            "mimeType": item.mimeType,
+        },
+        "server_url": settings.server_url,
+        "apikey": item.apikey,
+    }
+
+
+@pytest.fixture
+async def channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
+    connection = await topology.connect(settings)
+    chan = await connection.channel()
+    await topology.declare_global(chan)
+    await topology.declare_monitoring(chan)
+    yield chan
+    await connection.close()
+
+
+async def publish(channel: AbstractChannel, *items: QueuedAudio) -> None:
+    for item in items:
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                msgspec.json.encode(item),
+                message_id=item.id,
+                priority=item.priority,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=topology.GLOBAL_QUEUE,
+        )
+
+
+async def counts(redis: aioredis.Redis, keys: Keys, settings: Settings) -> dict[str, int]:
+    return await stats.Counters(redis, keys, settings.timezone).global_counts()
+
+
+async def test_message_arrives_with_contract_body_and_valid_signature(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        await ConfigStore(redis, keys, settings).set_webhook(
+            WebhookConfig(
+                principal=WebhookTarget(enabled=True, url=receiver.url),
+                webhookByEvents=True,
+                headers={"x-tenant": "acme"},
+            )
+        )
+        worker = spawn(["worker", "delivery"], fast(settings))
+        item = audio("inst-a", 1)
+        await publish(channel, item)
+
+        [delivery] = await receiver.wait_for_count(1, timeout=60)
+        assert delivery.path == "/messages-upsert"
+        assert delivery.json == contract_body(item, settings)
+        verified = Webhook(settings.webhook_secret).verify(delivery.body, delivery.headers)
+        assert verified == contract_body(item, settings)
+        assert delivery.verified
+        assert delivery.headers["webhook-id"] == item.id
+        assert delivery.headers["x-tenant"] == "acme"
+
+        async def delivered() -> bool:
+            return (await counts(redis, keys, settings))[stats.DELIVERED] == 1
+
+        await wait_for(delivered, timeout=30)
+        assert (await stats.read_latency(redis, keys, "end_to_end"))[2] == 1
+        assert await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 0
+        assert worker.popen.poll() is None, worker.output()
+
+
+async def test_500_twice_then_200_is_delivered_on_the_third_try(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        receiver.fail_with(500, times=2)
+        spawn(["worker", "delivery"], fast(settings, webhook_principal_url=receiver.url))
+        item = audio("inst-b", 2)
+        await publish(channel, item)
+
+        await wait_for(lambda: receiver.accepted(), timeout=60)
+        assert [d.status for d in receiver.deliveries] == [500, 500, 200]
+        assert {d.webhook_id for d in receiver.deliveries} == {item.id}
+        assert receiver.deliveries[-1].json == contract_body(item, settings)
+
+        async def settled() -> bool:
+            c = await counts(redis, keys, settings)
+            return c[stats.DELIVERED] == 1 and c[stats.DELIVERY_RETRIED] == 2
+
+        await wait_for(settled, timeout=30)
+        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+
+
+async def _cli_replay(settings: Settings, *args: str) -> str:
+    env = {**os.environ, **settings.to_env()}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fila",
+        "dlq",
+        *args,
+        env=env,
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_400_goes_to_dead_letters_and_replay_delivers_it(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    async with (
+        Receiver(secret=settings.webhook_secret) as receiver,
+        Receiver(secret=settings.webhook_secret) as monitor,
+    ):
+        receiver.fail_with(400, times=2)
+        fleet_settings = fast(
+            settings,
+            webhook_principal_url=receiver.url,
+            webhook_monitoring_url=monitor.url,
+        )
+        spawn(["worker", "delivery"], fleet_settings)
+        first, second = audio("inst-c", 3), audio("inst-d", 4)
+        await publish(channel, first)
+        await receiver.wait_for_count(1, timeout=60)
+        await publish(channel, second)
+
+        async def both_dead() -> bool:
+            return len(await deadletters.browse(channel, topology.GLOBAL_DLQ)) == 2
+
+        await wait_for(both_dead, timeout=60)
+        assert [d.status for d in receiver.deliveries] == [400, 400]
+        letters = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+        assert [x.id for x in letters] == [first.id, second.id]
+        for letter in letters:
+            assert (letter.reason, letter.statusCode, letter.attempts, letter.stage) == (
+                "rejected: HTTP 400",
+                400,
+                1,
+                "delivery",
+            )
+            assert letter.response and '"received":false' in letter.response.replace(" ", "")
+
+        # queue.error reaches the monitoring receiver with the contract fields.
+        await wait_for(lambda: len(monitor.by_event("queue.error")) == 2, timeout=60)
+        errors = sorted(monitor.by_event("queue.error"), key=lambda e: e["instance"])
+        assert [e["instance"] for e in errors] == ["inst-c", "inst-d"]
+        for err in errors:
+            assert set(err) == {"event", "timestamp", "instance", "data", "server_url"}
+            assert err["server_url"] == settings.server_url
+            assert err["data"]["statusCode"] == 400
+            assert err["data"]["reason"] == "rejected: HTTP 400"
+        failed = (await counts(redis, keys, settings))[stats.DELIVERY_FAILED]
+        assert failed == 2
+
+        # Replay one through the function, the other through the CLI.
+        result = await deadletters.replay(channel, topology.GLOBAL_DLQ, instance="inst-c")
+        assert (result.replayed, result.remaining) == (1, 1)
+        await wait_for(lambda: len(receiver.accepted()) == 1, timeout=60)
+        out = await _cli_replay(fleet_settings, "replay", "--instance", "inst-d")
+        assert "replayed 1" in out
+        await wait_for(lambda: len(receiver.accepted()) == 2, timeout=60)
+        assert sorted(d.webhook_id or "" for d in receiver.accepted()) == [first.id, second.id]
+        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+
+
+async def test_receiver_down_for_a_while_loses_nothing(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        await receiver.go_down()
+        spawn(
+            ["worker", "delivery"],
+            fast(
+                settings,
+                webhook_principal_url=receiver.url,
+                delivery_retry_schedule="0.2,0.5,1,2,5,10,30",
+                breaker_failures=3,
+                breaker_probe_seconds=1.0,
+            ),
+        )
+        items = [audio("inst-e", n) for n in range(10)]
+        await publish(channel, *items)
+
+        async def breaker_open() -> bool:
+            raw = await redis.hget(keys.breakers, receiver.url)
+            return raw is not None and msgspec.json.decode(raw)["state"] != "closed"
+
+        await wait_for(breaker_open, timeout=60)
+        # Held in RabbitMQ meanwhile: nothing dead-lettered while the receiver is away.
+        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+        await receiver.come_up()
+
+        await wait_for(lambda: len({d.webhook_id for d in receiver.accepted()}) == 10, 90)
+        assert {d.webhook_id for d in receiver.accepted()} == {i.id for i in items}
+        assert all(d.verified for d in receiver.accepted())
+
+        async def closed() -> bool:
+            raw = await redis.hget(keys.breakers, receiver.url)
+            return raw is not None and msgspec.json.decode(raw)["state"] == "closed"
+
+        await wait_for(closed, timeout=30)
+        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+
+
+async def test_kill_9_mid_post_delivers_again_with_same_id(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        receiver.set_latency(8.0)
+        fleet_settings = fast(settings, webhook_principal_url=receiver.url)
+        first = spawn(["worker", "delivery"], fleet_settings)
+        item = audio("inst-f", 6)
+        await publish(channel, item)
+
+        async def holding() -> bool:
+            for wid in await redis.zrange(keys.workers, 0, -1):
+                raw = await redis.get(keys.worker(wid.decode()))
+                if raw and msgspec.json.decode(raw, type=WorkerInfo).inFlight > 0:
+                    return True
+            return False
+
+        await wait_for(holding, timeout=60)
+        first.kill()
+        receiver.set_latency(0)
+        spawn(["worker", "delivery"], fleet_settings)
+
+        await wait_for(lambda: receiver.accepted(), timeout=90)
+        assert {d.webhook_id for d in receiver.deliveries} == {item.id}
+        assert all(d.json == contract_body(item, settings) for d in receiver.deliveries)
+        assert await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 0
+        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
