@@ -305,7 +305,9 @@ async def test_kill_9_mid_post_delivers_again_with_same_id(
 
         async def holding() -> bool:
             for wid in await redis.zrange(keys.workers, 0, -1):
-                raw = await redis.get(keys.worker(wid.decode()))
+                raw = await redis.get(
+                    keys.worker(wid.decode() if isinstance(wid, bytes) else str(wid))
+                )
                 if raw and msgspec.json.decode(raw, type=WorkerInfo).inFlight > 0:
                     return True
             return False
