@@ -1,0 +1,380 @@
+"""Feedback sessions: the REST operations plus one scheduler loop per process.
+
+The loop wakes on the earliest due tick in Redis, claims each due tick atomically (so with several
+replicas each reaction is sent once) and sends reactions in tasks, so a slow Evolution API never
+stalls other sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+
+from controlplane.errors import Conflict, DependencyDown, FieldError, NotFound
+from controlplane.feedback import schemas
+from controlplane.feedback.evolution import EvolutionClient, EvolutionError
+from controlplane.feedback.records import record_finished
+from controlplane.feedback.store import FeedbackStore, Session, session_id
+from fila import logging as flog
+from fila.keys import Keys
+from fila.settings import Settings
+
+log = flog.get("controlplane.feedback")
+
+END_LEASE_MS = 60_000
+"""How long an end (final reaction + text) may take before another replica takes it over."""
+END_CALL_BUDGET = 20.0
+"""Seconds of retries for each call of an end."""
+MAX_END_ATTEMPTS = 5
+"""Ends still failing after this many takes are completed anyway (and logged)."""
+BATCH = 200
+MAX_SENDS = 64
+
+T = TypeVar("T")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _require(field: str, value: str) -> str:
+    if not value.strip():
+        raise FieldError(field, "must not be empty")
+    return value
+
+
+class FeedbackService:
+    """Owns the feedback sessions of this replica's share of the fleet; `start()` resumes them."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
+        self.settings = settings
+        self.store = FeedbackStore(redis, Keys(settings.redis_prefix))
+        self.cycle = settings.feedback_cycle
+        self.interval_ms = max(1, int(settings.feedback_interval_seconds * 1000))
+        self.timeout_ms = max(1, int(settings.feedback_timeout_seconds * 1000))
+        self.tick_budget = max(settings.feedback_interval_seconds, 5.0)
+        self.sending_lease_ms = int((self.tick_budget + 5.0) * 1000)
+        self.poll_cap = min(0.5, settings.feedback_interval_seconds / 2)
+        self.orphan_grace_ms = max(60_000, 10 * self.interval_ms)
+        self.finals = {
+            "success": settings.feedback_success_emoji,
+            "error": settings.feedback_error_emoji,
+            "aborted": settings.feedback_aborted_emoji,
+        }
+        self._evolution: EvolutionClient | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._sends = asyncio.Semaphore(MAX_SENDS)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def evolution(self) -> EvolutionClient:
+        if self._evolution is None:
+            self._evolution = EvolutionClient(self.settings)
+        return self._evolution
+
+    async def start(self) -> None:
+        """Start the scheduler; sessions already in Redis resume on their next due tick."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="feedback-scheduler")
+            log.info("feedback scheduler started", sessions=len(await self.store.scheduled()))
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop ticking; let sends in flight finish (bounded), then release what is held."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._evolution is not None:
+            await self._evolution.aclose()
+            self._evolution = None
+
+    # ------------------------------------------------------------------ REST operations
+
+    async def start_session(self, body: schemas.StartBody) -> schemas.StartResult:
+        instance = _require("instance", body.instance)
+        chat_id = _require("chatId", body.chatId)
+        message_id = _require("messageId", body.messageId)
+        sid = session_id(instance, chat_id, message_id)
+        now = _now_ms()
+        session = Session(
+            id=sid,
+            instance=instance,
+            chatId=chat_id,
+            messageId=message_id,
+            processType=body.processType,
+            startedAt=now,
+            timeoutAt=now + self.timeout_ms,
+            state="active",
+        )
+        outcome = await self.store.create(session)
+        if outcome == "created":
+            self._wake.set()
+            log.info("feedback session started", session_id=sid, process_type=body.processType)
+            return schemas.StartResult(
+                success=True, sessionId=sid, startedAt=_iso(now), timeoutAt=_iso(session.timeoutAt)
+            )
+        existing = await self.store.get(sid)
+        if outcome != "active" or existing is None:
+            raise Conflict(f"session {sid} is finishing; start it again once it has ended")
+        return schemas.StartResult(
+            success=True,
+            sessionId=sid,
+            startedAt=_iso(existing.startedAt),
+            timeoutAt=_iso(existing.timeoutAt),
+            alreadyActive=True,
+        )
+
+    async def finish_session(self, body: schemas.FinishBody) -> schemas.FinishResult:
+        sid = session_id(
+            _require("instance", body.instance),
+            _require("chatId", body.chatId),
+            _require("messageId", body.messageId),
+        )
+        reaction = self.finals[body.status]
+        text = body.texto or ""
+        outcome = await self.store.begin_end(
+            sid, body.status, reaction, text, _now_ms(), END_LEASE_MS
+        )
+        if outcome == "missing":
+            raise NotFound(f"sessionId: no active session {sid}")
+        if outcome != "ok":
+            raise Conflict(f"session {sid} is already finishing")
+        # Shielded: a client hanging up must not cut the final reaction in half.
+        task = self._track(asyncio.create_task(self._end(sid)))
+        done = await asyncio.shield(task)
+        if done is None:
+            raise DependencyDown("evolution-api", "final reaction not delivered yet; retried")
+        return schemas.FinishResult(
+            success=True,
+            sessionId=sid,
+            status=body.status,
+            finalReaction=reaction,
+            textSent=bool(text),
+            finishedAt=_iso(done[0]),
+            durationMs=done[1],
+        )
+
+    async def delete_session(self, sid: str) -> schemas.DeleteResult:
+        if not await self.store.remove(sid, "deleted"):
+            raise NotFound(f"sessionId: no session {sid}")
+        log.info("feedback session deleted", session_id=sid)
+        return schemas.DeleteResult(success=True, sessionId=sid, cleanedAt=_iso(_now_ms()))
+
+    async def status(self) -> schemas.StatusResult:
+        now = _now_ms()
+        scheduled = await self.store.scheduled()
+        active: list[schemas.ActiveSession] = []
+        for sid, s in await self.store.load(sorted(scheduled)):
+            if s is None or s.state != "active":
+                continue
+            current = s.currentReaction
+            active.append(
+                schemas.ActiveSession(
+                    sessionId=sid,
+                    instance=s.instance,
+                    chatId=s.chatId,
+                    messageId=s.messageId,
+                    processType=s.processType,
+                    startTime=s.startedAt,
+                    timeoutAt=s.timeoutAt,
+                    currentReaction=current,
+                    currentEmoji=self.cycle[current % len(self.cycle)]
+                    if current is not None
+                    else None,
+                    runningFor=max(0, now - s.startedAt),
+                )
+            )
+        raw = await self.store.stats()
+        finished = raw.get("finished", 0)
+        by_status = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("status:")}
+        return schemas.StatusResult(
+            activeSessionsCount=len(active),
+            activeSessions=active,
+            stats=schemas.FeedbackStats(
+                activeCount=len(active),
+                totalStarted=raw.get("totalStarted", 0),
+                averageProcessingTime=(raw.get("totalDurationMs", 0) // finished)
+                if finished
+                else 0,
+                finished=finished,
+                timedOut=by_status.get("timeout", 0),
+                byStatus=by_status,
+            ),
+        )
+
+    async def cleanup_orphans(self) -> schemas.OrphansResult:
+        """End sessions nobody has driven for long, and drop half-written ones."""
+        now = _now_ms()
+        scheduled = await self.store.scheduled()
+        stored = set(await self.store.stored_ids())
+        removed = 0
+        for sid in stored | set(scheduled):
+            s = (await self.store.load([sid]))[0][1] if sid in stored else None
+            stale = sid in scheduled and scheduled[sid] < now - self.orphan_grace_ms
+            expired = s is not None and s.timeoutAt < now - self.orphan_grace_ms
+            inconsistent = s is None or sid not in scheduled
+            if (stale or expired or inconsistent) and await self.store.remove(sid, "orphaned"):
+                removed += 1
+                log.warning(
+                    "orphan feedback session removed",
+                    session_id=sid,
+                    stale=stale,
+                    expired=expired,
+                    inconsistent=inconsistent,
+                )
+        return schemas.OrphansResult(removed=removed)
+
+    # ------------------------------------------------------------------ scheduler
+
+    def _track(self, task: asyncio.Task[T]) -> asyncio.Task[T]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                busy = await self._pass()
+                failures = 0
+                if busy:
+                    await asyncio.sleep(0)
+                    continue
+                await self._sleep_until_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.error("feedback scheduler pass failed", error=str(exc), failures=failures)
+                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+
+    async def _sleep_until_due(self) -> None:
+        first = await self.store.next_due()
+        delay = self.poll_cap
+        if first is not None:
+            delay = min(delay, max(0.0, (first - _now_ms()) / 1000))
+        if delay <= 0:
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _pass(self) -> bool:
+        """Claim every due tick; True when there may be more due right away."""
+        now = _now_ms()
+        due = await self.store.due(now, BATCH)
+        for sid, score in due:
+            claim = await self.store.claim(
+                sid,
+                score,
+                now,
+                interval_ms=self.interval_ms,
+                sending_lease_ms=self.sending_lease_ms,
+                end_lease_ms=END_LEASE_MS,
+                timeout_emoji=self.settings.feedback_timeout_emoji,
+                cycle=len(self.cycle),
+            )
+            if claim.kind == "tick":
+                self._track(asyncio.create_task(self._tick(sid, claim.index, claim.token)))
+            elif claim.kind == "end":
+                self._track(asyncio.create_task(self._end(sid)))
+        return len(due) >= BATCH
+
+    async def _tick(self, sid: str, index: int, token: str) -> None:
+        try:
+            async with self._sends:
+                s = await self.store.get(sid)
+                if s is None or s.state != "active":
+                    return
+                emoji = self.cycle[index % len(self.cycle)]
+                await self.evolution.send_reaction(
+                    s.instance, s.chatId, s.messageId, emoji, budget=self.tick_budget
+                )
+        except EvolutionError as exc:
+            log.error("feedback reaction not sent", session_id=sid, error=str(exc))
+        except Exception as exc:
+            log.error("feedback tick failed", session_id=sid, error=str(exc))
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.release(sid, token))
+
+    async def _wait_no_send(self, sid: str) -> Session | None:
+        """The session once no reaction is in flight, so the final one lands last."""
+        deadline = time.monotonic() + self.sending_lease_ms / 1000
+        while True:
+            s = await self.store.get(sid)
+            if s is None or s.sendingUntil <= _now_ms() or time.monotonic() > deadline:
+                return s
+            await asyncio.sleep(0.05)
+
+    async def _end(self, sid: str) -> tuple[int, int] | None:
+        """Send the end reaction (then text) and complete; (finishedAt, durationMs) when done."""
+        try:
+            s = await self._wait_no_send(sid)
+            if s is None or s.state != "ending":
+                return None
+            delivered = True
+            try:
+                if not s.endReactionSent:
+                    await self.evolution.send_reaction(
+                        s.instance, s.chatId, s.messageId, s.endReaction, budget=END_CALL_BUDGET
+                    )
+                    await self.store.mark(sid, "endReactionSent")
+                if s.endText and not s.endTextSent:
+                    await self.evolution.send_text(
+                        s.instance, s.chatId, s.endText, budget=END_CALL_BUDGET
+                    )
+                    await self.store.mark(sid, "endTextSent")
+            except EvolutionError as exc:
+                delivered = False
+                log.error(
+                    "feedback end not delivered",
+                    session_id=sid,
+                    attempt=s.endAttempts,
+                    error=str(exc),
+                )
+                if s.endAttempts < MAX_END_ATTEMPTS:
+                    await self.store.reschedule(sid, _now_ms() + min(END_LEASE_MS, 5_000))
+                    return None
+            done = await self.store.complete(sid, _now_ms(), s.endStatus)
+            if done is None:
+                return None
+            log.info(
+                "feedback session ended",
+                session_id=sid,
+                status=s.endStatus,
+                duration_ms=done.durationMs,
+                delivered=delivered,
+            )
+            await record_finished(
+                session_id=sid,
+                instance=s.instance,
+                process_type=s.processType,
+                status=s.endStatus,
+                started_ms=done.startedAt,
+                finished_ms=done.finishedAt,
+                duration_ms=done.durationMs,
+            )
+            return (done.finishedAt, done.durationMs) if delivered else None
+        except Exception as exc:
+            log.error("feedback end failed", session_id=sid, error=str(exc))
+            return None

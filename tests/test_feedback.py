@@ -1,0 +1,335 @@
+"""Processing feedback against real Redis and a real Evolution API stub over HTTP.
+
+The service runs in-process (its loop, its Lua claims, its HTTP calls are all real); intervals
+come from settings so a session ticks every 0.3 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from controlplane.errors import FieldError, NotFound
+from controlplane.feedback import schemas
+from controlplane.feedback.service import FeedbackService
+from fila.keys import Keys
+from fila.settings import Settings
+from simulator.evolution import EvolutionCall, EvolutionStub
+from tests.support import wait_for
+
+SPIN, WAIT = "🔄", "⏳"
+INTERVAL = 0.3
+
+
+@pytest.fixture
+async def stub(settings: Settings) -> AsyncIterator[EvolutionStub]:
+    async with EvolutionStub(api_key=settings.evolution_api_key) as evolution:
+        yield evolution
+
+
+def fast(settings: Settings, stub: EvolutionStub, **changes: Any) -> Settings:
+    base: dict[str, Any] = {
+        "evolution_url": stub.url,
+        "feedback_interval_seconds": INTERVAL,
+        "feedback_timeout_seconds": 60.0,
+    }
+    return settings.replace(**{**base, **changes})
+
+
+class Services:
+    """Feedback services started by a test, stopped at teardown whatever happens."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.started: list[FeedbackService] = []
+
+    async def start(self, settings: Settings) -> FeedbackService:
+        service = FeedbackService(settings, self.redis)
+        await service.start()
+        self.started.append(service)
+        return service
+
+
+@pytest.fixture
+async def services(redis: aioredis.Redis) -> AsyncIterator[Services]:
+    holder = Services(redis)
+    yield holder
+    for service in holder.started:
+        await service.stop()
+
+
+def reactions(stub: EvolutionStub, message_id: str, ok: bool = True) -> list[EvolutionCall]:
+    return [
+        c
+        for c in stub.calls_to("sendReaction")
+        if c.json["key"]["id"] == message_id and (c.status < 400) == ok
+    ]
+
+
+def emojis(stub: EvolutionStub, message_id: str) -> list[str]:
+    return [c.json["reaction"] for c in reactions(stub, message_id)]
+
+
+def alternates(seq: list[str]) -> bool:
+    """🔄 ⏳ 🔄 ⏳ … from the first tick on: no tick sent twice, none skipped."""
+    return all(e == (SPIN if i % 2 == 0 else WAIT) for i, e in enumerate(seq))
+
+
+def start_body(message_id: str, instance: str = "inst-1") -> schemas.StartBody:
+    return schemas.StartBody(
+        instance=instance,
+        chatId="5511999990000@s.whatsapp.net",
+        messageId=message_id,
+        processType="transcription",
+    )
+
+
+async def test_session_alternates_then_finishes_with_reaction_and_text(
+    settings: Settings, stub: EvolutionStub, services: Services
+) -> None:
+    service = await services.start(fast(settings, stub))
+    started = await service.start_session(start_body("MSG1"))
+    assert started.success and started.sessionId == "inst-1:5511999990000@s.whatsapp.net:MSG1"
+
+    await wait_for(lambda: len(emojis(stub, "MSG1")) >= 4, timeout=30)
+    first = reactions(stub, "MSG1")[0]
+    assert first.instance == "inst-1"
+    assert first.json["key"] == {
+        "remoteJid": "5511999990000@s.whatsapp.net",
+        "fromMe": False,
+        "id": "MSG1",
+    }
+    status = await service.status()
+    assert status.activeSessionsCount == 1 and status.stats.activeCount == 1
+    row = status.activeSessions[0]
+    assert row.sessionId == started.sessionId and row.processType == "transcription"
+    assert row.timeoutAt - row.startTime == 60_000 and row.runningFor > 0
+    assert row.currentEmoji in (SPIN, WAIT)
+
+    done = await service.finish_session(
+        schemas.FinishBody(
+            instance="inst-1",
+            chatId="5511999990000@s.whatsapp.net",
+            messageId="MSG1",
+            status="success",
+            texto="Transcrição pronta",
+        )
+    )
+    assert done.success and done.finalReaction == "✅" and done.textSent
+    assert done.durationMs > 0
+    seq = emojis(stub, "MSG1")
+    assert seq[-1] == "✅" and alternates(seq[:-1]), seq
+    texts = stub.calls_to("sendText", "inst-1")
+    assert [t.json for t in texts] == [
+        {"number": "5511999990000@s.whatsapp.net", "text": "Transcrição pronta"}
+    ]
+    assert texts[0].at >= reactions(stub, "MSG1")[-1].at
+
+    # The loop is over: no reaction after the final one.
+    await asyncio.sleep(INTERVAL * 4)
+    assert emojis(stub, "MSG1") == seq
+    status = await service.status()
+    assert status.activeSessionsCount == 0
+    assert status.stats.totalStarted == 1 and status.stats.finished == 1
+    assert status.stats.averageProcessingTime == done.durationMs
+    assert status.stats.byStatus == {"success": 1}
+
+    with pytest.raises(NotFound):
+        await service.finish_session(
+            schemas.FinishBody(
+                instance="inst-1",
+                chatId="5511999990000@s.whatsapp.net",
+                messageId="MSG1",
+                status="error",
+            )
+        )
+
+
+async def test_error_and_aborted_use_their_emoji_and_no_text_without_texto(
+    settings: Settings, stub: EvolutionStub, services: Services
+) -> None:
+    service = await services.start(fast(settings, stub))
+    for message_id, status in (("E1", "error"), ("A1", "aborted")):
+        await service.start_session(start_body(message_id))
+        await wait_for(lambda m=message_id: len(emojis(stub, m)) >= 1, timeout=30)  # type: ignore[misc]
+        await service.finish_session(
+            schemas.FinishBody(
+                instance="inst-1",
+                chatId="5511999990000@s.whatsapp.net",
+                messageId=message_id,
+                status=status,  # type: ignore[arg-type]
+            )
+        )
+    assert emojis(stub, "E1")[-1] == "❌"
+    assert emojis(stub, "A1")[-1] == "⚠️"
+    assert stub.calls_to("sendText") == []
+
+
+async def test_session_left_alone_times_out_with_shrug(
+    settings: Settings, stub: EvolutionStub, services: Services
+) -> None:
+    service = await services.start(fast(settings, stub, feedback_timeout_seconds=1.5))
+    await service.start_session(start_body("LONELY"))
+    await wait_for(lambda: "🤷" in emojis(stub, "LONELY"), timeout=30)
+    seq = emojis(stub, "LONELY")
+    assert seq[-1] == "🤷" and len(seq) >= 3 and alternates(seq[:-1]), seq
+
+    await asyncio.sleep(INTERVAL * 4)
+    assert emojis(stub, "LONELY") == seq
+    status = await service.status()
+    assert status.activeSessionsCount == 0
+    assert status.stats.timedOut == 1 and status.stats.averageProcessingTime >= 1500
+    assert stub.calls_to("sendText") == []
+
+
+async def test_session_survives_a_restart_and_resumes_its_loop(
+    settings: Settings, stub: EvolutionStub, services: Services, redis: aioredis.Redis
+) -> None:
+    fast_settings = fast(settings, stub)
+    first = await services.start(fast_settings)
+    started = await first.start_session(start_body("SURVIVOR"))
+    await wait_for(lambda: len(emojis(stub, "SURVIVOR")) >= 3, timeout=30)
+    await first.stop()
+    services.started.remove(first)
+    before = len(emojis(stub, "SURVIVOR"))
+    # Nothing drives the session now, but it is still in Redis.
+    keys = Keys(settings.redis_prefix)
+    assert await redis.zscore(keys.feedback_sessions, started.sessionId) is not None
+    await asyncio.sleep(INTERVAL * 3)
+    assert len(emojis(stub, "SURVIVOR")) == before
+
+    second = await services.start(fast_settings)
+    await wait_for(lambda: len(emojis(stub, "SURVIVOR")) >= before + 3, timeout=30)
+    assert alternates(emojis(stub, "SURVIVOR")), emojis(stub, "SURVIVOR")
+    done = await second.finish_session(
+        schemas.FinishBody(
+            instance="inst-1",
+            chatId="5511999990000@s.whatsapp.net",
+            messageId="SURVIVOR",
+            status="success",
+        )
+    )
+    assert done.durationMs >= INTERVAL * 3 * 1000
+    assert emojis(stub, "SURVIVOR")[-1] == "✅"
+
+
+async def test_two_replicas_send_each_reaction_once(
+    settings: Settings, stub: EvolutionStub, services: Services, redis: aioredis.Redis
+) -> None:
+    fast_settings = fast(settings, stub)
+    a = await services.start(fast_settings)
+    b = await services.start(fast_settings)
+    ids = [f"PAIR{i}" for i in range(4)]
+    for i, message_id in enumerate(ids):
+        await (a if i % 2 == 0 else b).start_session(start_body(message_id, instance=f"inst-{i}"))
+    await wait_for(lambda: all(len(emojis(stub, m)) >= 8 for m in ids), timeout=60)
+    # Stop both (in-flight sends finish), then compare what the stub got with the ticks claimed.
+    for service in (a, b):
+        await service.stop()
+    services.started.clear()
+    keys = Keys(settings.redis_prefix)
+    for i, message_id in enumerate(ids):
+        sid = f"inst-{i}:5511999990000@s.whatsapp.net:{message_id}"
+        ticks = int(await redis.hget(keys.feedback_session(sid), "tick") or 0)  # type: ignore[misc]
+        seq = emojis(stub, message_id)
+        assert len(seq) == ticks, (message_id, ticks, seq)
+        assert alternates(seq), (message_id, seq)
+
+
+async def test_failing_evolution_call_is_retried_and_loop_goes_on(
+    settings: Settings, stub: EvolutionStub, services: Services
+) -> None:
+    stub.fail_next("sendReaction", 2, 503)
+    service = await services.start(fast(settings, stub))
+    await service.start_session(start_body("FLAKY"))
+    await wait_for(lambda: len(emojis(stub, "FLAKY")) >= 2, timeout=30)
+    calls = [c for c in stub.calls_to("sendReaction") if c.json["key"]["id"] == "FLAKY"]
+    # The first tick failed twice and was retried until it got through: still 🔄 first.
+    assert [c.status for c in calls[:3]] == [503, 503, 201]
+    assert [c.json["reaction"] for c in calls[:3]] == [SPIN, SPIN, SPIN]
+
+    # A refused call (4xx) is not retried; the next tick still goes out.
+    stub.fail_next("sendReaction", 1, 400)
+    refused_at = len(calls)
+    await wait_for(lambda: len(reactions(stub, "FLAKY", ok=False)) >= 3, timeout=30)
+    await wait_for(
+        lambda: (
+            len(stub.calls_to("sendReaction")) >= refused_at + 3
+            and stub.calls_to("sendReaction")[-1].status < 400
+        ),
+        timeout=30,
+    )
+    assert service._loop_task is not None and not service._loop_task.done()
+    status = await service.status()
+    assert status.activeSessionsCount == 1
+
+
+async def test_final_reaction_is_retried_before_the_text(
+    settings: Settings, stub: EvolutionStub, services: Services
+) -> None:
+    service = await services.start(fast(settings, stub))
+    await service.start_session(start_body("FINAL"))
+    await wait_for(lambda: len(emojis(stub, "FINAL")) >= 1, timeout=30)
+    stub.fail_next("sendReaction", 1, 500)
+    stub.fail_next("sendText", 1, 502)
+    done = await service.finish_session(
+        schemas.FinishBody(
+            instance="inst-1",
+            chatId="5511999990000@s.whatsapp.net",
+            messageId="FINAL",
+            status="success",
+            texto="ok",
+        )
+    )
+    assert done.success and done.textSent
+    assert emojis(stub, "FINAL")[-1] == "✅"
+    assert [c.status for c in stub.calls_to("sendText")] == [502, 201]
+
+
+async def test_start_is_idempotent_and_validates_fields(
+    settings: Settings, stub: EvolutionStub, services: Services
+) -> None:
+    service = await services.start(fast(settings, stub))
+    first = await service.start_session(start_body("TWICE"))
+    again = await service.start_session(start_body("TWICE"))
+    assert again.alreadyActive and again.startedAt == first.startedAt
+    assert (await service.status()).stats.totalStarted == 1
+    with pytest.raises(FieldError) as bad:
+        await service.start_session(schemas.StartBody(instance="inst-1", chatId=" ", messageId="X"))
+    assert bad.value.field == "chatId"
+
+    deleted = await service.delete_session(first.sessionId)
+    assert deleted.success and deleted.sessionId == first.sessionId
+    with pytest.raises(NotFound):
+        await service.delete_session(first.sessionId)
+    assert (await service.status()).activeSessionsCount == 0
+
+
+async def test_cleanup_orphans_removes_only_broken_or_abandoned_sessions(
+    settings: Settings, stub: EvolutionStub, redis: aioredis.Redis
+) -> None:
+    # No loop running: orphans are exactly what nobody drives.
+    service = FeedbackService(fast(settings, stub), redis)
+    keys = Keys(settings.redis_prefix)
+    healthy = await service.start_session(start_body("HEALTHY"))
+    abandoned = await service.start_session(start_body("ABANDONED"))
+    # Abandoned: timed out an hour ago and never driven since.
+    await redis.hset(keys.feedback_session(abandoned.sessionId), "timeoutAt", 1_000)  # type: ignore[misc]
+    await redis.zadd(keys.feedback_sessions, {abandoned.sessionId: 1_000})
+    # Scheduled without data, and data without a schedule.
+    await redis.zadd(keys.feedback_sessions, {"inst-1:ghost@s.whatsapp.net:G1": 1_000})
+    await redis.hset(  # type: ignore[misc]
+        keys.feedback_session("inst-1:lost@s.whatsapp.net:L1"),
+        mapping={"instance": "inst-1", "chatId": "lost@s.whatsapp.net"},
+    )
+    result = await service.cleanup_orphans()
+    assert result.removed == 3
+    remaining = await service.status()
+    assert [s.sessionId for s in remaining.activeSessions] == [healthy.sessionId]
+    assert remaining.stats.byStatus.get("orphaned") == 3
+    assert (await service.cleanup_orphans()).removed == 0
+    await service.stop()
