@@ -87,3 +87,55 @@ def register(app: typer.Typer) -> None:
                 json_out=json_out or None,
             )
         )
+
+    @app.command("demo")
+    def demo(
+        headless: bool = typer.Option(
+            False, "--headless", help="A live panel instead of the TUI, for --duration seconds."
+        ),
+        duration: float = typer.Option(
+            0.0,
+            "--duration",
+            min=0,
+            help="Seconds of traffic (0: until the TUI exits; 60 headless).",
+        ),
+        instances: int = typer.Option(500, "--instances", min=1, help="Simulated instances."),
+        rate: float = typer.Option(500.0, "--rate", min=0.001, help="Events per minute."),
+        receiver_port: int = typer.Option(
+            38092, "--receiver-port", min=0, help="Webhook receiver port (0: any free port)."
+        ),
+    ) -> None:
+        """The main job: services, control plane, workers, receiver, simulator and the TUI."""
+        from rich.console import Console
+
+        from simulator.demo import Demo, DemoOptions, print_result
+
+        console = Console()
+        options = DemoOptions(
+            headless=headless,
+            duration=duration,
+            instances=instances,
+            rate=rate,
+            receiver_port=receiver_port,
+        )
+        result: list[object] = []
+
+        async def main() -> None:
+            result.append(await Demo(get_settings(), options, console).run())
+
+        try:
+            _run(main())
+        except (RuntimeError, OSError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        if not result:
+            console.print("demo interrupted")
+            return
+        from simulator.demo import DemoResult
+
+        outcome = result[0]
+        assert isinstance(outcome, DemoResult)
+        print_result(console, outcome)
+        if outcome.deadChildren:
+            console.print(f"[red]error:[/red] exited early: {', '.join(outcome.deadChildren)}")
+            raise typer.Exit(1)
