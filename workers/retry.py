@@ -9,6 +9,8 @@ import random
 from typing import Literal
 
 Verdict = Literal["delivered", "retry", "reject"]
+MAX_RETRY_AFTER = 3600.0
+"""A receiver cannot park a message longer than global.messages' own TTL."""
 
 JITTER_SLOTS = (0.8, 0.9, 1.0, 1.1, 1.2)
 """Each tier spreads its retries over a few fixed delays: jitter without a queue per message."""
@@ -49,15 +51,15 @@ def delay_ms(
 ) -> int | None:
     """Delay before attempt `attempts + 1`, or None when the schedule is exhausted.
 
-    A `Retry-After` is rounded up to the first tier that honours it (the last tier at most),
-    so the number of delay queues stays bounded.
+    A `Retry-After` is rounded up to the first tier that honours it (past the last tier: to
+    whole seconds, an hour at most), so the number of delay queues stays small.
     """
     if attempts > len(schedule) or attempts < 1:
         return None
     tier = schedule[attempts - 1]
     if retry_after is not None:
-        wanted = max(retry_after, tier)
-        tier = next((t for t in sorted(schedule) if t >= wanted), max(schedule))
+        wanted = min(max(retry_after, tier), MAX_RETRY_AFTER)
+        tier = next((t for t in sorted(schedule) if t >= wanted), math.ceil(wanted))
         return math.ceil(tier * 1000)
     slot = (rng or random).choice(JITTER_SLOTS)
     return max(1, math.ceil(tier * 1000 * slot))
