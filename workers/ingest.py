@@ -1,0 +1,154 @@
+"""`fila worker ingest`: consume Evolution API events and run each through the pipeline.
+
+This module is the AMQP and fleet plumbing (consume, pause, resume, graceful stop); what happens
+to an event is `workers.pipeline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+import redis.asyncio as aioredis
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from fila import logging as flog
+from fila import topology
+from fila.configstore import ConfigStore
+from fila.keys import Keys
+from fila.models import ControlMessage
+from fila.settings import Settings
+from workers import fleet as fleet_mod
+from workers.enqueue import Publisher
+from workers.filtercache import ConfigCache
+from workers.media import MediaFetcher
+from workers.pipeline import Pipeline
+from workers.storage import AudioStore
+
+log = flog.get("ingest")
+
+_OK = frozenset(
+    {"queued", "tooShort", "tooLong", "nonAudio", "duplicate", "rateLimited", "deferred", "retry"}
+)
+
+
+class IngestConsumer:
+    """The ingest role's `Consumer` for `workers.fleet`."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis, fleet: fleet_mod.Fleet) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.fleet = fleet
+        self.config = ConfigCache(
+            ConfigStore(redis, Keys(settings.redis_prefix), settings),
+            settings.filter_cache_ttl_seconds,
+        )
+        self.store = AudioStore(settings)
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=max(10, settings.ingest_concurrency)),
+        )
+        self.connection: AbstractRobustConnection | None = None
+        self.channel: AbstractChannel | None = None
+        self.queue: AbstractQueue | None = None
+        self.pipeline: Pipeline | None = None
+        self.tag: str | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._consume_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.connection = await topology.connect(self.settings)
+        publish_channel = await self.connection.channel(publisher_confirms=True)
+        publisher = Publisher(publish_channel, self.settings)
+        await publisher.declare()
+        await self.store.open()
+        self.pipeline = Pipeline(
+            self.settings,
+            self.redis,
+            publisher,
+            self.config,
+            MediaFetcher(self.settings, self.http),
+            self.store,
+        )
+        self.channel = await self.connection.channel()
+        await self.channel.set_qos(prefetch_count=self.settings.ingest_concurrency)
+        self.queue = await topology.declare_ingest(self.channel, self.settings)
+        await self.resume()
+
+    async def pause(self) -> None:
+        """basic.cancel: new events stay in RabbitMQ; those held finish normally."""
+        async with self._consume_lock:
+            if self.queue is not None and self.tag is not None:
+                tag, self.tag = self.tag, None
+                await self.queue.cancel(tag)
+                log.info("consumer paused")
+
+    async def resume(self) -> None:
+        async with self._consume_lock:
+            if self.queue is not None and self.tag is None:
+                self.tag = await self.queue.consume(self._on_message)
+                log.info("consuming", queue=self.queue.name)
+
+    async def apply_config(self, message: ControlMessage) -> None:
+        self.config.invalidate(message)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.create_task(self._handle(message))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        assert self.pipeline is not None
+        with self.fleet.in_flight():
+            try:
+                outcome = await self.pipeline.process(
+                    message.body, dict(message.headers or {}), message.redelivered or False
+                )
+            except asyncio.CancelledError:
+                raise  # left unacked: RabbitMQ requeues it when the channel closes
+            except Exception as exc:
+                # Not even a retry could be published: hand it back to RabbitMQ, gently.
+                log.error("event handed back to RabbitMQ", error=f"{type(exc).__name__}: {exc}")
+                self.fleet.record(False)
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await message.nack(requeue=True)
+                return
+            await message.ack()
+            self.fleet.record(outcome in _OK)
+
+    async def stop(self, grace: float) -> None:
+        await self.pause()
+        if self.tasks:
+            log.info("finishing in-flight events", count=len(self.tasks), grace=grace)
+            await asyncio.wait(set(self.tasks), timeout=grace)
+        leftover = set(self.tasks)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            log.warning("requeueing unfinished events", count=len(leftover))
+            await asyncio.gather(*leftover, return_exceptions=True)
+        if self.pipeline is not None:
+            await self.pipeline.flush(timeout=5.0)
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                await self.connection.close()
+        with contextlib.suppress(Exception):
+            await self.store.close()
+        await self.http.aclose()
+
+
+async def build(
+    settings: Settings, redis: aioredis.Redis, fleet: fleet_mod.Fleet
+) -> IngestConsumer:
+    return IngestConsumer(settings, redis, fleet)
+
+
+def main() -> None:
+    fleet_mod.run("ingest", build)

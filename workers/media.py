@@ -1,0 +1,184 @@
+"""The audio bytes of an event, in memory, by the first source that has them.
+
+Order: the event's own `base64`; Evolution API's getBase64FromMediaMessage (flaky by design, so
+retried); the WhatsApp `.enc` download, decrypted and verified.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import httpx
+import msgspec
+import stamina
+
+from fila import logging as flog
+from fila import mediacrypto
+from fila.models import AudioMessage, EvolutionEvent
+from fila.settings import Settings
+from workers.ingesterrors import IngestError
+
+log = flog.get("ingest.media")
+
+
+_ENC_OVERHEAD = 16 + mediacrypto.MAC_LENGTH
+"""Padding plus MAC: an `.enc` of allowed audio is at most this much larger than the limit."""
+
+
+class Media(msgspec.Struct, frozen=True):
+    data: bytes
+    mimetype: str
+    source: str
+    """base64 | evolution | download: where the bytes came from (for logs)."""
+
+
+class _Transient(Exception):
+    """An HTTP failure worth retrying (connection trouble, 408/429/5xx)."""
+
+
+def _retryable_status(code: int) -> bool:
+    return code in (408, 429) or code >= 500
+
+
+def decode_base64(text: str, limit: int, field: str) -> bytes:
+    """Strict base64 (a data: URL prefix allowed), refusing oversize before decoding it."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    text = "".join(text.split())
+    if len(text) * 3 // 4 > limit + 3:
+        raise IngestError("oversized", f"{field} holds more than {limit} bytes")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise IngestError("corrupt_base64", f"{field} is not valid base64") from exc
+    if len(data) > limit:
+        raise IngestError("oversized", f"{field} holds {len(data)} bytes (limit {limit})")
+    if not data:
+        raise IngestError("corrupt_base64", f"{field} is empty")
+    return data
+
+
+class MediaFetcher:
+    """Fetches media with one shared HTTP client for the worker's life."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._client = client
+
+    async def fetch(self, event: EvolutionEvent, audio: AudioMessage) -> Media:
+        limit = self._settings.max_audio_bytes
+        inline = event.base64()
+        if inline is not None:
+            data = decode_base64(inline, limit, "message.base64")
+            return Media(data=data, mimetype=audio.mimetype, source="base64")
+        evolution_error: IngestError | None = None
+        try:
+            media = await self._from_evolution(event, audio)
+        except IngestError as exc:
+            if exc.reason == "oversized" or exc.reason == "corrupt_base64":
+                raise
+            evolution_error = exc
+        else:
+            if media is not None:
+                return media
+        if audio.url:
+            return await self._download(audio)
+        if evolution_error is not None:
+            raise evolution_error
+        raise IngestError("media_unavailable", "no base64, Evolution API had none and no url")
+
+    async def _from_evolution(self, event: EvolutionEvent, audio: AudioMessage) -> Media | None:
+        """None when Evolution API says it has no such media (not worth retrying)."""
+        url = (
+            f"{self._settings.evolution_url.rstrip('/')}"
+            f"/chat/getBase64FromMediaMessage/{event.instance}"
+        )
+        body = {"message": {"key": {"id": event.data.key.id}}}
+        try:
+            response = await self._post_retried(url, body)
+        except _Transient as exc:
+            raise IngestError("evolution_unavailable", str(exc), transient=True) from exc
+        if response.status_code >= 400:
+            log.info("evolution has no media", status=response.status_code, id=event.data.key.id)
+            return None
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise IngestError("evolution_bad_response", "getBase64 answer is not JSON") from exc
+        text = payload.get("base64") if isinstance(payload, dict) else None
+        if not isinstance(text, str) or not text:
+            return None
+        data = decode_base64(text, self._settings.max_audio_bytes, "getBase64 base64")
+        mimetype = payload.get("mimetype") or audio.mimetype
+        return Media(data=data, mimetype=str(mimetype), source="evolution")
+
+    async def _post_retried(self, url: str, body: object) -> httpx.Response:
+        headers = {"apikey": self._settings.evolution_api_key}
+        async for attempt in stamina.retry_context(
+            on=_Transient, attempts=4, wait_initial=0.2, wait_max=2.0, timeout=30.0
+        ):
+            with attempt:
+                try:
+                    response = await self._client.post(url, json=body, headers=headers)
+                except httpx.TransportError as exc:
+                    raise _Transient(f"Evolution API unreachable: {type(exc).__name__}") from exc
+                if _retryable_status(response.status_code):
+                    raise _Transient(f"Evolution API answered {response.status_code}")
+        return response
+
+    async def _download(self, audio: AudioMessage) -> Media:
+        assert audio.url is not None
+        if not audio.mediaKey:
+            raise IngestError("missing_field", "audioMessage.mediaKey is required to decrypt url")
+        media_key = _b64_field(audio.mediaKey, "audioMessage.mediaKey") or b""
+        file_sha = _b64_field(audio.fileSha256, "audioMessage.fileSha256")
+        file_enc_sha = _b64_field(audio.fileEncSha256, "audioMessage.fileEncSha256")
+        try:
+            enc = await self._get_retried(audio.url)
+        except _Transient as exc:
+            raise IngestError("download_failed", str(exc), transient=True) from exc
+        try:
+            data = mediacrypto.decrypt(
+                enc, media_key, file_sha256=file_sha, file_enc_sha256=file_enc_sha
+            )
+        except mediacrypto.MediaError as exc:
+            raise IngestError(exc.reason, exc.detail) from exc
+        if len(data) > self._settings.max_audio_bytes:
+            limit = self._settings.max_audio_bytes
+            raise IngestError("oversized", f"decrypted audio is {len(data)} bytes (limit {limit})")
+        return Media(data=data, mimetype=audio.mimetype, source="download")
+
+    async def _get_retried(self, url: str) -> bytes:
+        limit = self._settings.max_audio_bytes + _ENC_OVERHEAD
+        async for attempt in stamina.retry_context(
+            on=_Transient, attempts=3, wait_initial=0.2, wait_max=2.0, timeout=60.0
+        ):
+            with attempt:
+                try:
+                    async with self._client.stream("GET", url) as response:
+                        if _retryable_status(response.status_code):
+                            raise _Transient(f"media download answered {response.status_code}")
+                        if response.status_code >= 400:
+                            raise IngestError(
+                                "download_failed", f"media url answered {response.status_code}"
+                            )
+                        chunks: list[bytes] = []
+                        size = 0
+                        async for chunk in response.aiter_bytes():
+                            size += len(chunk)
+                            if size > limit:
+                                raise IngestError("oversized", f"download exceeds {limit} bytes")
+                            chunks.append(chunk)
+                except httpx.TransportError as exc:
+                    raise _Transient(f"media url unreachable: {type(exc).__name__}") from exc
+        return b"".join(chunks)
+
+
+def _b64_field(value: str | None, field: str) -> bytes | None:
+    if value is None or value == "":
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise IngestError("corrupt_base64", f"{field} is not valid base64") from exc

@@ -1,0 +1,298 @@
+"""The five ingest steps for one event: filter, token bucket, media, S3, global.messages.
+
+Every outcome is decided (and every publish confirmed) here before the caller acks, so an
+event is either queued, counted as filtered, refused, held for later, or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+import msgspec
+import redis.asyncio as aioredis
+
+from fila import logging as flog
+from fila import stats, topology
+from fila.keys import Keys
+from fila.models import AudioMessage, EvolutionEvent, MonitoringEvent, QueuedAudio, encode
+from fila.ratelimit import TokenBucket
+from fila.settings import Settings
+from workers.enqueue import (
+    H_DEFERRALS,
+    H_RECEIVED_AT,
+    Publisher,
+    defer_delay_ms,
+    header_float,
+    header_int,
+    iso_now,
+    priority_for,
+    retry_delay_ms,
+)
+from workers.filtercache import ConfigCache
+from workers.ingesterrors import IngestError
+from workers.media import MediaFetcher
+from workers.storage import AudioStore, object_key
+
+log = flog.get("ingest")
+
+Outcome = Literal[
+    "queued",
+    "tooShort",
+    "tooLong",
+    "nonAudio",
+    "duplicate",
+    "rateLimited",
+    "deferred",
+    "retry",
+    "deadLettered",
+]
+
+
+def parse_event(body: bytes) -> EvolutionEvent:
+    """Decode and sanity-check an event, naming the offending field when it is wrong."""
+    try:
+        event = msgspec.json.decode(body, type=EvolutionEvent)
+    except msgspec.ValidationError as exc:
+        raise IngestError("invalid_event", str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise IngestError("bad_json", str(exc)) from exc
+    if not event.instance.strip():
+        raise IngestError("invalid_event", "instance is empty - at `$.instance`")
+    if not event.data.key.id.strip():
+        raise IngestError("invalid_event", "message id is empty - at `$.data.key.id`")
+    return event
+
+
+def audio_of(event: EvolutionEvent) -> AudioMessage | None:
+    try:
+        audio = event.audio()
+    except msgspec.ValidationError as exc:
+        detail = str(exc).replace("at `$", "at `$.data.message.audioMessage")
+        raise IngestError("invalid_event", detail) from exc
+    if audio is not None and (audio.seconds is None or audio.seconds < 0):
+        raise IngestError(
+            "missing_field", "a non-negative `$.data.message.audioMessage.seconds` is required"
+        )
+    return audio
+
+
+class Pipeline:
+    """One instance per worker process, shared by its concurrent handlers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: aioredis.Redis,
+        publisher: Publisher,
+        config: ConfigCache,
+        fetcher: MediaFetcher,
+        store: AudioStore,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.keys = Keys(settings.redis_prefix)
+        self.counters = stats.Counters(redis, self.keys, settings.timezone)
+        self.bucket = TokenBucket(redis, self.keys)
+        self.publisher = publisher
+        self.config = config
+        self.fetcher = fetcher
+        self.store = store
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def process(
+        self, body: bytes, headers: dict[str, Any] | None, redelivered: bool = False
+    ) -> Outcome:
+        """Decide this event's fate; raises only when even retry/dead-letter publishing failed."""
+        headers = dict(headers or {})
+        attempts = header_int(headers, topology.H_ATTEMPTS)
+        event: EvolutionEvent | None = None
+        try:
+            event = parse_event(body)
+            audio = audio_of(event)
+            if audio is None:
+                await self._non_audio(event)
+                return "nonAudio"
+            first = not redelivered and attempts == 0 and header_int(headers, H_DEFERRALS) == 0
+            return await self._audio(event, audio, body, headers, first)
+        except IngestError as exc:
+            return await self._failed(body, headers, attempts, event, exc)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            log.exception("unexpected ingest failure")
+            error = IngestError("internal_error", f"{type(exc).__name__}: {exc}", transient=True)
+            return await self._failed(body, headers, attempts, event, error)
+
+    async def _non_audio(self, event: EvolutionEvent) -> None:
+        kind = event.message_type
+        await self.counters.bump(event.instance, {stats.NON_AUDIO: 1})
+        await self.redis.hincrby(self.keys.non_audio, kind, 1)
+
+    async def _audio(
+        self,
+        event: EvolutionEvent,
+        audio: AudioMessage,
+        body: bytes,
+        headers: dict[str, Any],
+        first: bool,
+    ) -> Outcome:
+        instance = event.instance
+        seconds = audio.seconds or 0
+        if first:
+            await self.counters.bump(instance, {stats.RECEIVED: 1})
+        verdict = (await self.config.filter_for(instance)).verdict(seconds)
+        if verdict != "ok":
+            await self.counters.bump(instance, {verdict: 1})
+            log.debug("filtered", instance=instance, seconds=seconds, verdict=verdict)
+            return verdict
+        idem = event.idempotency_key
+        if await self.redis.exists(self.keys.seen(idem)):
+            await self.counters.bump(instance, {stats.DUPLICATES: 1})
+            log.info("duplicate ignored", id=idem)
+            return "duplicate"
+        limit = await self.config.ratelimit()
+        admission = await self.bucket.acquire(instance, limit)
+        if not admission.admitted:
+            if limit.policy == "defer":
+                await self._defer(body, headers, idem, admission.retryAfterMs)
+                await self.counters.bump(instance, {stats.DEFERRED: 1})
+                return "deferred"
+            await self.counters.bump(instance, {stats.RATE_LIMITED: 1})
+            self._monitor(
+                instance,
+                {
+                    "error": "Rate limit exceeded",
+                    "messageId": event.data.key.id,
+                    "instance": instance,
+                    "retryAfterMs": admission.retryAfterMs,
+                    "tokens": round(admission.globalTokens, 3),
+                },
+            )
+            return "rateLimited"
+        media = await self.fetcher.fetch(event, audio)
+        s3_key = await self._claim_key(idem, instance, media.mimetype)
+        await self.store.upload(s3_key, media.data, media.mimetype)
+        url = await self.store.url_for(s3_key)
+        received_at = header_float(headers, H_RECEIVED_AT) or time.time() * 1000
+        message = {k: v for k, v in (event.data.message or {}).items() if k != "base64"}
+        item = QueuedAudio(
+            id=idem,
+            instance=instance,
+            key=event.data.key,
+            message=message,
+            audioUrl=url,
+            audioDuration=seconds,
+            mimeType=media.mimetype,
+            s3Key=s3_key,
+            priority=priority_for(instance),
+            receivedAt=received_at,
+            queuedAt=time.time() * 1000,
+            server_url=event.server_url,
+            apikey=event.apikey,
+        )
+        encoded = encode(item)
+        await self.publisher.queue_audio(item)
+        await self.redis.set(
+            self.keys.seen(idem), encoded, ex=self.settings.idempotency_ttl_seconds
+        )
+        await self.counters.bump(instance, {stats.PROCESSED: 1})
+        log.info(
+            "queued",
+            id=idem,
+            key=s3_key,
+            bytes=len(media.data),
+            source=media.source,
+            seconds=seconds,
+        )
+        return "queued"
+
+    async def _claim_key(self, idem: str, instance: str, mimetype: str) -> str:
+        """One object key per event, so a redelivery overwrites rather than uploads again."""
+        ref = f"{self.keys.seen(idem)}:object"
+        candidate = object_key(instance, mimetype)
+        ttl = self.settings.idempotency_ttl_seconds
+        if await self.redis.set(ref, candidate, nx=True, ex=ttl):
+            return candidate
+        existing = await self.redis.get(ref)
+        if existing is None:
+            return candidate
+        return existing.decode() if isinstance(existing, bytes) else str(existing)
+
+    async def _defer(
+        self, body: bytes, headers: dict[str, Any], idem: str, retry_after_ms: int
+    ) -> None:
+        delay = defer_delay_ms(retry_after_ms)
+        held = dict(headers)
+        held[H_DEFERRALS] = header_int(headers, H_DEFERRALS) + 1
+        held.setdefault(H_RECEIVED_AT, time.time() * 1000)
+        await self.publisher.later(body, delay_ms=delay, headers=held, message_id=idem)
+
+    async def _failed(
+        self,
+        body: bytes,
+        headers: dict[str, Any],
+        attempts: int,
+        event: EvolutionEvent | None,
+        exc: IngestError,
+    ) -> Outcome:
+        instance = event.instance if event else None
+        idem = event.idempotency_key if event else None
+        attempt = attempts + 1
+        if exc.transient and attempt < self.settings.ingest_max_attempts:
+            retry = dict(headers)
+            retry[topology.H_ATTEMPTS] = attempt
+            retry[topology.H_REASON] = exc.reason
+            retry.setdefault(H_RECEIVED_AT, time.time() * 1000)
+            delay = retry_delay_ms(attempt)
+            await self.publisher.later(body, delay_ms=delay, headers=retry, message_id=idem)
+            log.warning("retry later", id=idem, reason=exc.reason, attempt=attempt, delay_ms=delay)
+            return "retry"
+        await self.publisher.dead_letter(
+            body,
+            reason=exc.reason,
+            detail=exc.detail,
+            attempts=attempt,
+            message_id=idem,
+            headers={k: v for k, v in headers.items() if k != topology.H_REASON},
+        )
+        await self.counters.bump(instance, {stats.INGEST_FAILED: 1})
+        log.warning("dead-lettered", id=idem, reason=exc.reason, detail=exc.detail[:200])
+        self._monitor(
+            instance,
+            {
+                "error": f"Ingest failed: {exc.reason}",
+                "reason": exc.reason,
+                "detail": exc.detail[:500],
+                "messageId": event.data.key.id if event else None,
+                "instance": instance,
+                "attempts": attempt,
+                "stage": "ingest",
+            },
+        )
+        return "deadLettered"
+
+    def _monitor(self, instance: str | None, data: dict[str, Any]) -> None:
+        """Send a `queue.error` without making the event wait for it."""
+        event = MonitoringEvent(
+            event="queue.error",
+            timestamp=iso_now(),
+            data=data,
+            server_url=self.settings.server_url,
+            instance=instance,
+        )
+        task = asyncio.create_task(self._send_monitoring(event))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_monitoring(self, event: MonitoringEvent) -> None:
+        try:
+            await self.publisher.monitoring(event)
+        except Exception as exc:
+            log.warning("monitoring event not sent", error=str(exc))
+
+    async def flush(self, timeout: float) -> None:
+        """Let pending monitoring publishes finish (at shutdown)."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
