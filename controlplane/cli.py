@@ -36,10 +36,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Serve the REST API (uvicorn + uvloop) on FILA_HTTP_HOST:FILA_HTTP_PORT."""
-        import uvicorn
-
-        from controlplane.app import create_app
         from controlplane.db import migrate as run
+        from controlplane.server import serve
         from fila import logging as flog
         from fila.settings import Settings
 
@@ -55,11 +53,4 @@ def register(app: typer.Typer) -> None:
             if not ok:
                 typer.echo("error: migrations failed", err=True)
                 raise typer.Exit(1)
-        uvicorn.run(
-            create_app(settings),
-            host=settings.http_host,
-            port=settings.http_port,
-            loop="uvloop",
-            log_level=settings.log_level.lower(),
-            timeout_graceful_shutdown=20,
-        )
+        serve(settings)

@@ -1,0 +1,271 @@
+"""Control plane against the real servers: contract routes, validation, auth, propagation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from litestar.testing import AsyncTestClient
+
+from controlplane.app import create_app
+from fila.keys import Keys
+from fila.models import AudioFilter
+from fila.settings import Settings
+from tests.support import Proc, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def migrated(base_settings: Settings) -> Settings:
+    """`fila migrate` applied once to this run's database (idempotent: run twice)."""
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "fila", "migrate"],
+            env={**os.environ, **base_settings.to_env()},
+            cwd=str(ROOT),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    return base_settings
+
+
+@pytest.fixture
+async def cp(settings: Settings, migrated: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The app in process, lifespan included, on this test's vhost/prefix/bucket."""
+    app = create_app(settings)
+    async with AsyncTestClient(app=app, timeout=30) as client:
+        client.headers["apikey"] = settings.api_key
+        yield client
+
+
+async def test_subprocess_serves_health_filters_and_schema(
+    settings: Settings, migrated: Settings, spawn: Callable[..., Proc]
+) -> None:
+    port = free_port()
+    proc = spawn(["controlplane"], settings, FILA_HTTP_PORT=str(port))
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+        async def up() -> bool:
+            try:
+                return (await client.get("/healthz")).status_code == 200
+            except httpx.TransportError:
+                assert proc.popen.poll() is None, proc.output()
+                return False
+
+        await wait_for(up, timeout=60, interval=0.2)
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert {d["name"] for d in ready.json()["dependencies"]} == {
+            "redis",
+            "postgresql",
+            "rabbitmq",
+            "s3",
+        }
+        assert (await client.get("/queue/stats")).status_code == 401
+        key = {"apikey": settings.api_key}
+        fresh = await client.get("/instance/never-configured/filters/audio", headers=key)
+        assert fresh.json() == {
+            "minDurationSeconds": 3,
+            "maxDurationSeconds": 7200,
+            "enabled": True,
+        }
+        put = await client.put(
+            "/instance/sub-a/filters/audio",
+            json={"minDurationSeconds": 5, "maxDurationSeconds": 60, "enabled": False},
+            headers=key,
+        )
+        assert put.status_code == 200, put.text
+        body = put.json()
+        assert set(body) == {
+            "id",
+            "instanceName",
+            "minDurationSeconds",
+            "maxDurationSeconds",
+            "enabled",
+            "createdAt",
+            "updatedAt",
+        }
+        assert body["instanceName"] == "sub-a" and body["maxDurationSeconds"] == 60
+        got = await client.get("/instance/sub-a/filters/audio", headers=key)
+        assert got.json() == {"minDurationSeconds": 5, "maxDurationSeconds": 60, "enabled": False}
+        schema = await client.get("/schema/openapi.json", headers=key)
+        assert schema.status_code == 200
+        assert "/queue/stats" in schema.json()["paths"]
+    assert proc.terminate() == 0, proc.output()
+
+
+PUBLIC_PATHS = {"/healthz", "/readyz"}
+
+
+async def test_every_route_needs_the_apikey(cp: AsyncTestClient[Any]) -> None:
+    """Walks the served OpenAPI, so a route added later is covered without editing this test."""
+    schema = (await cp.get("/schema/openapi.json")).json()
+    assert (await cp.get("/schema/openapi.json", headers={"apikey": "wrong"})).status_code == 401
+    checked = 0
+    for path, item in schema["paths"].items():
+        concrete = path.replace("{", "").replace("}", "")
+        for method in item:
+            if method not in ("get", "post", "put", "delete", "patch"):
+                continue
+            for headers in ({"apikey": ""}, {"apikey": "wrong-key"}, None):
+                request = cp.build_request(method.upper(), concrete)
+                if headers is None:
+                    del request.headers["apikey"]
+                else:
+                    request.headers["apikey"] = headers["apikey"]
+                if path == "/fleet/stream":
+                    response = await cp.send(request, stream=True)
+                    if response.status_code == 401:
+                        await response.aread()
+                    await response.aclose()
+                else:
+                    response = await cp.send(request)
+                if path in PUBLIC_PATHS:
+                    assert response.status_code != 401, (method, path)
+                else:
+                    assert response.status_code == 401, (method, path, response.text)
+                    assert "apikey" in response.json()["message"]
+            checked += 1
+    assert checked >= 30
+
+
+async def test_filter_put_is_mirrored_and_announced(
+    cp: AsyncTestClient[Any], redis: aioredis.Redis, keys: Keys
+) -> None:
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.control_channel)
+    try:
+        response = await cp.put(
+            "/instance/mirror-a/filters/audio",
+            json={"minDurationSeconds": 10, "maxDurationSeconds": 120, "enabled": True},
+        )
+        assert response.status_code == 200, response.text
+        raw = await redis.hget(keys.config_filters, "mirror-a")
+        assert raw is not None
+        assert msgspec.json.decode(raw, type=AudioFilter) == AudioFilter(
+            minDurationSeconds=10, maxDurationSeconds=120, enabled=True
+        )
+        seen: list[dict[str, Any]] = []
+
+        async def announced() -> bool:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            if message and message["type"] == "message":
+                seen.append(msgspec.json.decode(message["data"]))
+            return any(
+                m.get("scope") == "filters" and m.get("instance") == "mirror-a" for m in seen
+            )
+
+        await wait_for(announced, timeout=20)
+        assert all(m["kind"] == "config" for m in seen)
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+VALIDATION = [
+    (
+        "PUT",
+        "/instance/v/filters/audio",
+        {"minDurationSeconds": 0, "maxDurationSeconds": 10, "enabled": True},
+        "minDurationSeconds",
+    ),
+    (
+        "PUT",
+        "/instance/v/filters/audio",
+        {"minDurationSeconds": 301, "maxDurationSeconds": 400, "enabled": True},
+        "minDurationSeconds",
+    ),
+    (
+        "PUT",
+        "/instance/v/filters/audio",
+        {"minDurationSeconds": 10, "maxDurationSeconds": 5, "enabled": True},
+        "maxDurationSeconds",
+    ),
+    (
+        "PUT",
+        "/instance/v/filters/audio",
+        {"minDurationSeconds": 10, "maxDurationSeconds": 7201, "enabled": True},
+        "maxDurationSeconds",
+    ),
+    (
+        "PUT",
+        "/instance/v/filters/audio",
+        {"minDurationSeconds": 10, "maxDurationSeconds": 50, "enabled": "yes"},
+        "enabled",
+    ),
+    (
+        "PUT",
+        "/instance/v/filters/audio",
+        {"minDurationSeconds": 10, "maxDurationSeconds": 50},
+        "enabled",
+    ),
+    (
+        "PUT",
+        "/filters/audio/bulk",
+        {"instances": ["a"], "minDurationSeconds": 0, "maxDurationSeconds": 50, "enabled": True},
+        "minDurationSeconds",
+    ),
+    (
+        "PUT",
+        "/filters/emergency",
+        {"enabled": True, "minDurationSeconds": 9, "maxDurationSeconds": 8},
+        "maxDurationSeconds",
+    ),
+    ("PUT", "/cleanup/schedule", {"dailyTime": "25:00"}, "dailyTime"),
+    ("PUT", "/cleanup/schedule", {"dailyTime": "3:00"}, "dailyTime"),
+    ("PUT", "/cleanup/schedule", {"timezone": "Mars/Olympus"}, "timezone"),
+    ("PUT", "/cleanup/schedule", {"retentionDays": 0}, "retentionDays"),
+    (
+        "POST",
+        "/webhook/global/config",
+        {"principal": {"url": "ftp://example.com/x"}},
+        "principal.url",
+    ),
+    ("PUT", "/webhook/global/config", {"monitoramento": {"url": "not a url"}}, "monitoramento.url"),
+    ("POST", "/webhook/global/test", {"url": "file:///etc/passwd", "type": "principal"}, "url"),
+    ("POST", "/webhook/global/test", {"url": "http://127.0.0.1:1/x", "type": "other"}, "type"),
+    ("PUT", "/ratelimit", {"capacity": 0}, "capacity"),
+    ("PUT", "/ratelimit", {"refillPerMinute": 0}, "refillPerMinute"),
+    ("PUT", "/ratelimit", {"policy": "drop"}, "policy"),
+    (
+        "POST",
+        "/webhook/evolution",
+        {"event": "messages.upsert", "data": {"key": {"id": "x"}}},
+        "instance",
+    ),
+    ("POST", "/webhook/evolution", {"instance": "i", "data": {"key": {}}}, "data.key.id"),
+    ("POST", "/queue/pause", {"role": "everyone"}, "role"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), VALIDATION)
+async def test_validation_names_the_field(
+    cp: AsyncTestClient[Any], method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    response = await cp.request(method, path, json=body)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["statusCode"] == 400
+    assert error["field"] == field, error
+    assert error["message"].startswith(f"{field}: "), error
+    assert len(error["message"]) > len(field) + 3
