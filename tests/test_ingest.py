@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from typing import Any
@@ -9,10 +10,11 @@ from typing import Any
 import httpx
 import msgspec
 
-from fila import topology
+from fila import mediacrypto, topology
 from fila.keys import Keys
 from fila.models import MonitoringEvent, QueuedAudio
 from fila.settings import Settings
+from simulator.evolution import EvolutionStub
 from tests.support import Proc, wait_for
 from tests.test_ingest_support import (
     audio_event,
@@ -115,7 +117,7 @@ async def test_base64_event_is_stored_queued_and_bad_input_dead_lettered(
         assert garbage, "the original bytes are kept"
         for message in dead:
             assert _h(message.headers[topology.H_STAGE]) == "ingest"
-            assert int(message.headers[topology.H_ATTEMPTS]) == 1
+            assert _h(message.headers[topology.H_ATTEMPTS]) == "1"
             assert _h(message.headers[topology.H_FAILED_AT]).startswith("20")
 
         errors = [
@@ -155,3 +157,88 @@ async def _wait(
         glob = await counters(redis, keys)
         log = proc.output()[-4000:]
         raise AssertionError(f"{exc}; counters {glob}; worker log:\n{log}") from None
+
+
+def _enc_event(
+    stub: EvolutionStub, message_id: str, plain: bytes, *, tamper: bool = False, key: bytes = b""
+) -> dict[str, Any]:
+    """An event whose audio is only reachable as a WhatsApp `.enc` on the stub's CDN."""
+    media_key = mediacrypto.new_media_key()
+    media = mediacrypto.encrypt(plain, media_key)
+    blob = bytearray(media.enc)
+    if tamper:
+        blob[len(blob) // 2] ^= 0x40
+    url = stub.add_blob(f"{message_id}.enc", bytes(blob))
+    b64 = base64.b64encode
+    return audio_event(
+        "inst-enc",
+        message_id,
+        20,
+        audio={
+            "url": url,
+            "mediaKey": b64(key or media_key).decode(),
+            "fileSha256": b64(media.fileSha256).decode(),
+            "fileEncSha256": b64(media.fileEncSha256).decode(),
+            "directPath": f"/v/{message_id}.enc",
+        },
+    )
+
+
+async def test_media_from_evolution_api_and_encrypted_download(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    plain = noise(50_000)
+    via_api = noise(20_000)
+    async with EvolutionStub(api_key=settings.evolution_api_key) as stub, rabbit(settings) as mq:
+        settings = settings.replace(evolution_url=stub.url, ingest_max_attempts=2)
+        proc = spawn(["worker", "ingest"], settings)
+        good = _enc_event(stub, "ENC-OK", plain)
+        tampered = _enc_event(stub, "ENC-TAMPER", plain, tamper=True)
+        wrong_key = _enc_event(stub, "ENC-KEY", plain, key=mediacrypto.new_media_key())
+        gone = _enc_event(stub, "ENC-GONE", plain)
+        gone["data"]["message"]["audioMessage"]["url"] = f"{stub.url}/media/nothing-here"
+        for event in (good, tampered, wrong_key, gone):
+            await mq.publish(event)
+        await _wait(lambda: _count(redis, keys, "ingestFailed", 3), proc, redis, keys, 60)
+        await _wait(lambda: _count(redis, keys, "processed", 1), proc, redis, keys, 30)
+        # Evolution API had none of them (404), so each fell back to the download.
+        assert len(stub.calls_to("getBase64", "inst-enc")) == 4
+        assert all(
+            c.json == {"message": {"key": {"id": c.json["message"]["key"]["id"]}}}
+            for c in stub.calls_to("getBase64")
+        )
+
+        # getBase64FromMediaMessage failing twice is retried within the same attempt.
+        stub.add_media("API-OK", via_api, "audio/ogg; codecs=opus")
+        stub.fail_next("getBase64", 2, 503)
+        await mq.publish(audio_event("inst-api", "API-OK", 9))
+        await _wait(lambda: _count(redis, keys, "processed", 2), proc, redis, keys, 30)
+        api_calls = [c for c in stub.calls_to("getBase64", "inst-api")]
+        assert [c.status for c in api_calls] == [503, 503, 201]
+
+        # Down for good and no url: retried through the delay queue, then dead-lettered.
+        stub.fail_next("getBase64", 1000, 503)
+        await mq.publish(audio_event("inst-api", "API-DOWN", 9))
+        await _wait(lambda: _count(redis, keys, "ingestFailed", 4), proc, redis, keys, 60)
+
+        queued = {
+            m.message_id: msgspec.json.decode(m.body, type=QueuedAudio)
+            for m in await mq.drain(topology.GLOBAL_QUEUE)
+        }
+        assert set(queued) == {"inst-enc:ENC-OK", "inst-api:API-OK"}
+        assert (await s3_get(settings, queued["inst-enc:ENC-OK"].s3Key))[0] == plain
+        api_item = queued["inst-api:API-OK"]
+        assert (await s3_get(settings, api_item.s3Key)) == (via_api, "audio/ogg; codecs=opus")
+
+        dead = {m.message_id: m for m in await mq.drain(topology.INGEST_DLQ)}
+        reasons = {k: _h(m.headers[topology.H_REASON]) for k, m in dead.items()}
+        assert reasons == {
+            "inst-enc:ENC-TAMPER": "enc_sha256_mismatch",
+            "inst-enc:ENC-KEY": "mac_mismatch",
+            "inst-enc:ENC-GONE": "download_failed",
+            "inst-api:API-DOWN": "evolution_unavailable",
+        }
+        assert _h(dead["inst-api:API-DOWN"].headers[topology.H_ATTEMPTS]) == "2"
+        assert _h(dead["inst-enc:ENC-KEY"].headers[topology.H_ATTEMPTS]) == "1"
+        assert dead["inst-enc:ENC-KEY"].body == msgspec.json.encode(wrong_key)
+        assert proc.terminate() == 0
