@@ -1,0 +1,241 @@
+"""`FilaApp`: the operator console. Collects data (live stream + polling) apart from rendering.
+
+Workers fetch what the current screen names in its `FEEDS` and store it in one `FleetData`;
+screens only render that. Given `fixed` data the app fetches nothing (tests, snapshots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Literal
+
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from fila.models import AudioFilter
+from fila.settings import Settings
+from fila.views import InstanceRow
+from tui.client import ControlPlaneError, Disconnected, FilaClient, Role, Unreachable
+from tui.commands import FilaCommands
+from tui.fleetdata import FleetData
+from tui.screens.base import FilaScreen
+from tui.screens.cleanup import CleanupScreen
+from tui.screens.command_bar import CommandBar
+from tui.screens.deadletters import DeadLettersScreen
+from tui.screens.edit_emergency import EditEmergency
+from tui.screens.edit_ratelimit import EditRateLimit
+from tui.screens.edit_thresholds import EditThresholds
+from tui.screens.feedback import FeedbackScreen
+from tui.screens.help import HelpScreen
+from tui.screens.instances import InstancesScreen
+from tui.screens.overview import OverviewScreen
+from tui.screens.webhooks import WebhooksScreen
+from tui.screens.workers import WorkersScreen
+
+FETCH: dict[str, Callable[[FilaClient], Awaitable[Any]]] = {
+    "instances": FilaClient.instances,
+    "workers": FilaClient.workers,
+    "process": FilaClient.process_status,
+    "cleanup": FilaClient.cleanup_status,
+    "schedule": FilaClient.cleanup_schedule,
+    "webhook": FilaClient.webhook_config,
+    "ratelimit": FilaClient.ratelimit,
+    "emergency": FilaClient.emergency,
+}
+"""Feed name (a `FleetData` field) → how to fetch it."""
+
+SCREENS: dict[str, tuple[str, type[FilaScreen]]] = {
+    "overview": ("1", OverviewScreen),
+    "instances": ("2", InstancesScreen),
+    "feedback": ("3", FeedbackScreen),
+    "cleanup": ("4", CleanupScreen),
+    "webhooks": ("5", WebhooksScreen),
+    "deadletters": ("6", DeadLettersScreen),
+    "workers": ("7", WorkersScreen),
+}
+
+
+class FilaApp(App[None]):
+    CSS_PATH = "fila.tcss"
+    TITLE = "Fila"
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+        name: cls for name, (_, cls) in SCREENS.items()
+    }
+    COMMANDS = App.COMMANDS | {FilaCommands}
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        *(
+            Binding(key, f"show('{name}')", name.capitalize(), show=False)
+            for name, (key, _) in SCREENS.items()
+        ),
+        Binding("question_mark", "help", "Help"),
+        Binding("colon", "command_bar", "Cmd"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    connection_error: reactive[str | None] = reactive(None)
+    """Why the control plane cannot be reached, None while it answers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        fixed: FleetData | None = None,
+        poll_seconds: float = 1.0,
+        start: str = "overview",
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.data = fixed if fixed is not None else FleetData()
+        self.client = None if fixed is not None else FilaClient(settings)
+        self.poll_seconds = poll_seconds
+        self.start = start
+        self.sub_title = settings.server_url
+
+    async def on_mount(self) -> None:
+        await self.switch_mode(self.start)
+        if self.client is not None:
+            self.run_worker(self._follow_stream(), name="stream", group="feeds")
+            self.run_worker(self._poll(), name="poll", group="feeds")
+
+    async def on_unmount(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+    # ------------------------------------------------------------ data collection
+
+    @property
+    def page(self) -> FilaScreen | None:
+        """The current mode's own screen (under any modal)."""
+        stack = self.screen_stack
+        return stack[0] if stack and isinstance(stack[0], FilaScreen) else None
+
+    def render_page(self) -> None:
+        page = self.page
+        if page is not None and page.is_mounted:
+            page.refresh_from(self.data)
+
+    async def _follow_stream(self) -> None:
+        assert self.client is not None
+        async for item in self.client.stream():
+            if isinstance(item, Disconnected):
+                self.connection_error = f"{item.reason}; retrying in {item.retryIn:g}s"
+                continue
+            self.connection_error = None
+            self.data.add_overview(item)
+            page = self.page
+            if page is not None and "overview" in page.FEEDS:
+                self.render_page()
+
+    async def _poll(self) -> None:
+        while True:
+            page = self.page
+            if page is not None:
+                await self.load(*(f for f in page.FEEDS if f in FETCH))
+            await asyncio.sleep(self.poll_seconds)
+
+    async def load(self, *feeds: str) -> None:
+        """Fetch these feeds now and render the current screen with them."""
+        if self.client is None or not feeds:
+            return
+        client = self.client
+        results = await asyncio.gather(*(FETCH[f](client) for f in feeds), return_exceptions=True)
+        for feed, result in zip(feeds, results, strict=True):
+            if isinstance(result, Unreachable):
+                self.connection_error = str(result)
+            elif isinstance(result, ControlPlaneError):
+                self.data.errors[feed] = f"{feed}: HTTP {result.status} {result}"
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                setattr(self.data, feed, result)
+                self.data.errors.pop(feed, None)
+                self.connection_error = None
+        self.render_page()
+
+    # ------------------------------------------------------------ navigation
+
+    async def action_show(self, name: str) -> None:
+        if name in SCREENS and name != self.current_mode:
+            await self.switch_mode(name)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(SCREENS))
+
+    def action_command_bar(self) -> None:
+        self.push_screen(CommandBar(list(SCREENS)), self._command)
+
+    async def _command(self, line: str | None) -> None:
+        if line:
+            await self.run_command(line)
+
+    async def run_command(self, line: str) -> None:
+        """`:`-commands: a screen name (or its prefix), or an action."""
+        word = line.strip().lower()
+        actions: dict[str, Callable[[], Any]] = {
+            "quit": self.exit,
+            "q": self.exit,
+            "ratelimit": self.action_edit_ratelimit,
+            "emergency": self.action_edit_emergency,
+            "pause": lambda: self.action_control("pause", None),
+            "resume": lambda: self.action_control("resume", None),
+            "drain": lambda: self.action_control("drain", None),
+            "help": self.action_help,
+        }
+        if word in actions:
+            result = actions[word]()
+            if asyncio.iscoroutine(result):
+                await result
+            return
+        matches = [name for name in SCREENS if name.startswith(word)] if word else []
+        if len(matches) == 1:
+            await self.action_show(matches[0])
+        else:
+            self.notify(f"unknown command {line!r}", severity="warning")
+
+    # ------------------------------------------------------------ editing
+
+    def edit_thresholds(self, instances: list[str] | None, row: InstanceRow | None) -> None:
+        current = AudioFilter(
+            minDurationSeconds=row.minDurationSeconds if row else 3,
+            maxDurationSeconds=row.maxDurationSeconds if row else 7200,
+            enabled=row.enabled if row else True,
+        )
+        self.push_screen(EditThresholds(instances, current), self._applied)
+
+    async def _applied(self, summary: str | None) -> None:
+        if summary:
+            self.notify(summary, title="thresholds")
+            page = self.page
+            if page is not None:
+                await self.load(*(f for f in page.FEEDS if f in FETCH))
+
+    async def action_edit_ratelimit(self) -> None:
+        await self.load("ratelimit")
+        self.push_screen(EditRateLimit(self.data.ratelimit), self._notified("rate limit"))
+
+    async def action_edit_emergency(self) -> None:
+        await self.load("emergency")
+        self.push_screen(EditEmergency(self.data.emergency), self._notified("emergency filter"))
+
+    def _notified(self, title: str) -> Callable[[str | None], None]:
+        def done(summary: str | None) -> None:
+            if summary:
+                self.notify(summary, title=title)
+
+        return done
+
+    async def action_control(
+        self, action: Literal["pause", "resume", "drain"], role: Role | None
+    ) -> None:
+        if self.client is None:
+            self.notify("read-only: no control plane", severity="warning")
+            return
+        try:
+            seq = await self.client.control(action, role)
+        except (ControlPlaneError, Unreachable) as exc:
+            self.notify(f"{action}: {exc}", severity="error")
+            return
+        self.notify(f"{action} sent to {role or 'all'} workers (seq {seq})", title="workers")

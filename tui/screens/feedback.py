@@ -1,0 +1,71 @@
+"""Processing-feedback sessions: what runs, for how long, and cancel."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Static
+
+from tui.client import ControlPlaneError, Unreachable
+from tui.fleetdata import FleetData
+from tui.screens.base import FilaScreen
+
+
+def duration(ms: float) -> str:
+    seconds = int(ms // 1000)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+class FeedbackScreen(FilaScreen):
+    FEEDS = ("process",)
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("c", "cancel_session", "Cancel session")]
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="feedback-stats")
+        table: DataTable[str] = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+        table.add_columns("session", "instance", "type", "running for", "reaction")
+        yield table
+
+    def refresh_from(self, data: FleetData) -> None:
+        status = data.process
+        stats = self.query_one("#feedback-stats", Static)
+        if status is None:
+            stats.update(data.errors.get("process", "waiting for the control plane…"))
+            return
+        stats.update(
+            f"[b]{status.activeSessionsCount}[/b] active · {status.stats.totalStarted} started"
+            f" · average {duration(status.stats.averageProcessingTime)}"
+        )
+        table = self.query_one("#sessions", DataTable)
+        at = table.cursor_row
+        table.clear()
+        for s in status.activeSessions:
+            table.add_row(
+                s.sessionId,
+                s.instance,
+                s.processType,
+                duration(s.runningFor),
+                s.currentReaction,
+                key=s.sessionId,
+            )
+        if table.row_count:
+            table.move_cursor(row=min(at, table.row_count - 1))
+
+    @work(exclusive=True, group="cancel")
+    async def action_cancel_session(self) -> None:
+        table = self.query_one("#sessions", DataTable)
+        client = self.fila.client
+        if not table.row_count or client is None:
+            return
+        session = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        try:
+            await client.cancel_session(session)
+        except (ControlPlaneError, Unreachable) as exc:
+            self.notify(f"cancel {session}: {exc}", severity="error")
+            return
+        self.notify(f"session {session} cancelled", title="feedback")
+        await self.fila.load("process")

@@ -1,0 +1,65 @@
+"""Worker heartbeats and fleet control (pause, resume, drain)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Static
+
+from tui.fleetdata import FleetData
+from tui.screens.base import FilaScreen
+from tui.screens.instances import age
+
+
+class WorkersScreen(FilaScreen):
+    FEEDS = ("workers", "overview")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "app.control('pause', None)", "Pause all"),
+        Binding("u", "app.control('resume', None)", "Resume all"),
+        Binding("d", "app.control('drain', None)", "Drain all"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="workers-summary")
+        table: DataTable[str] = DataTable(id="workers", cursor_type="row", zebra_stripes=True)
+        table.add_columns(
+            "id", "role", "state", "beat", "in flight", "processed", "failed", "seq", "pid", "host"
+        )
+        yield table
+
+    def refresh_from(self, data: FleetData) -> None:
+        workers = data.workers
+        if workers is None and data.overview is not None:
+            workers = data.overview.workers
+        summary = self.query_one("#workers-summary", Static)
+        if workers is None:
+            summary.update(data.errors.get("workers", "waiting for the control plane…"))
+            return
+        paused = data.overview.paused if data.overview else False
+        roles = {r: sum(w.role == r for w in workers) for r in ("ingest", "delivery")}
+        summary.update(
+            f"[b]{len(workers)}[/b] alive · ingest {roles['ingest']} · delivery "
+            f"{roles['delivery']}" + (" · [b yellow]PAUSED[/b yellow]" if paused else "")
+        )
+        table = self.query_one("#workers", DataTable)
+        at = table.cursor_row
+        table.clear()
+        now = data.now
+        for w in sorted(workers, key=lambda w: (w.role, w.id)):
+            table.add_row(
+                w.id,
+                w.role,
+                w.state,
+                age(w.lastBeat, now) if now else "–",
+                str(w.inFlight),
+                f"{w.processed:,}",
+                f"{w.failed:,}",
+                str(w.appliedSeq),
+                str(w.pid),
+                w.host,
+                key=w.id,
+            )
+        if table.row_count:
+            table.move_cursor(row=min(at, table.row_count - 1))
