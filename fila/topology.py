@@ -12,6 +12,8 @@ from fila.settings import Settings
 GLOBAL_QUEUE = "global.messages"
 GLOBAL_DLX = "global.messages.dlx"
 GLOBAL_DLQ = "global.messages.dlq"
+GLOBAL_EXPIRED = "global.messages.expired"
+"""Copies of what RabbitMQ itself dead-letters from global.messages (TTL), to be reported."""
 INGEST_DLQ = "fila.ingest.dlq"
 MONITORING_QUEUE = "fila.monitoring"
 MAX_PRIORITY = 10
@@ -43,6 +45,18 @@ async def declare_global(channel: AbstractChannel) -> AbstractQueue:
     dlq = await channel.declare_queue(GLOBAL_DLQ, durable=True)
     await dlq.bind(dlx)
     return await channel.declare_queue(GLOBAL_QUEUE, durable=True, arguments=GLOBAL_QUEUE_ARGS)
+
+
+async def declare_expiry_watch(channel: AbstractChannel) -> AbstractQueue:
+    """A queue on the dead-letter exchange: only broker dead-lettering (expiry) lands there.
+
+    Fila's own dead letters go straight to the DLQ, so this sees exactly what nobody reported.
+    """
+    await declare_global(channel)
+    dlx = await channel.get_exchange(GLOBAL_DLX, ensure=False)
+    queue = await channel.declare_queue(GLOBAL_EXPIRED, durable=True)
+    await queue.bind(dlx)
+    return queue
 
 
 async def declare_ingest(channel: AbstractChannel, settings: Settings) -> AbstractQueue:

@@ -103,6 +103,15 @@ async def counts(redis: aioredis.Redis, keys: Keys, settings: Settings) -> dict[
     return await stats.Counters(redis, keys, settings.timezone).global_counts()
 
 
+async def in_flight(redis: aioredis.Redis, keys: Keys) -> bool:
+    """Some delivery worker says (heartbeat) it holds a message."""
+    ids = [w.decode() for w in await redis.zrange(keys.workers, 0, -1) if isinstance(w, bytes)]
+    for raw in await redis.mget([keys.worker(w) for w in ids]) if ids else []:
+        if raw and msgspec.json.decode(raw, type=WorkerInfo).inFlight > 0:
+            return True
+    return False
+
+
 async def test_message_arrives_with_contract_body_and_valid_signature(
     settings: Settings,
     spawn: Spawn,
@@ -303,16 +312,7 @@ async def test_kill_9_mid_post_delivers_again_with_same_id(
         item = audio("inst-f", 6)
         await publish(channel, item)
 
-        async def holding() -> bool:
-            for wid in await redis.zrange(keys.workers, 0, -1):
-                raw = await redis.get(
-                    keys.worker(wid.decode() if isinstance(wid, bytes) else str(wid))
-                )
-                if raw and msgspec.json.decode(raw, type=WorkerInfo).inFlight > 0:
-                    return True
-            return False
-
-        await wait_for(holding, timeout=60)
+        await wait_for(lambda: in_flight(redis, keys), timeout=60)
         first.kill()
         receiver.set_latency(0)
         spawn(["worker", "delivery"], fleet_settings)
@@ -322,3 +322,70 @@ async def test_kill_9_mid_post_delivers_again_with_same_id(
         assert all(d.json == contract_body(item, settings) for d in receiver.deliveries)
         assert await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 0
         assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+
+
+async def test_no_main_webhook_holds_messages_and_expiry_is_reported(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    async with (
+        Receiver(secret=settings.webhook_secret) as receiver,
+        Receiver(secret=settings.webhook_secret) as monitor,
+    ):
+        worker = spawn(["worker", "delivery"], fast(settings, webhook_monitoring_url=monitor.url))
+        await wait_for(lambda: redis.zcard(keys.workers), timeout=60)
+        waiting, expiring = audio("inst-g", 7), audio("inst-g", 8)
+        await publish(channel, waiting)
+        await wait_for(lambda: "deliveries held" in worker.output(), timeout=60)
+        # A message whose TTL runs out is dead-lettered by RabbitMQ and reported.
+        await channel.default_exchange.publish(
+            aio_pika.Message(msgspec.json.encode(expiring), message_id=expiring.id, expiration=1),
+            routing_key=topology.GLOBAL_QUEUE,
+        )
+        await wait_for(lambda: monitor.by_event("queue.error"), timeout=60)
+        [error] = monitor.by_event("queue.error")
+        assert error["instance"] == "inst-g"
+        assert (error["data"]["reason"], error["data"]["messageId"]) == ("expired", expiring.id)
+        [letter] = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+        assert (letter.id, letter.reason) == (expiring.id, "expired")
+        assert receiver.deliveries == []
+
+        # The control plane configures the main webhook: the held message goes out.
+        store = ConfigStore(redis, keys, settings)
+        await store.set_webhook(
+            WebhookConfig(principal=WebhookTarget(enabled=True, url=receiver.url))
+        )
+        await store.announce("config", scope="webhook")
+        await wait_for(lambda: receiver.accepted(), timeout=60)
+        assert [d.webhook_id for d in receiver.accepted()] == [waiting.id]
+
+
+async def test_sigterm_finishes_the_post_in_flight(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    async with (
+        Receiver(secret=settings.webhook_secret) as receiver,
+        Receiver(secret=settings.webhook_secret) as monitor,
+    ):
+        await monitor.go_down()  # monitoring trouble must not hold deliveries back
+        receiver.set_latency(2.0)
+        worker = spawn(
+            ["worker", "delivery"],
+            fast(settings, webhook_principal_url=receiver.url, webhook_monitoring_url=monitor.url),
+        )
+        item = audio("inst-h", 9)
+        await publish(channel, item)
+
+        await wait_for(lambda: in_flight(redis, keys), timeout=60)
+        code = await asyncio.to_thread(worker.terminate, 60)
+        assert code == 0, worker.output()
+        assert [(d.webhook_id, d.status) for d in receiver.deliveries] == [(item.id, 200)]
+        assert await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 0
+        assert (await counts(redis, keys, settings))[stats.DELIVERED] == 1

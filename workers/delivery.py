@@ -31,6 +31,7 @@ from fila.models import ControlMessage, MainWebhookData, MainWebhookPayload, Que
 from fila.settings import Settings
 from workers import monitoring, retry
 from workers.breaker import Breaker
+from workers.expiry import ExpiryReporter
 from workers.fleet import Fleet, run
 from workers.monitoring import MonitoringSender
 from workers.statsreport import StatsReporter
@@ -90,6 +91,7 @@ class DeliveryConsumer:
         self.queue: AbstractQueue | None = None
         self.sender: MonitoringSender | None = None
         self.reporter: StatsReporter | None = None
+        self.expiry: ExpiryReporter | None = None
         self._tag: str | None = None
         self._paused = False
         self._stopping = False
@@ -113,6 +115,10 @@ class DeliveryConsumer:
             self.settings, await self.connection.channel(), self.webhooks
         )
         await self.sender.start()
+        self.expiry = ExpiryReporter(
+            self.settings, await self.connection.channel(), self.side_channel, self.counters
+        )
+        await self.expiry.start()
         self.reporter = StatsReporter(self.settings, self.redis, self.side_channel)
         self.reporter.start()
         self._gate_task = asyncio.create_task(self._gate_loop(), name="delivery-gate")
@@ -141,6 +147,8 @@ class DeliveryConsumer:
         await self._sync_gate()
         if self.reporter:
             await self.reporter.stop()
+        if self.expiry:
+            await self.expiry.stop()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:

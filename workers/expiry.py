@@ -1,0 +1,69 @@
+"""Reports messages that RabbitMQ dead-lettered itself (the 1 h TTL): a `queue.error` each.
+
+They already sit in the dead letters; this makes sure no expiry goes by unannounced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from fila import logging as flog
+from fila import stats
+from fila.deadletters import describe
+from fila.settings import Settings
+from fila.topology import GLOBAL_DLQ, declare_expiry_watch
+from workers import monitoring
+
+log = flog.get("expiry")
+
+
+class ExpiryReporter:
+    """Consumes the expiry watch queue on its own channel."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        channel: AbstractChannel,
+        publish_channel: AbstractChannel,
+        counters: stats.Counters,
+    ) -> None:
+        self.settings = settings
+        self.channel = channel
+        self.publish_channel = publish_channel
+        self.counters = counters
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+
+    async def start(self) -> None:
+        await self.channel.set_qos(prefetch_count=20)
+        self._queue = await declare_expiry_watch(self.channel)
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        letter = describe(message, GLOBAL_DLQ)
+        log.warning("message expired in global.messages", message_id=letter.id)
+        await monitoring.publish(
+            self.publish_channel,
+            monitoring.event(
+                self.settings,
+                "queue.error",
+                {
+                    "stage": letter.stage,
+                    "messageId": letter.id,
+                    "reason": letter.reason,
+                    "statusCode": letter.statusCode,
+                    "attempts": letter.attempts,
+                    "failedAt": letter.failedAt,
+                },
+                instance=letter.instance,
+            ),
+        )
+        await self.counters.bump(letter.instance, {stats.DELIVERY_FAILED: 1})
+        await message.ack()
+
+    async def stop(self) -> None:
+        if self._queue and self._tag:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._tag)
