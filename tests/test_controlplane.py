@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,45 +11,13 @@ import pytest
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
-from controlplane.app import create_app
 from fila.keys import Keys
 from fila.models import AudioFilter
 from fila.settings import Settings
 from tests.support import Proc, wait_for
+from tests.test_controlplane_support import cp, free_port, migrated
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def migrated(base_settings: Settings) -> Settings:
-    """`fila migrate` applied once to this run's database (idempotent: run twice)."""
-    for _ in range(2):
-        done = subprocess.run(
-            [sys.executable, "-m", "fila", "migrate"],
-            env={**os.environ, **base_settings.to_env()},
-            cwd=str(ROOT),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-    return base_settings
-
-
-@pytest.fixture
-async def cp(settings: Settings, migrated: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    """The app in process, lifespan included, on this test's vhost/prefix/bucket."""
-    app = create_app(settings)
-    async with AsyncTestClient(app=app, timeout=30) as client:
-        client.headers["apikey"] = settings.api_key
-        yield client
+__all__ = ["cp", "migrated"]
 
 
 async def test_subprocess_serves_health_filters_and_schema(

@@ -60,8 +60,9 @@ def next_execution(schedule: Schedule, after: dt.datetime | None = None) -> dt.d
 
 
 class CleanupService:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, batch: int = BATCH) -> None:
         self.rt = rt
+        self.batch = min(batch, BATCH)
 
     def _default(self) -> Schedule:
         s = self.rt.settings
@@ -227,13 +228,13 @@ class CleanupService:
                 counts["scanned"] += 1
                 if obj["LastModified"] < cutoff:
                     pending.append(obj["Key"])
-                if len(pending) >= BATCH:
-                    await self._delete(bucket, pending[:BATCH], counts)
-                    pending = pending[BATCH:]
+                if len(pending) >= self.batch:
+                    await self._delete(bucket, pending[: self.batch], counts)
+                    pending = pending[self.batch :]
             await self._publish(counts, token)
         while pending:
-            await self._delete(bucket, pending[:BATCH], counts)
-            pending = pending[BATCH:]
+            await self._delete(bucket, pending[: self.batch], counts)
+            pending = pending[self.batch :]
         await self._publish(counts, token)
 
     async def _delete(self, bucket: str, keys: list[str], counts: dict[str, int]) -> None:

@@ -1,0 +1,51 @@
+"""Fixtures of the control-plane tests: migrated database, in-process app, free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from controlplane.app import create_app
+from fila.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def migrated(base_settings: Settings) -> Settings:
+    """`fila migrate` applied once to this run's database (idempotent: run twice)."""
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "fila", "migrate"],
+            env={**os.environ, **base_settings.to_env()},
+            cwd=str(ROOT),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    return base_settings
+
+
+@pytest.fixture
+async def cp(settings: Settings, migrated: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The app in process, lifespan included, on this test's vhost/prefix/bucket."""
+    app = create_app(settings)
+    async with AsyncTestClient(app=app, timeout=30) as client:
+        client.headers["apikey"] = settings.api_key
+        yield client
