@@ -136,6 +136,7 @@ def register(app: typer.Typer) -> None:
         outcome = result[0]
         assert isinstance(outcome, DemoResult)
         print_result(console, outcome)
-        if outcome.deadChildren:
-            console.print(f"[red]error:[/red] exited early: {', '.join(outcome.deadChildren)}")
+        if outcome.deadChildren or outcome.killed:
+            names = ", ".join(outcome.deadChildren + outcome.killed)
+            console.print(f"[red]error:[/red] exited early or would not stop: {names}")
             raise typer.Exit(1)

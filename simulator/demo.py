@@ -55,7 +55,11 @@ class DemoResult(msgspec.Struct, kw_only=True):
     counters: dict[str, int]
     queueStats: dict[str, Any] | None
     stopped: dict[str, int | None]
+    """Exit codes after SIGTERM (uvicorn re-raises the signal once shut down: -15 is clean)."""
     deadChildren: list[str]
+    """Children that exited on their own while the demo ran."""
+    killed: list[str]
+    """Children that needed SIGKILL at teardown."""
 
 
 def cp_url(settings: Settings) -> str:
@@ -117,6 +121,7 @@ class Demo:
         self.redis = redisconn.connect(settings)
         self.counters = fstats.Counters(self.redis, Keys(settings.redis_prefix), settings.timezone)
         self.queue_stats: dict[str, Any] | None = None
+        self.dead_during_run: list[str] = []
 
     def say(self, text: str) -> None:
         self.console.print(f"[bold cyan]demo[/bold cyan] {text}")
@@ -134,6 +139,7 @@ class Demo:
                 try:
                     await self._start_fleet(receiver)
                     await self._drive(receiver, stub)
+                    self.dead_during_run = [c.name for c in self.procs.dead()]
                 finally:
                     self.say("stopping workers and the control plane")
                     stopped = await self.procs.stop_all()
@@ -285,7 +291,8 @@ class Demo:
             counters=counters,
             queueStats=self.queue_stats,
             stopped=stopped,
-            deadChildren=[c.name for c in self.procs.dead()],
+            deadChildren=self.dead_during_run,
+            killed=list(self.procs.killed),
         )
 
 
@@ -301,8 +308,8 @@ def print_result(console: Console, result: DemoResult) -> None:
         table.add_row(f"monitoring {name}", str(count))
     for name, count in sorted(result.counters.items()):
         table.add_row(f"counter {name}", str(count))
-    exits = ", ".join(
-        f"{k}={v}" for k, v in result.stopped.items() if k not in ("migrate", "services-up")
-    )
+    oneshot = ("migrate", "services-up", "services-down")
+    exits = ", ".join(f"{k}={v}" for k, v in result.stopped.items() if k not in oneshot)
     table.add_row("exit codes", exits)
+    table.add_row("needed SIGKILL", ", ".join(result.killed) or "none")
     console.print(table)

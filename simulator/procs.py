@@ -39,6 +39,8 @@ class ProcessGroup:
         self.settings = settings
         self.log_dir = log_dir
         self.children: list[Child] = []
+        self.killed: list[str] = []
+        """Children that ignored SIGTERM for the whole grace period."""
 
     async def start(
         self,
@@ -104,16 +106,19 @@ class ProcessGroup:
                 with contextlib.suppress(ProcessLookupError):
                     child.process.send_signal(signal.SIGTERM)
         for child in reversed(self.children):
-            results[child.name] = await self._stop(child, grace)
+            results[child.name] = await self._stop(child, grace, signalled=True)
         return results
 
-    async def _stop(self, child: Child, grace: float) -> int | None:
-        if child.alive:
+    async def _stop(self, child: Child, grace: float, signalled: bool = False) -> int | None:
+        # One SIGTERM only: a second one could land after the child's loop has let go of its
+        # handler and kill it mid-shutdown.
+        if child.alive and not signalled:
             with contextlib.suppress(ProcessLookupError):
                 child.process.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(child.process.wait(), grace)
         except TimeoutError:
+            self.killed.append(child.name)
             with contextlib.suppress(ProcessLookupError):
                 child.process.kill()
             return await child.process.wait()

@@ -1,0 +1,69 @@
+"""`fila demo --headless`: the main job end to end, as a user runs it, in isolated namespaces."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable
+
+from fila.settings import Settings
+from tests.support import Proc, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _row(output: str, name: str) -> int:
+    match = re.search(rf"{re.escape(name)}\s*│\s*(\d+)", output)
+    assert match, f"no '{name}' row in:\n{output[-3000:]}"
+    return int(match.group(1))
+
+
+async def test_headless_demo_delivers_the_simulated_voice_notes(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
+    port = free_port()
+    demo_settings = settings.replace(
+        http_port=port,
+        server_url=f"http://127.0.0.1:{port}",
+        evolution_url=f"http://127.0.0.1:{free_port()}",
+    )
+    proc = spawn(
+        [
+            "demo",
+            "--headless",
+            "--duration",
+            "20",
+            "--instances",
+            "500",
+            "--rate",
+            "500",
+            "--receiver-port",
+            "0",
+        ],
+        demo_settings,
+        COLUMNS="200",
+    )
+    await wait_for(lambda: proc.popen.poll() is not None, timeout=240, interval=0.5)
+    output = proc.output()
+    assert proc.popen.returncode == 0, output[-4000:]
+    to_deliver = _row(output, "voice notes to deliver")
+    assert to_deliver > 50  # ~500/min for 20 s, mostly voice notes
+    assert _row(output, "delivered (main webhook)") == to_deliver
+    assert _row(output, "signatures verified") >= to_deliver
+    assert _row(output, "duplicate deliveries") == 0
+    assert _row(output, "sent too_short") == _row(output, "counter tooShort")
+    assert _row(output, "sent too_long") == _row(output, "counter tooLong")
+    # Every child stopped on SIGTERM within the grace period, none needed SIGKILL (uvicorn
+    # re-raises SIGTERM once shut down, so the control plane may report -15).
+    exits = re.search(r"exit codes\s*│\s*(.+?)\s*│", output)
+    assert exits, output[-3000:]
+    codes = dict(part.split("=") for part in exits.group(1).split(", "))
+    assert set(codes) == {"controlplane", "ingest-1", "ingest-2", "delivery-1", "delivery-2"}
+    workers = {k: v for k, v in codes.items() if k != "controlplane"}
+    assert set(workers.values()) == {"0"}, codes
+    assert codes["controlplane"] in ("0", "-15"), codes
+    assert re.search(r"needed SIGKILL\s*│\s*none", output)
