@@ -5,10 +5,8 @@ Each function returns the problems found as messages that name the field, empty 
 
 from __future__ import annotations
 
-MIN_RULE = "1 ≤ minDurationSeconds ≤ 300"
-MAX_RULE = "minDurationSeconds ≤ maxDurationSeconds ≤ 7200"
-THRESHOLD_RULES = f"{MIN_RULE};  {MAX_RULE}"
-RATELIMIT_RULES = "capacity ≥ 1;  refillPerMinute > 0;  policy reject | defer"
+THRESHOLD_RULES = "rule: 1 ≤ min ≤ 300 and min ≤ max ≤ 7200 (seconds)"
+RATELIMIT_RULES = "rule: capacity ≥ 1, refill per minute > 0, policy reject or defer"
 
 
 def whole(text: str, field: str) -> tuple[int | None, str | None]:
@@ -31,11 +29,11 @@ def threshold_errors(min_text: str, max_text: str) -> list[str]:
     high, high_error = whole(max_text, "maxDurationSeconds")
     errors = [e for e in (low_error, high_error) if e]
     if low is not None and not 1 <= low <= 300:
-        errors.append(f"minDurationSeconds must be between 1 and 300 ({MIN_RULE})")
+        errors.append("minDurationSeconds must be between 1 and 300")
     if high is not None and high > 7200:
-        errors.append(f"maxDurationSeconds must be at most 7200 ({MAX_RULE})")
+        errors.append("maxDurationSeconds must be at most 7200")
     if low is not None and high is not None and high < low:
-        errors.append(f"maxDurationSeconds must be ≥ minDurationSeconds ({MAX_RULE})")
+        errors.append(f"maxDurationSeconds must be ≥ minDurationSeconds ({low})")
     return errors
 
 
