@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Literal
 
+import aio_pika
+import aiormq
 import msgspec
+from aio_pika.abc import AbstractChannel
 from litestar import Controller, get, post
 
-from controlplane.errors import FieldError
+from controlplane.errors import DependencyDown, FieldError
 from controlplane.runtime import Runtime
 from fila import deadletters, topology
 from fila.deadletters import DeadLetter, ReplayResult
@@ -36,6 +41,20 @@ def _names(rt: Runtime, queue: str) -> tuple[str, str]:
     raise FieldError("queue", "must be delivery or ingest")
 
 
+@contextlib.asynccontextmanager
+async def plain_channel(rt: Runtime) -> AsyncIterator[AbstractChannel]:
+    """A short-lived non-robust channel: a robust one caches queue declarations, and the
+    counts `fila.deadletters` reads from a passive declare would be stale."""
+    try:
+        connection = await aio_pika.connect(rt.settings.rabbitmq_url, timeout=10)
+    except (OSError, aiormq.exceptions.AMQPError) as exc:
+        raise DependencyDown("rabbitmq", str(exc)) from None
+    try:
+        yield await connection.channel(publisher_confirms=True)
+    finally:
+        await connection.close()
+
+
 class DeadLetterController(Controller):
     path = "/queue/dead-letters"
     tags = ("queue",)
@@ -53,7 +72,7 @@ class DeadLetterController(Controller):
         dlq, _ = _names(rt, queue)
         if not 1 <= limit <= 10_000:
             raise FieldError("limit", "must be between 1 and 10000")
-        async with rt.amqp.channel() as channel:
+        async with plain_channel(rt) as channel:
             letters = await deadletters.browse(
                 channel, dlq, instance=instance, reason=reason, limit=limit
             )
@@ -65,7 +84,7 @@ class DeadLetterController(Controller):
         dlq, target = _names(rt, data.queue)
         if data.limit is not None and data.limit < 1:
             raise FieldError("limit", "must be ≥ 1")
-        async with rt.amqp.channel(publisher_confirms=True) as channel:
+        async with plain_channel(rt) as channel:
             return await deadletters.replay(
                 channel,
                 dlq,
