@@ -1,0 +1,235 @@
+"""Ingest workers as a fleet: shared token bucket, live config, kill -9 and SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from fila import topology
+from fila.configstore import ConfigStore
+from fila.keys import Keys
+from fila.models import AudioFilter, MonitoringEvent, QueuedAudio, RateLimitConfig
+from fila.settings import Settings
+from simulator.evolution import EvolutionStub
+from tests.support import Proc, wait_for
+from tests.test_ingest_support import (
+    audio_event,
+    counters,
+    noise,
+    rabbit,
+    s3_get,
+    s3_objects,
+    workers,
+)
+
+
+async def _fleet(redis: Any, keys: Keys, n: int) -> list[dict[str, Any]]:
+    async def ready() -> bool:
+        return len(await workers(redis, keys)) == n
+
+    await wait_for(ready, timeout=60)
+    return await workers(redis, keys)
+
+
+async def _total(redis: Any, keys: Keys, fields: tuple[str, ...], n: int) -> bool:
+    c = await counters(redis, keys)
+    return sum(c.get(f, 0) for f in fields) == n
+
+
+def _by_id(infos: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {i["id"]: i for i in infos}
+
+
+async def test_two_workers_share_the_bucket_and_follow_live_config(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    store = ConfigStore(redis, keys, settings)
+    capacity, per_second = 8, 0.1
+    await store.set_ratelimit(
+        RateLimitConfig(
+            capacity=capacity,
+            refillPerMinute=per_second * 60,
+            policy="reject",
+            instanceCapacity=1000,
+            instanceRefillPerMinute=60000,
+        )
+    )
+    async with rabbit(settings) as mq:
+        for _ in range(2):
+            spawn(["worker", "ingest"], settings, FILA_INGEST_CONCURRENCY="8")
+        await _fleet(redis, keys, 2)
+        started = time.monotonic()
+        for i in range(40):
+            await mq.publish(audio_event(f"burst-{i % 5}", f"B{i}", 10, data=noise(500)))
+        await wait_for(lambda: _total(redis, keys, ("processed", "rateLimited"), 40), timeout=60)
+        elapsed = time.monotonic() - started
+        glob = await counters(redis, keys)
+        assert capacity <= glob["processed"] <= capacity + per_second * elapsed
+        assert glob["rateLimited"] == 40 - glob["processed"]
+        assert await mq.depth(topology.GLOBAL_QUEUE) == glob["processed"]
+
+        async def errors_sent() -> bool:
+            return await mq.depth(topology.MONITORING_QUEUE) == glob["rateLimited"]
+
+        await wait_for(errors_sent, timeout=30)
+        errors = [
+            msgspec.json.decode(m.body, type=MonitoringEvent)
+            for m in await mq.drain(topology.MONITORING_QUEUE)
+        ]
+        assert {(e.event, e.data["error"]) for e in errors} == {
+            ("queue.error", "Rate limit exceeded")
+        }
+        assert all(e.instance and e.instance.startswith("burst-") for e in errors)
+
+        # A live rate-limit change: no more refusals, without a restart.
+        await store.set_ratelimit(RateLimitConfig(capacity=10000, refillPerMinute=600000))
+        sent = await store.announce("config", scope="ratelimit")
+        await _applied(redis, keys, sent.seq)
+        before = _by_id(await workers(redis, keys))
+        for i in range(20):
+            await mq.publish(audio_event("flt", f"F{i}", 10, data=noise(300)))
+        await wait_for(lambda: _count_for(redis, keys, "flt", "processed", 20), timeout=60)
+        # Both processes handled (and so cached the filter of) instance flt.
+        await _both_moved(redis, keys, before)
+
+        # A filter change through ConfigStore + announce reaches both processes.
+        await store.set_filter(
+            "flt", AudioFilter(minDurationSeconds=30, maxDurationSeconds=600, enabled=True)
+        )
+        sent = await store.announce("config", scope="filters", instance="flt")
+        await _applied(redis, keys, sent.seq)
+        before = _by_id(await workers(redis, keys))
+        for i in range(20):
+            await mq.publish(audio_event("flt", f"G{i}", 10, data=noise(300)))
+        await wait_for(lambda: _count_for(redis, keys, "flt", "tooShort", 20), timeout=60)
+        await _both_moved(redis, keys, before)
+        assert (await counters(redis, keys, "flt"))["processed"] == 20
+
+
+async def _applied(redis: Any, keys: Keys, seq: int) -> None:
+    async def done() -> bool:
+        infos = await workers(redis, keys)
+        return len(infos) == 2 and all(i["appliedSeq"] >= seq for i in infos)
+
+    await wait_for(done, timeout=30)
+
+
+async def _both_moved(redis: Any, keys: Keys, before: dict[str, dict[str, Any]]) -> None:
+    async def moved() -> bool:
+        now = _by_id(await workers(redis, keys))
+        return all(now[k]["processed"] > before[k]["processed"] for k in before)
+
+    await wait_for(moved, timeout=30)
+
+
+async def _count_for(redis: Any, keys: Keys, instance: str, field: str, n: int) -> bool:
+    return (await counters(redis, keys, instance)).get(field, 0) == n
+
+
+async def test_defer_holds_events_in_rabbitmq_until_tokens_return(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    store = ConfigStore(redis, keys, settings)
+    capacity, per_second = 5, 2.0
+    await store.set_ratelimit(
+        RateLimitConfig(
+            capacity=capacity,
+            refillPerMinute=per_second * 60,
+            policy="defer",
+            instanceCapacity=1000,
+            instanceRefillPerMinute=60000,
+        )
+    )
+    async with rabbit(settings) as mq:
+        for _ in range(2):
+            spawn(["worker", "ingest"], settings)
+        await _fleet(redis, keys, 2)
+        started = time.monotonic()
+        for i in range(20):
+            await mq.publish(audio_event(f"d-{i % 3}", f"D{i}", 10, data=noise(400)))
+        await wait_for(lambda: _total(redis, keys, ("processed",), 20), timeout=90)
+        elapsed = time.monotonic() - started
+        glob = await counters(redis, keys)
+        assert glob["processed"] <= capacity + per_second * elapsed
+        assert glob["deferred"] >= 1
+        assert glob.get("rateLimited", 0) == 0 and glob.get("ingestFailed", 0) == 0
+        assert glob["received"] == 20  # a deferred event is not counted as received again
+        queued = await mq.drain(topology.GLOBAL_QUEUE)
+        assert sorted(m.message_id or "" for m in queued) == sorted(
+            f"d-{i % 3}:D{i}" for i in range(20)
+        )
+        assert len(await s3_objects(settings)) == 20
+
+
+async def test_kill_9_mid_message_loses_nothing(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    audio = noise(30_000)
+    async with EvolutionStub(api_key=settings.evolution_api_key) as stub, rabbit(settings) as mq:
+        settings = settings.replace(evolution_url=stub.url)
+        stub.add_media("K1", audio, "audio/ogg; codecs=opus")
+        stub.set_latency("getBase64", 4.0)
+        first = spawn(["worker", "ingest"], settings)
+        await _fleet(redis, keys, 1)
+        await mq.publish(audio_event("kill", "K1", 10))
+        await stub.wait_for_calls("getBase64", 1, timeout=30)
+        first.kill()
+        # Unacked, so RabbitMQ puts it back once the connection is gone.
+        await wait_for(lambda: _ready(mq, settings.ingest_queue, 1), timeout=30)
+        assert (await counters(redis, keys)).get("processed", 0) == 0
+        stub.set_latency("getBase64", 0.0)
+        spawn(["worker", "ingest"], settings)
+        await wait_for(lambda: _total(redis, keys, ("processed",), 1), timeout=60)
+        queued = await mq.drain(topology.GLOBAL_QUEUE)
+        assert [m.message_id for m in queued] == ["kill:K1"]
+        item = msgspec.json.decode(queued[0].body, type=QueuedAudio)
+        assert (await s3_get(settings, item.s3Key))[0] == audio
+        assert list(await s3_objects(settings)) == [item.s3Key]
+
+
+async def _ready(mq: Any, queue: str, n: int) -> bool:
+    return bool(await mq.depth(queue) == n)
+
+
+async def test_sigterm_finishes_what_it_holds_and_exits_0(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    async with EvolutionStub(api_key=settings.evolution_api_key) as stub, rabbit(settings) as mq:
+        settings = settings.replace(evolution_url=stub.url)
+        for i in range(3):
+            stub.add_media(f"T{i}", noise(1000 + i), "audio/ogg; codecs=opus")
+        stub.set_latency("getBase64", 2.0)
+        proc = spawn(["worker", "ingest"], settings)
+        await _fleet(redis, keys, 1)
+        for i in range(3):
+            await mq.publish(audio_event("term", f"T{i}", 10))
+        await stub.wait_for_calls("getBase64", 3, timeout=30)
+        # terminate() blocks: run it off the loop so the stub (in this loop) keeps answering.
+        assert await asyncio.to_thread(proc.terminate, 60) == 0
+        assert (await counters(redis, keys))["processed"] == 3
+        assert await mq.depth(topology.GLOBAL_QUEUE) == 3
+        assert await mq.depth(settings.ingest_queue) == 0
+        assert await workers(redis, keys) == []  # it left the fleet
+
+
+async def test_s3_down_is_retried_then_dead_lettered(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    settings = settings.replace(s3_endpoint_url="http://127.0.0.1:9", ingest_max_attempts=2)
+    async with rabbit(settings) as mq:
+        spawn(["worker", "ingest"], settings)
+        await mq.publish(audio_event("s3", "S1", 10, data=noise(200)))
+        await wait_for(lambda: _total(redis, keys, ("ingestFailed",), 1), timeout=60)
+        dead = await mq.drain(topology.INGEST_DLQ)
+        assert len(dead) == 1
+        headers = {
+            k: (v.decode() if isinstance(v, bytes) else v) for k, v in dead[0].headers.items()
+        }
+        assert headers[topology.H_REASON] == "s3_unavailable"
+        assert str(headers[topology.H_ATTEMPTS]) == "2"
+        assert dead[0].message_id == "s3:S1"
+        assert await mq.depth(topology.GLOBAL_QUEUE) == 0
