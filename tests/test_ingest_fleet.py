@@ -12,7 +12,7 @@ import msgspec
 from fila import topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
-from fila.models import AudioFilter, MonitoringEvent, QueuedAudio, RateLimitConfig
+from fila.models import AudioFilter, EmergencyFilter, MonitoringEvent, QueuedAudio, RateLimitConfig
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub
 from tests.support import Proc, wait_for
@@ -109,11 +109,24 @@ async def test_two_workers_share_the_bucket_and_follow_live_config(
         await _both_moved(redis, keys, before)
         assert (await counters(redis, keys, "flt"))["processed"] == 20
 
+        # The emergency filter overrides every instance's own, on both processes.
+        await store.set_emergency(
+            EmergencyFilter(enabled=True, minDurationSeconds=1, maxDurationSeconds=5)
+        )
+        sent = await store.announce("config", scope="emergency")
+        await _applied(redis, keys, sent.seq)
+        before = _by_id(await workers(redis, keys))
+        for i in range(10):
+            await mq.publish(audio_event("flt", f"E{i}", 10, data=noise(300)))
+        await wait_for(lambda: _count_for(redis, keys, "flt", "tooLong", 10), timeout=60)
+        await _both_moved(redis, keys, before)
+        assert (await counters(redis, keys, "flt"))["tooShort"] == 20
 
-async def _applied(redis: Any, keys: Keys, seq: int) -> None:
+
+async def _applied(redis: Any, keys: Keys, seq: int, n: int = 2) -> None:
     async def done() -> bool:
         infos = await workers(redis, keys)
-        return len(infos) == 2 and all(i["appliedSeq"] >= seq for i in infos)
+        return len(infos) == n and all(i["appliedSeq"] >= seq for i in infos)
 
     await wait_for(done, timeout=30)
 
@@ -233,3 +246,23 @@ async def test_s3_down_is_retried_then_dead_lettered(
         assert str(headers[topology.H_ATTEMPTS]) == "2"
         assert dead[0].message_id == "s3:S1"
         assert await mq.depth(topology.GLOBAL_QUEUE) == 0
+
+
+async def test_pause_leaves_events_in_rabbitmq_and_resume_takes_them(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    store = ConfigStore(redis, keys, settings)
+    async with rabbit(settings) as mq:
+        spawn(["worker", "ingest"], settings)
+        await _fleet(redis, keys, 1)
+        sent = await store.announce("pause", role="ingest")
+        await _applied(redis, keys, sent.seq, n=1)
+        assert (await workers(redis, keys))[0]["state"] == "paused"
+        for i in range(3):
+            await mq.publish(audio_event("pause", f"P{i}", 10, data=noise(100)))
+        queue = await mq.channel.declare_queue(settings.ingest_queue, passive=True)
+        assert queue.declaration_result.consumer_count == 0  # basic.cancel, not a local hold
+        assert queue.declaration_result.message_count == 3
+        sent = await store.announce("resume", role="ingest")
+        await wait_for(lambda: _total(redis, keys, ("processed",), 3), timeout=60)
+        assert await mq.depth(topology.GLOBAL_QUEUE) == 3
