@@ -6,15 +6,17 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
 from controlplane.app import create_app
 from fila.settings import Settings
+from tests.support import Proc, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +51,26 @@ async def cp(settings: Settings, migrated: Settings) -> AsyncIterator[AsyncTestC
     async with AsyncTestClient(app=app, timeout=30) as client:
         client.headers["apikey"] = settings.api_key
         yield client
+
+
+@pytest.fixture
+async def cp_proc(
+    settings: Settings, migrated: Settings, spawn: Callable[..., Proc]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`fila controlplane` as a real process; an httpx client carrying the apikey."""
+    port = free_port()
+    proc = spawn(["controlplane", "--no-migrate"], settings, FILA_HTTP_PORT=str(port))
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"apikey": settings.api_key}
+    ) as client:
+
+        async def up() -> bool:
+            assert proc.popen.poll() is None, proc.output()
+            try:
+                return (await client.get("/healthz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(up, timeout=60, interval=0.2)
+        yield client
+    assert proc.terminate() == 0, proc.output()
