@@ -6,7 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
+import httpx
 import msgspec
 
 from fila import topology
@@ -266,3 +268,44 @@ async def test_pause_leaves_events_in_rabbitmq_and_resume_takes_them(
         sent = await store.announce("resume", role="ingest")
         await wait_for(lambda: _total(redis, keys, ("processed",), 3), timeout=60)
         assert await mq.depth(topology.GLOBAL_QUEUE) == 3
+
+
+def _management(settings: Settings) -> httpx.Client:
+    parts = urlsplit(settings.rabbitmq_management_url)
+    return httpx.Client(
+        base_url=f"{parts.scheme}://{parts.hostname}:{parts.port}",
+        auth=(parts.username or "guest", parts.password or "guest"),
+        timeout=10,
+    )
+
+
+def _close_connections(settings: Settings) -> int:
+    """Have RabbitMQ itself drop every connection to this test's vhost but our own."""
+    vhost = quote(unquote(urlsplit(settings.rabbitmq_url).path.lstrip("/")), safe="")
+    closed = 0
+    with _management(settings) as api:
+        for conn in api.get(f"/api/vhosts/{vhost}/connections").json():
+            if (conn.get("client_properties") or {}).get("app") != "fila":
+                continue  # the test's own connection
+            api.delete(f"/api/connections/{quote(conn['name'], safe='')}").raise_for_status()
+            closed += 1
+    return closed
+
+
+async def test_worker_reconnects_after_rabbitmq_drops_its_connection(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    async with rabbit(settings) as mq:
+        spawn(["worker", "ingest"], settings)
+        await _fleet(redis, keys, 1)
+        await mq.publish(audio_event("rc", "R0", 10, data=noise(100)))
+        await wait_for(lambda: _total(redis, keys, ("processed",), 1), timeout=30)
+
+        async def dropped() -> bool:
+            return await asyncio.to_thread(_close_connections, settings) > 0
+
+        await wait_for(dropped, timeout=30, interval=1.0)  # management stats lag a little
+        for i in range(1, 4):
+            await mq.publish(audio_event("rc", f"R{i}", 10, data=noise(100)))
+        await wait_for(lambda: _total(redis, keys, ("processed",), 4), timeout=60)
+        assert await mq.depth(topology.GLOBAL_QUEUE) == 4

@@ -120,11 +120,19 @@ class IngestConsumer:
                 with contextlib.suppress(Exception):
                     await message.nack(requeue=True)
                 return
-            await message.ack()
+            try:
+                await message.ack()
+            except Exception as exc:
+                # The channel went away: RabbitMQ redelivers it and the idempotency key
+                # recognises it as already queued.
+                log.warning("ack lost with the channel", error=f"{type(exc).__name__}: {exc}")
             self.fleet.record(outcome in _OK)
 
     async def stop(self, grace: float) -> None:
-        await self.pause()
+        try:
+            await asyncio.wait_for(self.pause(), timeout=10)
+        except Exception as exc:  # a dead connection: closing below releases everything anyway
+            log.warning("consumer cancel failed", error=f"{type(exc).__name__}: {exc}")
         if self.tasks:
             log.info("finishing in-flight events", count=len(self.tasks), grace=grace)
             await asyncio.wait(set(self.tasks), timeout=grace)
