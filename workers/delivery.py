@@ -253,6 +253,11 @@ class DeliveryConsumer:
             if await self.breaker.failure(url) == "open":
                 state = await self.breaker.state(url)
                 self._hold(state.nextProbeAt, "circuit open")
+            if admission.probe:
+                # The endpoint is still down; that is not this message's fault: no attempt.
+                await message.nack(requeue=True)
+                log.info("probe failed, circuit stays open", endpoint=url, status=attempt.status)
+                return
             await self._retry(message, audio, attempt, attempts)
         else:
             await self.breaker.success(url)
