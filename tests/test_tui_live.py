@@ -1,0 +1,258 @@
+"""The TUI against a real control plane (subprocess), real ingest worker and real services.
+
+Events go in through the control plane's Evolution webhook, the ingest worker filters them and
+counts them in Redis, and the TUI must show those counts; edits made in its modals must reach the
+control plane, the Redis mirror, and what the worker applies to the next event.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from textual.widgets import DataTable, Input
+
+from fila.configstore import ConfigStore
+from fila.keys import Keys
+from fila.models import AudioFilter, RateLimitConfig
+from fila.settings import Settings
+from tests.support import Proc, wait_for
+from tui.app import FilaApp
+from tui.screens.edit_ratelimit import EditRateLimit
+from tui.screens.edit_thresholds import EditThresholds
+from tui.screens.instances import InstancesScreen
+from tui.widgets.connbanner import ConnectionBanner
+
+pytestmark = pytest.mark.timeout(240)
+SIZE = (120, 40)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pointed_at(settings: Settings, port: int) -> Settings:
+    return settings.replace(server_url=f"http://127.0.0.1:{port}", http_port=port)
+
+
+async def healthy(settings: Settings) -> bool:
+    try:
+        async with httpx.AsyncClient(base_url=settings.server_url, timeout=2) as client:
+            return (await client.get("/healthz")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def start_controlplane(spawn: Callable[..., Proc], settings: Settings) -> Proc:
+    return spawn(["controlplane"], settings, FILA_HTTP_PORT=str(settings.http_port))
+
+
+@pytest.fixture
+async def live(settings: Settings, spawn: Callable[..., Proc]) -> AsyncIterator[Settings]:
+    """A control plane on a free port, for this test's vhost/prefix/bucket."""
+    cp = pointed_at(settings, free_port())
+    proc = start_controlplane(spawn, cp)
+    try:
+        await wait_for(lambda: healthy(cp), timeout=90, interval=0.3)
+    except AssertionError:
+        raise AssertionError("control plane did not start:\n" + proc.output()[-3000:]) from None
+    yield cp
+
+
+def voice_note(instance: str, message_id: str, seconds: int) -> dict[str, Any]:
+    """An Evolution `messages.upsert` voice note, media inline (no download needed)."""
+    return {
+        "event": "messages.upsert",
+        "instance": instance,
+        "data": {
+            "key": {"remoteJid": "5511999990000@s.whatsapp.net", "fromMe": False, "id": message_id},
+            "pushName": "Operator test",
+            "message": {
+                "audioMessage": {"mimetype": "audio/ogg; codecs=opus", "seconds": seconds},
+                "base64": "T2dnUwACAAAAAAAAAAA=",
+            },
+            "messageType": "audioMessage",
+            "messageTimestamp": 1764000000,
+        },
+        "server_url": "http://evolution.test",
+        "date_time": "2026-11-25T09:00:00.000Z",
+        "sender": "5511888880000@s.whatsapp.net",
+        "apikey": "instance-key",
+    }
+
+
+async def send(settings: Settings, events: list[dict[str, Any]]) -> None:
+    headers = {"apikey": settings.api_key}
+    async with httpx.AsyncClient(base_url=settings.server_url, headers=headers) as client:
+        for event in events:
+            response = await client.post("/webhook/evolution", json=event, timeout=30)
+            assert response.status_code == 202, response.text
+
+
+def cells(app: FilaApp, instance: str) -> dict[str, str]:
+    """What the instances table shows for `instance` (column key → text), empty if absent."""
+    screen = app.screen_stack[0]
+    assert isinstance(screen, InstancesScreen)
+    table = screen.table
+    if instance not in {str(k.value) for k in table.rows}:
+        return {}
+    keys = [str(c.value) for c in table.columns]
+    return {
+        k: getattr(v, "plain", str(v)) for k, v in zip(keys, table.get_row(instance), strict=True)
+    }
+
+
+async def select_row(app: FilaApp, instance: str) -> None:
+    screen = app.screen_stack[0]
+    assert isinstance(screen, InstancesScreen)
+    screen.table.move_cursor(row=screen.table.get_row_index(instance))
+    assert screen.current() == instance
+
+
+async def test_instances_table_shows_real_counts_and_edits_reach_the_workers(
+    live: Settings, spawn: Callable[..., Proc], redis: Any, keys: Keys
+) -> None:
+    worker = spawn(["worker", "ingest"], live)
+    await send(
+        live,
+        [voice_note("tui-alpha", f"A{i}", 1) for i in range(3)]  # tooShort under the default 3 s
+        + [voice_note("tui-alpha", f"B{i}", 8) for i in range(2)]
+        + [voice_note("tui-beta", "C0", 1)],
+    )
+    app = FilaApp(live, poll_seconds=0.5, start="instances")
+    async with app.run_test(size=SIZE) as pilot:
+        try:
+            await wait_for(
+                lambda: (
+                    cells(app, "tui-alpha").get("received") == "5"
+                    and cells(app, "tui-alpha").get("tooShort") == "3"
+                    and cells(app, "tui-alpha").get("processed") == "2"
+                    and cells(app, "tui-beta").get("tooShort") == "1"
+                ),
+                timeout=90,
+                interval=0.2,
+            )
+        except AssertionError:
+            shown = (cells(app, "tui-alpha"), cells(app, "tui-beta"))
+            raise AssertionError(f"table shows {shown}\n{worker.output()[-2000:]}") from None
+        assert cells(app, "tui-alpha")["min"] == "3"
+
+        # Edit tui-alpha's thresholds in the modal: min 10 s.
+        await select_row(app, "tui-alpha")
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, EditThresholds))
+        modal = app.screen
+        assert isinstance(modal, EditThresholds)
+        modal.query_one("#min", Input).value = "10"
+        modal.query_one("#max", Input).value = "600"
+        await pilot.click("#save")
+        await wait_for(lambda: not isinstance(app.screen, EditThresholds), timeout=30)
+
+        async with httpx.AsyncClient(
+            base_url=live.server_url, headers={"apikey": live.api_key}
+        ) as client:
+            got = (await client.get("/instance/tui-alpha/filters/audio")).json()
+            untouched = (await client.get("/instance/tui-beta/filters/audio")).json()
+        assert (got["minDurationSeconds"], got["maxDurationSeconds"]) == (10, 600)
+        assert untouched["minDurationSeconds"] == 3
+        mirror = await ConfigStore(redis, keys, live).filter_for("tui-alpha")
+        assert mirror == AudioFilter(minDurationSeconds=10, maxDurationSeconds=600, enabled=True)
+        await wait_for(lambda: cells(app, "tui-alpha").get("min") == "10", timeout=30)
+        assert cells(app, "tui-alpha")["max"] == "600"
+
+        # The worker applies it: an 8 s note, accepted before, is now too short.
+        await send(live, [voice_note("tui-alpha", "D0", 8)])
+        await wait_for(
+            lambda: (
+                cells(app, "tui-alpha").get("tooShort") == "4"
+                and cells(app, "tui-alpha").get("received") == "6"
+            ),
+            timeout=60,
+            interval=0.2,
+        )
+        assert cells(app, "tui-alpha")["processed"] == "2"
+
+
+async def test_invalid_threshold_is_refused_inline_without_a_request(live: Settings) -> None:
+    headers = {"apikey": live.api_key}
+    async with httpx.AsyncClient(base_url=live.server_url, headers=headers) as client:
+        body = {"minDurationSeconds": 4, "maxDurationSeconds": 900, "enabled": True}
+        assert (await client.put("/instance/tui-gamma/filters/audio", json=body)).status_code < 300
+    app = FilaApp(live, poll_seconds=0.5, start="instances")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: cells(app, "tui-gamma").get("min") == "4", timeout=60)
+        await select_row(app, "tui-gamma")
+        await pilot.press("e")
+        await wait_for(lambda: isinstance(app.screen, EditThresholds))
+        modal = app.screen
+        assert isinstance(modal, EditThresholds)
+        modal.query_one("#min", Input).value = "0"
+        await pilot.pause()
+        shown = str(modal.query_one("#errors").render())
+        assert "minDurationSeconds must be between 1 and 300" in shown
+        assert "1 ≤ min ≤ 300" in str(modal.query_one("#rule").render())
+        modal.query_one("#min", Input).value = "50"
+        modal.query_one("#max", Input).value = "20"
+        await pilot.click("#save")
+        await pilot.pause()
+        assert "maxDurationSeconds must be ≥ minDurationSeconds (50)" in str(
+            modal.query_one("#errors").render()
+        )
+        assert modal.sent == 0
+        assert isinstance(app.screen, EditThresholds)
+        await pilot.press("escape")
+    async with httpx.AsyncClient(base_url=live.server_url, headers=headers) as client:
+        got = (await client.get("/instance/tui-gamma/filters/audio")).json()
+    assert (got["minDurationSeconds"], got["maxDurationSeconds"]) == (4, 900)
+
+
+async def test_rate_limit_modal_changes_the_live_bucket(
+    live: Settings, redis: Any, keys: Keys
+) -> None:
+    app = FilaApp(live, poll_seconds=0.5, start="overview")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("l")
+        await wait_for(lambda: isinstance(app.screen, EditRateLimit), timeout=30)
+        modal = app.screen
+        modal.query_one("#capacity", Input).value = "0"
+        await pilot.pause()
+        assert "capacity must be ≥ 1" in str(modal.query_one("#errors").render())
+        modal.query_one("#capacity", Input).value = "120"
+        modal.query_one("#refill", Input).value = "60"
+        await pilot.click("#save")
+        await wait_for(lambda: not isinstance(app.screen, EditRateLimit), timeout=30)
+    async with httpx.AsyncClient(
+        base_url=live.server_url, headers={"apikey": live.api_key}
+    ) as client:
+        got = RateLimitConfig(**(await client.get("/ratelimit")).json())
+    assert (got.capacity, got.refillPerMinute) == (120, 60.0)
+    mirror = await ConfigStore(redis, keys, live).ratelimit()
+    assert (mirror.capacity, mirror.refillPerMinute) == (120, 60.0)
+
+
+async def test_unreachable_control_plane_shows_a_banner_then_reconnects(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
+    cp = pointed_at(settings, free_port())
+    app = FilaApp(cp, poll_seconds=0.5, start="overview")
+    async with app.run_test(size=(80, 24)) as pilot:
+        banner = app.screen.query_one(ConnectionBanner)
+        await wait_for(lambda: banner.display and app.connection_error, timeout=30)
+        assert "unreachable" in str(banner.render())
+        assert cp.server_url in str(banner.render())
+        await pilot.press("2")  # still navigable while down
+        await wait_for(lambda: app.current_mode == "instances")
+        assert app.screen.query_one(ConnectionBanner).display
+
+        start_controlplane(spawn, cp)
+        await wait_for(lambda: app.connection_error is None, timeout=120, interval=0.2)
+        await wait_for(lambda: app.data.overview is not None, timeout=30)
+        await wait_for(lambda: app.data.instances is not None, timeout=30)
+        assert not app.screen.query_one(ConnectionBanner).display
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == len(app.data.instances.instances)  # type: ignore[union-attr]
