@@ -1,0 +1,184 @@
+"""Operator routes: fleet table and overview, live stream, workers, metrics, emergency and bulk
+filters, configuration export/import, readiness naming what is down."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import msgspec
+import redis.asyncio as aioredis
+from litestar.testing import AsyncTestClient
+
+from controlplane.app import create_app
+from fila.keys import Keys
+from fila.models import AudioFilter, EmergencyFilter
+from fila.settings import Settings
+from fila.stats import Counters, record_latency
+from fila.views import FleetOverview, InstancesView
+from tests.test_controlplane_support import cp, cp_proc, migrated
+from workers.fleet import Fleet
+
+__all__ = ["cp", "cp_proc", "migrated"]
+
+
+async def test_instances_overview_and_workers(
+    cp: AsyncTestClient[Any], settings: Settings, redis: aioredis.Redis, keys: Keys
+) -> None:
+    counters = Counters(redis, keys, settings.timezone)
+    for n in range(30):
+        await counters.bump(f"fl-{n:03d}", {"received": n + 1, "processed": n, "tooShort": 1})
+    await cp.put(
+        "/instance/fl-007/filters/audio",
+        json={"minDurationSeconds": 9, "maxDurationSeconds": 99, "enabled": True},
+    )
+    await cp.put("/instance/fl-conf-only/filters/audio", json=_filter(4, 40, False))
+    fleet = Fleet(settings, redis, "delivery")
+    await fleet.beat()
+
+    view = msgspec.json.decode((await cp.get("/fleet/instances")).content, type=InstancesView)
+    rows = {r.instance: r for r in view.instances}
+    assert {f"fl-{n:03d}" for n in range(30)} | {"fl-conf-only"} <= set(rows)
+    assert rows["fl-012"].received == 13 and rows["fl-012"].processed == 12
+    assert rows["fl-012"].tooShort == 1 and rows["fl-012"].lastSeen is not None
+    assert (rows["fl-007"].minDurationSeconds, rows["fl-007"].maxDurationSeconds) == (9, 99)
+    assert rows["fl-conf-only"].enabled is False and rows["fl-conf-only"].lastSeen is None
+    assert rows["fl-012"].tokenCapacity == settings.rate_instance_capacity
+    assert 0 < rows["fl-012"].tokens <= settings.rate_instance_capacity
+
+    workers = (await cp.get("/workers")).json()["workers"]
+    assert [w["id"] for w in workers] == [fleet.id]
+    assert workers[0]["role"] == "delivery" and workers[0]["state"] == "running"
+
+    overview = msgspec.json.decode((await cp.get("/fleet/overview")).content, type=FleetOverview)
+    assert overview.workersAlive == 1 and overview.workers[0].id == fleet.id
+    assert overview.totals["received"] == sum(n + 1 for n in range(30))
+    assert overview.queueSize == 0 and overview.paused is False
+    assert {h.name: h.ok for h in overview.health} == {
+        "redis": True,
+        "postgresql": True,
+        "rabbitmq": True,
+        "s3": True,
+    }
+    assert overview.rateLimitStatus is not None and overview.rateLimitStatus.refillRate
+    codes = {a.code for a in overview.alerts}
+    assert "worker_missing" in codes  # no ingest worker alive
+    await fleet.stop()
+    assert (await cp.get("/workers")).json()["workers"] == []
+
+
+async def test_stream_sends_an_overview_each_second(cp_proc: httpx.AsyncClient) -> None:
+    events: list[FleetOverview] = []
+    async with cp_proc.stream("GET", "/fleet/stream") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                events.append(msgspec.json.decode(line[5:].strip(), type=FleetOverview))
+            if len(events) == 2:
+                break
+    assert events[1].timestamp > events[0].timestamp
+
+
+async def test_metrics_expose_fleet_figures(
+    cp: AsyncTestClient[Any], settings: Settings, redis: aioredis.Redis, keys: Keys
+) -> None:
+    await Counters(redis, keys, settings.timezone).bump(
+        "mx-a", {"processed": 7, "rateLimited": 3, "delivered": 5, "tooLong": 2}
+    )
+    await record_latency(redis, keys, "delivery", 0.2)
+    await record_latency(redis, keys, "end_to_end", 3.0)
+    await redis.zadd(keys.feedback_sessions, {"mx-a:chat:1": 1, "mx-a:chat:2": 2})
+    response = await cp.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'fila_queue_depth{queue="global.messages"} 0.0' in text
+    assert "fila_admits_total 7.0" in text
+    assert "fila_rejects_total 3.0" in text
+    assert "fila_deliveries_total 5.0" in text
+    assert 'fila_filtered_total{reason="tooLong"} 2.0' in text
+    assert "fila_feedback_sessions 2.0" in text
+    assert f"fila_token_capacity {float(settings.rate_capacity)}" in text
+    assert 'fila_delivery_latency_seconds_bucket{le="0.25"} 1.0' in text
+    assert 'fila_end_to_end_latency_seconds_bucket{le="2.5"} 0.0' in text
+    assert "fila_end_to_end_latency_seconds_count 1.0" in text
+    assert "fila_cleanup_runs_total" in text
+
+
+def _filter(lo: int, hi: int, on: bool) -> dict[str, Any]:
+    return {"minDurationSeconds": lo, "maxDurationSeconds": hi, "enabled": on}
+
+
+async def test_emergency_and_bulk_filters(
+    cp: AsyncTestClient[Any], settings: Settings, redis: aioredis.Redis, keys: Keys
+) -> None:
+    on = await cp.put("/filters/emergency", json={**_filter(30, 60, True), "reason": "flood"})
+    assert on.json() == {**_filter(30, 60, True), "reason": "flood"}
+    assert msgspec.json.decode(
+        await redis.get(keys.config_emergency), type=EmergencyFilter
+    ) == EmergencyFilter(enabled=True, minDurationSeconds=30, maxDurationSeconds=60, reason="flood")
+    assert (await cp.get("/filters/emergency")).json()["enabled"] is True
+    await cp.put("/filters/emergency", json={"enabled": False})
+
+    named = await cp.put(
+        "/filters/audio/bulk", json={"instances": ["bk-1", "bk-2"], **_filter(6, 66, True)}
+    )
+    assert named.json() == {"updated": 2}
+    for name in ("bk-1", "bk-2"):
+        assert (await cp.get(f"/instance/{name}/filters/audio")).json() == _filter(6, 66, True)
+    await Counters(redis, keys, settings.timezone).bump("bk-seen", {"received": 1})
+    every = await cp.put("/filters/audio/bulk", json={"instances": None, **_filter(8, 88, True)})
+    assert every.json()["updated"] >= 3
+    assert (await cp.get("/instance/bk-seen/filters/audio")).json() == _filter(8, 88, True)
+    mirrored = await redis.hget(keys.config_filters, "bk-seen")
+    assert msgspec.json.decode(mirrored, type=AudioFilter) == AudioFilter(
+        minDurationSeconds=8, maxDurationSeconds=88, enabled=True
+    )
+
+
+async def test_export_then_import_round_trip(cp: AsyncTestClient[Any]) -> None:
+    await cp.put("/instance/ex-1/filters/audio", json=_filter(11, 111, True))
+    exported = (await cp.get("/config/export")).json()
+    assert set(exported) == {"filters", "webhook", "cleanup", "ratelimit", "emergency"}
+    assert exported["filters"]["ex-1"] == _filter(11, 111, True)
+
+    changed = json.loads(json.dumps(exported))
+    changed["filters"]["ex-1"] = _filter(12, 120, False)
+    changed["filters"]["ex-2"] = _filter(5, 50, True)
+    changed["cleanup"]["retentionDays"] = 9
+    changed["ratelimit"]["capacity"] = 321
+    imported = await cp.post("/config/import", json=changed)
+    assert imported.status_code == 200, imported.text
+    again = (await cp.get("/config/export")).json()
+    assert again["filters"]["ex-1"] == _filter(12, 120, False)
+    assert again["filters"]["ex-2"] == _filter(5, 50, True)
+    assert again["cleanup"]["retentionDays"] == 9 and again["ratelimit"]["capacity"] == 321
+
+    broken = json.loads(json.dumps(changed))
+    broken["filters"]["ex-3"] = _filter(0, 10, True)
+    refused = await cp.post("/config/import", json=broken)
+    assert refused.status_code == 400
+    assert refused.json()["field"] == "filters.ex-3.minDurationSeconds"
+    assert "ex-3" not in (await cp.get("/config/export")).json()["filters"]  # nothing written
+    exported["ratelimit"]["capacity"] = 500
+    assert (await cp.post("/config/import", json=exported)).status_code == 200
+
+
+async def test_readyz_names_the_dependency_that_is_down(
+    settings: Settings, migrated: Settings
+) -> None:
+    broken = settings.replace(s3_endpoint_url="http://127.0.0.1:9")
+    async with AsyncTestClient(app=create_app(broken)) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["message"] == "not ready: s3 down"
+        assert {d["name"]: d["ok"] for d in body["dependencies"]} == {
+            "redis": True,
+            "postgresql": True,
+            "rabbitmq": True,
+            "s3": False,
+        }
