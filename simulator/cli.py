@@ -140,3 +140,56 @@ def register(app: typer.Typer) -> None:
             names = ", ".join(outcome.deadChildren + outcome.killed)
             console.print(f"[red]error:[/red] exited early or would not stop: {names}")
             raise typer.Exit(1)
+
+    @app.command("bench")
+    def bench(
+        quick: bool = typer.Option(False, "--quick", help="About two minutes instead of ~8."),
+        workers: int = typer.Option(
+            2, "--workers", min=1, help="Ingest and delivery workers each."
+        ),
+        limiter_procs: int = typer.Option(
+            4, "--limiter-procs", min=1, help="Processes sharing the bucket in the limiter test."
+        ),
+        json_out: str = typer.Option(
+            "", "--json", help="Write the figures here (default: FILA_DATA_DIR/bench.json)."
+        ),
+    ) -> None:
+        """Measure each hop's ceiling, then Fila end to end, limiter, fairness, propagation."""
+        from pathlib import Path
+
+        import msgspec
+        from rich.console import Console
+
+        from simulator.bench import BenchReport, print_report, run_bench
+
+        console = Console()
+        settings = get_settings()
+        reports: list[BenchReport] = []
+
+        async def main() -> None:
+            reports.append(
+                await run_bench(
+                    settings,
+                    quick=quick,
+                    workers=workers,
+                    limiter_procs=limiter_procs,
+                    console=console,
+                )
+            )
+
+        try:
+            _run(main())
+        except (RuntimeError, OSError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        if not reports:
+            console.print("bench interrupted")
+            raise typer.Exit(1)
+        report = reports[0]
+        print_report(console, report)
+        path = Path(json_out or Path(settings.data_dir) / "bench.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(msgspec.json.format(msgspec.json.encode(report)))
+        console.print(f"figures written to {path}")
+        if report.errors:
+            raise typer.Exit(1)

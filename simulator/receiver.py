@@ -120,7 +120,13 @@ class Receiver:
         )
         statuses = Counter(str(d.status) for d in self.deliveries)
         ids = [d.webhook_id for d in self.accepted() if d.webhook_id]
-        latencies = sorted(d.latency_ms for d in self.accepted() if d.latency_ms is not None)
+        accepted = self.accepted()
+        latencies = sorted(d.latency_ms for d in accepted if d.latency_ms is not None)
+        by_instance = Counter(
+            str(d.json.get("instance"))
+            for d in accepted
+            if isinstance(d.json, dict) and d.json.get("event") == "messages.upsert"
+        )
         return {
             "total": len(self.deliveries),
             "accepted": len(self.accepted()),
@@ -130,6 +136,9 @@ class Receiver:
             "byEvent": dict(events),
             "byStatus": dict(statuses),
             "latencyMs": _percentiles(latencies),
+            "byInstance": dict(by_instance),
+            "firstAt": accepted[0].received_at if accepted else None,
+            "lastAt": accepted[-1].received_at if accepted else None,
             "startedAt": self.started_at,
         }
 

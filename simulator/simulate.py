@@ -64,6 +64,7 @@ class Simulator:
         hot_factor: float = 10.0,
         concurrency: int = 64,
         server_url: str | None = None,
+        max_voice_seconds: int = 90,
     ) -> None:
         if instances < 1:
             raise ValueError("instances must be at least 1")
@@ -78,6 +79,7 @@ class Simulator:
             server_url=server_url or stub.url,
             rng=self.rng,
             weights=weights,
+            max_voice_seconds=max_voice_seconds,
         )
         self.names = [instance_name(n) for n in range(1, instances + 1)]
         self.instance_weights = [1.0] * len(self.names)

@@ -1,0 +1,600 @@
+"""`fila bench`: raw ceilings of each hop, then Fila end to end, limiter accuracy across worker
+processes, fairness under one noisy instance, and config propagation — in one bounded run on
+isolated namespaces, with a progress bar, a table, JSON, and the figures checked against targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fila import redisconn, topology
+from fila.keys import Keys
+from fila.models import WorkerInfo
+from fila.settings import Settings
+from simulator import rawhops
+from simulator.benchenv import free_port, isolated
+from simulator.events import Category
+from simulator.evolution import EvolutionStub
+from simulator.limiterload import LoadReport
+from simulator.procs import ProcessGroup
+from simulator.receiver import percentile
+from simulator.simulate import Simulator
+
+VOICE_ONLY: dict[Category, float] = {"voice_base64": 20, "voice_getbase64": 22, "voice_enc": 30}
+PRINCIPAL = "/principal"
+
+
+class Profile(msgspec.Struct, kw_only=True):
+    """How long each part runs; `--quick` keeps the whole bench within a couple of minutes."""
+
+    hop_seconds: float
+    reference_seconds: float
+    saturation_rate: float
+    saturation_seconds: float
+    drain_seconds: float
+    fairness_seconds: float
+    propagation_changes: int
+    limiter_seconds: float
+
+
+QUICK = Profile(
+    hop_seconds=3,
+    reference_seconds=20,
+    saturation_rate=9000,
+    saturation_seconds=10,
+    drain_seconds=60,
+    fairness_seconds=12,
+    propagation_changes=20,
+    limiter_seconds=5,
+)
+FULL = Profile(
+    hop_seconds=10,
+    reference_seconds=90,
+    saturation_rate=12000,
+    saturation_seconds=30,
+    drain_seconds=150,
+    fairness_seconds=40,
+    propagation_changes=100,
+    limiter_seconds=15,
+)
+
+
+class TargetCheck(msgspec.Struct, kw_only=True):
+    name: str
+    value: float | None
+    target: str
+    met: bool | None
+
+
+class BenchReport(msgspec.Struct, kw_only=True):
+    startedAt: str
+    mode: str
+    machine: dict[str, Any]
+    rawHops: list[rawhops.HopResult] = msgspec.field(default_factory=list)
+    reference: dict[str, Any] = msgspec.field(default_factory=dict)
+    endToEnd: dict[str, Any] = msgspec.field(default_factory=dict)
+    limiter: dict[str, Any] = msgspec.field(default_factory=dict)
+    fairness: dict[str, Any] = msgspec.field(default_factory=dict)
+    propagation: dict[str, Any] = msgspec.field(default_factory=dict)
+    targets: list[TargetCheck] = msgspec.field(default_factory=list)
+    errors: list[str] = msgspec.field(default_factory=list)
+
+
+def jain(values: list[float]) -> float | None:
+    """Jain's fairness index: 1 when every value is equal, 1/n when one takes everything."""
+    if not values or not any(values):
+        return None
+    return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
+
+
+class Bench:
+    def __init__(
+        self, settings: Settings, profile: Profile, workers: int, limiter_procs: int
+    ) -> None:
+        self.s = settings
+        self.p = profile
+        self.workers = workers
+        self.limiter_procs = limiter_procs
+        self.procs = ProcessGroup(settings, Path(settings.data_dir) / "bench-logs")
+        self.receiver_url = ""
+        self.cp = f"http://{settings.http_host}:{settings.http_port}"
+        self.http = httpx.AsyncClient(timeout=30, headers={"apikey": settings.api_key})
+        self.redis = redisconn.connect(settings)
+        self.keys = Keys(settings.redis_prefix)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.redis.aclose()
+
+    # ------------------------------------------------------------------ helpers
+
+    async def receiver_stats(self) -> dict[str, Any]:
+        answer = await self.http.get(f"{self.receiver_url}/_receiver/stats")
+        answer.raise_for_status()
+        data: dict[str, Any] = answer.json()
+        return data
+
+    async def clear_receiver(self) -> None:
+        (await self.http.delete(f"{self.receiver_url}/_receiver/stats")).raise_for_status()
+
+    async def put(self, path: str, body: dict[str, Any]) -> Any:
+        answer = await self.http.put(f"{self.cp}{path}", json=body)
+        if answer.status_code >= 300:
+            raise RuntimeError(f"PUT {path} answered {answer.status_code}: {answer.text[:300]}")
+        return answer.json()
+
+    async def wait_delivered(self, n: int, bound: float, stall: float = 10.0) -> dict[str, Any]:
+        """Poll the receiver until `n` main deliveries arrived, progress stalls, or `bound`."""
+        deadline = time.monotonic() + bound
+        last_count, last_change = -1, time.monotonic()
+        while True:
+            stats = await self.receiver_stats()
+            count = int(stats["accepted"])
+            if count >= n or time.monotonic() > deadline:
+                return stats
+            if count != last_count:
+                last_count, last_change = count, time.monotonic()
+            elif time.monotonic() - last_change > stall:
+                return stats
+            await asyncio.sleep(0.25)
+
+    async def purge(self) -> None:
+        """Drop what is left queued so one part cannot spill into the next."""
+        connection = await aio_pika.connect_robust(self.s.rabbitmq_url)
+        try:
+            channel = await connection.channel()
+            for name in (self.s.ingest_queue, topology.GLOBAL_QUEUE):
+                with contextlib.suppress(Exception):
+                    queue = await channel.declare_queue(name, passive=True)
+                    await queue.purge()
+        finally:
+            await connection.close()
+
+    # ------------------------------------------------------------------ fleet
+
+    async def start_receiver(self) -> None:
+        port = free_port()
+        await self.procs.start(
+            "receiver", ["receiver", "--port", str(port), "--secret", self.s.webhook_secret]
+        )
+        self.receiver_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                await self.receiver_stats()
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("the receiver did not start")
+
+    async def start_fleet(self) -> None:
+        cp = await self.procs.start("controlplane", ["controlplane"])
+        deadline = time.monotonic() + 120
+        while True:
+            if not cp.alive:
+                raise RuntimeError(f"the control plane exited:\n{cp.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await self.http.get(f"{self.cp}/healthz")).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the control plane did not become healthy")
+            await asyncio.sleep(0.3)
+        for n in range(self.workers):
+            await self.procs.start(f"ingest-{n + 1}", ["worker", "ingest"])
+            await self.procs.start(f"delivery-{n + 1}", ["worker", "delivery"])
+        deadline = time.monotonic() + 90
+        while await self.redis.zcard(self.keys.workers) < 2 * self.workers:
+            dead = self.procs.dead()
+            if dead:
+                raise RuntimeError(f"{dead[0].name} exited:\n{dead[0].tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("workers did not join the fleet")
+            await asyncio.sleep(0.2)
+        await self.put(
+            "/webhook/global/config",
+            {
+                "principal": {"enabled": True, "url": self.receiver_url + PRINCIPAL},
+                "monitoramento": {"enabled": False},
+            },
+        )
+
+    async def worker_infos(self) -> list[WorkerInfo]:
+        ids = [
+            i.decode() if isinstance(i, bytes) else str(i)
+            for i in await self.redis.zrange(self.keys.workers, 0, -1)
+        ]
+        raws = await self.redis.mget([self.keys.worker(i) for i in ids]) if ids else []
+        return [msgspec.json.decode(r, type=WorkerInfo) for r in raws if r]
+
+    # ------------------------------------------------------------------ parts
+
+    async def reference(self, stub: EvolutionStub) -> dict[str, Any]:
+        """Latency at the reference design load: 500 instances, 500 events/min, default mix."""
+        await self.clear_receiver()
+        sim = Simulator(self.s, stub, instances=500, rate=500, duration=self.p.reference_seconds)
+        summary = await sim.run()
+        stats = await self.wait_delivered(summary.voice_ok, 60)
+        lat = stats["latencyMs"]
+        return {
+            "instances": 500,
+            "ratePerMinute": 500,
+            "seconds": self.p.reference_seconds,
+            "sent": summary.sent,
+            "voiceNotes": summary.voice_ok,
+            "delivered": stats["accepted"],
+            "latencyMs": lat,
+        }
+
+    async def saturation(self, stub: EvolutionStub) -> dict[str, Any]:
+        """Voice notes offered faster than Fila can take them; throughput is what arrives."""
+        await self.put(
+            "/ratelimit",
+            {
+                "capacity": 10**9,
+                "refillPerMinute": 1e9,
+                "instanceCapacity": 10**9,
+                "instanceRefillPerMinute": 1e9,
+                "policy": "reject",
+            },
+        )
+        await asyncio.sleep(1)
+        await self.clear_receiver()
+        sim = Simulator(
+            self.s,
+            stub,
+            instances=500,
+            rate=self.p.saturation_rate,
+            duration=self.p.saturation_seconds,
+            weights=VOICE_ONLY,
+            max_voice_seconds=10,
+        )
+        summary = await sim.run()
+        stats = await self.wait_delivered(summary.sent, self.p.drain_seconds)
+        await self.purge()
+        delivered = int(stats["accepted"])
+        span = (stats["lastAt"] or summary.startedAt) - summary.startedAt
+        return {
+            "offeredPerSecond": round(summary.sent / max(summary.elapsedSeconds, 1e-9), 1),
+            "sent": summary.sent,
+            "delivered": delivered,
+            "seconds": round(span, 2),
+            "throughputPerSecond": round(delivered / span, 1) if span > 0 else None,
+            "latencyMs": stats["latencyMs"],
+            "allDelivered": delivered >= summary.sent,
+        }
+
+    async def fairness(self, stub: EvolutionStub) -> dict[str, Any]:
+        """50 instances plus one at 10× their traffic, over a binding global limit."""
+        limits = {
+            "capacity": 40,
+            "refillPerMinute": 1200.0,
+            "instanceCapacity": 10,
+            "instanceRefillPerMinute": 120.0,
+            "policy": "reject",
+        }
+        await self.put("/ratelimit", limits)
+        await asyncio.sleep(1)
+        await self.clear_receiver()
+        hot = "sim-hot"
+        sim = Simulator(
+            self.s,
+            stub,
+            instances=50,
+            rate=3000,
+            duration=self.p.fairness_seconds,
+            weights=VOICE_ONLY,
+            hot_instance=hot,
+            hot_factor=10,
+            max_voice_seconds=10,
+        )
+        summary = await sim.run()
+        stats = await self.wait_delivered(summary.sent, 30, stall=5)
+        await self.purge()
+        got: dict[str, int] = stats.get("byInstance", {})
+        others = [n for n in summary.byInstance if n != hot]
+        ratios = [got.get(n, 0) / summary.byInstance[n] for n in others if summary.byInstance[n]]
+        index = jain(ratios)
+        return {
+            "limits": limits,
+            "instances": len(others),
+            "hotInstance": hot,
+            "hotFactor": 10,
+            "sent": summary.sent,
+            "delivered": stats["accepted"],
+            "hotSent": summary.byInstance.get(hot, 0),
+            "hotDelivered": got.get(hot, 0),
+            "othersSent": sum(summary.byInstance[n] for n in others),
+            "othersDelivered": sum(got.get(n, 0) for n in others),
+            "jainOthers": round(index, 4) if index is not None else None,
+        }
+
+    async def propagation(self) -> dict[str, Any]:
+        """PUT a filter, then wait until every worker's heartbeat says it applied that change."""
+        samples: list[float] = []
+        put_ms: list[float] = []
+        missed = 0
+        expected = 2 * self.workers
+        for n in range(self.p.propagation_changes):
+            started = time.time()
+            await self.put(
+                "/instance/bench-propagation/filters/audio",
+                {"minDurationSeconds": 3 + n % 5, "maxDurationSeconds": 7200, "enabled": True},
+            )
+            put_ms.append((time.time() - started) * 1000)
+            seq = int(await self.redis.get(self.keys.config_seq) or 0)
+            deadline = time.monotonic() + 5
+            while True:
+                infos = await self.worker_infos()
+                applied = [i for i in infos if i.appliedSeq >= seq]
+                if len(applied) >= expected:
+                    samples.append((max(i.appliedAt for i in applied) - started) * 1000)
+                    break
+                if time.monotonic() > deadline:
+                    missed += 1
+                    break
+                await asyncio.sleep(0.002)
+        samples.sort()
+        return {
+            "changes": self.p.propagation_changes,
+            "workers": expected,
+            "missed": missed,
+            "p50Ms": round(percentile(samples, 50), 1) if samples else None,
+            "p95Ms": round(percentile(samples, 95), 1) if samples else None,
+            "p99Ms": round(percentile(samples, 99), 1) if samples else None,
+            "maxMs": round(samples[-1], 1) if samples else None,
+            "putRoundTripP50Ms": round(percentile(sorted(put_ms), 50), 1) if put_ms else None,
+        }
+
+    async def limiter(self) -> dict[str, Any]:
+        """N processes share one bucket; admitted should equal capacity + refill·t."""
+        capacity, refill = 200, 12000.0
+        prefix = f"{self.s.redis_prefix}limiter:"
+        start_at = time.time() + 3.0
+        env = {**os.environ, **self.s.to_env()}
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "simulator.limiterload",
+                prefix,
+                str(capacity),
+                str(refill),
+                str(start_at),
+                str(self.p.limiter_seconds),
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(self.limiter_procs)
+        ]
+        reports: list[LoadReport] = []
+        for proc in procs:
+            out, _ = await asyncio.wait_for(proc.communicate(), self.p.limiter_seconds + 60)
+            reports.append(msgspec.json.decode(out.strip().splitlines()[-1], type=LoadReport))
+        admitted = sum(r.admitted for r in reports)
+        span_s = (max(r.lastMs for r in reports) - min(r.firstMs for r in reports)) / 1000
+        expected = capacity + refill / 60 * span_s
+        return {
+            "processes": self.limiter_procs,
+            "capacity": capacity,
+            "refillPerMinute": refill,
+            "seconds": round(span_s, 3),
+            "calls": sum(r.calls for r in reports),
+            "admitted": admitted,
+            "expected": round(expected, 1),
+            "errorPercent": round(abs(admitted - expected) / expected * 100, 3),
+        }
+
+
+def check_targets(report: BenchReport) -> list[TargetCheck]:
+    checks: list[TargetCheck] = []
+    slowest = min((h.perSecond for h in report.rawHops), default=0.0)
+    tput = report.endToEnd.get("throughputPerSecond")
+    ratio = (tput / slowest) if tput and slowest else None
+    report.endToEnd["slowestRawHopPerSecond"] = slowest
+    report.endToEnd["ratioToSlowestHop"] = round(ratio, 3) if ratio is not None else None
+    checks.append(
+        TargetCheck(
+            name="e2e throughput / slowest raw hop",
+            value=ratio,
+            target="≥ 0.6",
+            met=None if ratio is None else ratio >= 0.6,
+        )
+    )
+    p99 = (report.reference.get("latencyMs") or {}).get("p99")
+    checks.append(
+        TargetCheck(
+            name="p99 latency at reference load (ms)",
+            value=p99,
+            target="< 150",
+            met=None if p99 is None else p99 < 150,
+        )
+    )
+    err = report.limiter.get("errorPercent")
+    checks.append(
+        TargetCheck(
+            name="limiter error (%)",
+            value=err,
+            target="≤ 0.5",
+            met=None if err is None else err <= 0.5,
+        )
+    )
+    prop = report.propagation.get("p99Ms")
+    checks.append(
+        TargetCheck(
+            name="config propagation p99 (ms)",
+            value=prop,
+            target="< 100",
+            met=None if prop is None else prop < 100,
+        )
+    )
+    return checks
+
+
+async def run_bench(
+    base: Settings, *, quick: bool, workers: int, limiter_procs: int, console: Console
+) -> BenchReport:
+    profile = QUICK if quick else FULL
+    report = BenchReport(
+        startedAt=datetime.now(UTC).isoformat(timespec="seconds"),
+        mode="quick" if quick else "full",
+        machine={
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "workers": f"{workers} ingest + {workers} delivery",
+        },
+    )
+    steps: list[tuple[str, str]] = [
+        ("namespaces", "isolated vhost, prefix, bucket, database"),
+        ("receiver", "webhook receiver process"),
+        ("amqp", "raw: aio-pika publish/consume"),
+        ("redis", "raw: token bucket"),
+        ("s3", "raw: S3 PutObject 32 KB"),
+        ("http", "raw: httpx POST"),
+        ("fleet", "control plane + workers"),
+        ("reference", "e2e at reference load"),
+        ("saturation", "e2e throughput"),
+        ("fairness", "fairness (one instance at 10×)"),
+        ("propagation", "config propagation"),
+        ("limiter", "limiter accuracy"),
+    ]
+    with Progress(
+        TextColumn("[bold]bench[/bold] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(steps[0][1], total=len(steps))
+
+        def step(n: int) -> None:
+            bar.update(task, completed=n, description=steps[min(n, len(steps) - 1)][1])
+
+        async with isolated(base) as settings:
+            step(1)
+            bench = Bench(settings, profile, workers, limiter_procs)
+            stub = EvolutionStub(
+                settings.evolution_api_key, int(settings.evolution_url.rsplit(":", 1)[1])
+            )
+            try:
+                await bench.start_receiver()
+                step(2)
+                hops: list[tuple[int, Callable[[], Awaitable[Any]]]] = [
+                    (3, lambda: rawhops.amqp_publish_consume(settings, profile.hop_seconds)),
+                    (4, lambda: rawhops.redis_token_bucket(settings, profile.hop_seconds)),
+                    (5, lambda: rawhops.s3_put(settings, profile.hop_seconds)),
+                    (6, lambda: rawhops.http_post(bench.receiver_url, profile.hop_seconds)),
+                ]
+                for n, hop in hops:
+                    result = await hop()
+                    report.rawHops.extend(result if isinstance(result, list) else [result])
+                    step(n)
+                await bench.start_fleet()
+                step(7)
+                async with stub:
+                    for n, name, part in (
+                        (8, "reference", bench.reference),
+                        (9, "endToEnd", bench.saturation),
+                        (10, "fairness", bench.fairness),
+                    ):
+                        try:
+                            setattr(report, name, await part(stub))
+                        except Exception as exc:
+                            report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                        step(n)
+                for n, name, solo in (
+                    (11, "propagation", bench.propagation),
+                    (12, "limiter", bench.limiter),
+                ):
+                    try:
+                        setattr(report, name, await solo())
+                    except Exception as exc:
+                        report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                    step(n)
+            finally:
+                stopped = await bench.procs.stop_all()
+                if bench.procs.killed:
+                    report.errors.append(f"needed SIGKILL: {', '.join(bench.procs.killed)}")
+                report.machine["exitCodes"] = stopped
+                await bench.close()
+    report.targets = check_targets(report)
+    return report
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def print_report(console: Console, report: BenchReport) -> None:
+    hops = Table("raw hop", "ops/s", "ops", "concurrency", "errors", title="Raw ceilings")
+    for h in report.rawHops:
+        hops.add_row(
+            h.hop, _fmt(h.perSecond), _fmt(h.operations), str(h.concurrency), str(h.errors)
+        )
+    console.print(hops)
+    figures = Table("measure", "value", title=f"Fila ({report.mode})")
+    ref = report.reference
+    lat = ref.get("latencyMs") or {}
+    e2e = report.endToEnd
+    rows: list[tuple[str, Any]] = [
+        (
+            "reference load: sent / voice notes / delivered",
+            f"{ref.get('sent', '—')} / {ref.get('voiceNotes', '—')} / {ref.get('delivered', '—')}",
+        ),
+        (
+            "reference latency p50 / p95 / p99 (ms)",
+            f"{_fmt(lat.get('p50'))} / {_fmt(lat.get('p95'))} / {_fmt(lat.get('p99'))}",
+        ),
+        ("e2e offered (events/s)", e2e.get("offeredPerSecond")),
+        ("e2e delivered / sent", f"{e2e.get('delivered', '—')} / {e2e.get('sent', '—')}"),
+        ("e2e throughput (deliveries/s)", e2e.get("throughputPerSecond")),
+        ("slowest raw hop (ops/s)", e2e.get("slowestRawHopPerSecond")),
+        ("ratio to slowest raw hop", e2e.get("ratioToSlowestHop")),
+        (
+            "limiter admitted / expected",
+            f"{report.limiter.get('admitted', '—')} / {report.limiter.get('expected', '—')}",
+        ),
+        ("limiter error (%)", report.limiter.get("errorPercent")),
+        ("fairness: Jain index over the others", report.fairness.get("jainOthers")),
+        (
+            "fairness: hot sent / delivered",
+            f"{report.fairness.get('hotSent', '—')} / {report.fairness.get('hotDelivered', '—')}",
+        ),
+        (
+            "propagation p50 / p99 (ms)",
+            f"{_fmt(report.propagation.get('p50Ms'))} / {_fmt(report.propagation.get('p99Ms'))}",
+        ),
+    ]
+    for name, value in rows:
+        figures.add_row(name, value if isinstance(value, str) else _fmt(value))
+    console.print(figures)
+    targets = Table("target", "measured", "wanted", "met", title="Targets")
+    for t in report.targets:
+        verdict = (
+            "[green]yes[/green]"
+            if t.met
+            else ("[red]MISSED[/red]" if t.met is False else "not measured")
+        )
+        targets.add_row(t.name, _fmt(t.value), t.target, verdict)
+    console.print(targets)
+    for error in report.errors:
+        console.print(f"[red]error:[/red] {error}")

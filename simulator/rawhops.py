@@ -1,0 +1,162 @@
+"""The raw ceiling of each hop Fila is built from, measured with the same clients Fila uses,
+so Fila's end-to-end figure has something honest to be compared with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import httpx
+import msgspec
+
+from fila import redisconn
+from fila.keys import Keys
+from fila.models import RateLimitConfig
+from fila.ratelimit import TokenBucket
+from fila.settings import Settings
+
+
+class HopResult(msgspec.Struct, kw_only=True):
+    hop: str
+    operations: int
+    seconds: float
+    perSecond: float
+    concurrency: int
+    errors: int = 0
+
+
+async def _for_duration(
+    name: str, seconds: float, concurrency: int, op: Callable[[int], Awaitable[None]]
+) -> HopResult:
+    """Run `op` from `concurrency` tasks until `seconds` pass; count completed operations."""
+    done = 0
+    errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def lane(lane_no: int) -> None:
+        nonlocal done, errors
+        n = 0
+        while time.monotonic() < deadline:
+            try:
+                await op(lane_no * 1_000_000 + n)
+                done += 1
+            except Exception:
+                errors += 1
+            n += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(lane(i) for i in range(concurrency)))
+    elapsed = time.monotonic() - started
+    return HopResult(
+        hop=name,
+        operations=done,
+        seconds=round(elapsed, 3),
+        perSecond=round(done / elapsed, 1),
+        concurrency=concurrency,
+        errors=errors,
+    )
+
+
+async def amqp_publish_consume(settings: Settings, seconds: float) -> list[HopResult]:
+    """Persistent 1 KB messages: publish with confirms (64 in flight), then consume with acks."""
+    connection = await aio_pika.connect_robust(settings.rabbitmq_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = await channel.declare_queue("bench.raw", durable=True)
+        body = os.urandom(512).hex().encode()
+
+        async def publish(_: int) -> None:
+            await channel.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key="bench.raw",
+            )
+
+        published = await _for_duration("amqp publish (confirms)", seconds, 64, publish)
+        published.hop = "amqp publish (confirms)"
+
+        consumer_channel = await connection.channel()
+        await consumer_channel.set_qos(prefetch_count=128)
+        cqueue = await consumer_channel.declare_queue("bench.raw", durable=True)
+        consumed = 0
+        finished = asyncio.Event()
+        target = published.operations
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal consumed
+            await message.ack()
+            consumed += 1
+            if consumed >= target:
+                finished.set()
+
+        started = time.monotonic()
+        tag = await cqueue.consume(on_message)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finished.wait(), timeout=max(30.0, seconds * 6))
+        elapsed = time.monotonic() - started
+        await cqueue.cancel(tag)
+        await queue.delete(if_unused=False, if_empty=False)
+        consumed_result = HopResult(
+            hop="amqp consume (acks)",
+            operations=consumed,
+            seconds=round(elapsed, 3),
+            perSecond=round(consumed / elapsed, 1),
+            concurrency=128,
+        )
+        return [published, consumed_result]
+    finally:
+        await connection.close()
+
+
+async def redis_token_bucket(settings: Settings, seconds: float) -> HopResult:
+    """Admissions through the real Lua token bucket (limits high enough never to refuse)."""
+    client = redisconn.connect(settings)
+    try:
+        bucket = TokenBucket(client, Keys(settings.redis_prefix + "rawhop:"))
+        config = RateLimitConfig(
+            capacity=10**9, refillPerMinute=1e9, instanceCapacity=10**9, instanceRefillPerMinute=1e9
+        )
+
+        async def acquire(n: int) -> None:
+            await bucket.acquire(f"inst-{n % 500}", config)
+
+        return await _for_duration("redis token bucket", seconds, 32, acquire)
+    finally:
+        await client.aclose()
+
+
+async def s3_put(settings: Settings, seconds: float) -> HopResult:
+    """PutObject of a 32 KB object (16 in flight)."""
+    import aioboto3
+
+    data = os.urandom(32 * 1024)
+    session = aioboto3.Session()
+    async with session.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url or None,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        region_name=settings.s3_region,
+    ) as s3:
+
+        async def put(n: int) -> None:
+            await s3.put_object(Bucket=settings.s3_bucket, Key=f"rawhop/{n}.ogg", Body=data)
+
+        return await _for_duration("s3 PutObject 32 KB", seconds, 16, put)
+
+
+async def http_post(url: str, seconds: float) -> HopResult:
+    """POST of a ~1 KB JSON body to the receiver (32 in flight, keep-alive)."""
+    body: dict[str, Any] = {"event": "bench.raw", "data": {"pad": "x" * 900}}
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def post(_: int) -> None:
+            (await client.post(f"{url}/raw", json=body)).raise_for_status()
+
+        return await _for_duration("httpx POST to receiver", seconds, 32, post)
