@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -11,6 +14,7 @@ from aio_pika.abc import AbstractChannel
 
 from fila import deadletters, topology
 from fila.settings import Settings
+from tests.conftest import ROOT
 from tests.support import wait_for
 
 
@@ -120,3 +124,45 @@ async def test_ingest_replay_needs_a_target(channel: AbstractChannel) -> None:
     await channel.declare_queue(topology.INGEST_DLQ, durable=True)
     with pytest.raises(ValueError, match="target"):
         await deadletters.replay(channel, topology.INGEST_DLQ)
+
+
+async def _fila(settings: Settings, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fila",
+        *args,
+        env={**os.environ, **settings.to_env(), "COLUMNS": "200"},
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_dlq_cli_lists_shows_and_names_a_missing_id(
+    settings: Settings, channel: AbstractChannel
+) -> None:
+    await _dead(channel, 2, "alpha", "http 400")
+    await _dead(channel, 1, "beta", "retries exhausted")
+
+    code, out = await _fila(settings, "dlq", "list", "--reason", "400")
+    assert code == 0, out
+    assert "alpha:m0" in out and "alpha:m1" in out and "beta:m0" not in out
+    assert "2 dead letter(s)" in out
+
+    code, out = await _fila(settings, "dlq", "show", "beta:m0")
+    assert code == 0, out
+    shown = json.loads(out)
+    assert (shown["reason"], shown["statusCode"], shown["body"]["instance"]) == (
+        "retries exhausted",
+        400,
+        "beta",
+    )
+
+    code, out = await _fila(settings, "dlq", "show", "nope:1")
+    assert code == 1
+    assert out.strip().splitlines() == ["error: id: no dead letter 'nope:1' in global.messages.dlq"]
+    # Looking never consumed anything.
+    assert len(await deadletters.browse(channel, topology.GLOBAL_DLQ)) == 3

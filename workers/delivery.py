@@ -168,7 +168,7 @@ class DeliveryConsumer:
     def _hold(self, until: float, reason: str) -> None:
         """Leave messages in RabbitMQ until `until` (epoch s): circuit open or no endpoint."""
         if until > self._hold_until:
-            if self._hold_until <= time.time():
+            if reason != self._hold_reason:
                 log.warning("deliveries held", reason=reason, seconds=round(until - time.time(), 1))
             self._hold_until = until
             self._hold_reason = reason
@@ -269,6 +269,7 @@ class DeliveryConsumer:
         if await self.breaker.success(url) or probe:
             log.info("endpoint healthy again, circuit closed", endpoint=url)
             self._hold_until = 0.0
+        self._hold_reason = ""
         await self.counters.bump(audio.instance, {stats.DELIVERED: 1})
         await stats.record_latency(self.redis, self.keys, "delivery", attempt.seconds)
         if audio.receivedAt > 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import TypeVar
@@ -11,6 +12,7 @@ from typing import TypeVar
 import msgspec
 import typer
 from aio_pika.abc import AbstractChannel
+from aio_pika.exceptions import AMQPError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
@@ -33,7 +35,7 @@ ReasonOpt = typer.Option(None, "--reason", help="Only reasons containing this te
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -61,9 +63,12 @@ def _with_channel(settings: Settings, work: Callable[[AbstractChannel], Awaitabl
         finally:
             await connection.close()
 
+    # The broker client's own retry chatter would bury the one-line error below.
+    for name in ("aio_pika", "aiormq"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         return asyncio.run(go())
-    except (OSError, ConnectionError) as exc:
+    except (OSError, ConnectionError, AMQPError) as exc:
         raise _fail(
             f"RabbitMQ unreachable at {settings.rabbitmq_url.split('@')[-1]}: {exc}"
         ) from None
