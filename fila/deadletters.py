@@ -129,16 +129,18 @@ async def _take(
     instance: str | None,
     reason: str | None,
     limit: int | None,
-) -> tuple[list[tuple[AbstractIncomingMessage, DeadLetter]], list[AbstractIncomingMessage]]:
-    """Hold (unacked) the queue's messages until `limit` match: (matching, others)."""
+) -> tuple[list[tuple[AbstractIncomingMessage, DeadLetter]], list[AbstractIncomingMessage], bool]:
+    """Hold (unacked) the queue's messages until `limit` match: (matching, others, at end)."""
     source = await channel.declare_queue(queue, passive=True)
     matching: list[tuple[AbstractIncomingMessage, DeadLetter]] = []
     others: list[AbstractIncomingMessage] = []
+    at_end = False
     try:
         # Held messages are not redelivered to us, so this stops at the queue's end.
         while limit is None or len(matching) < limit:
             message = await source.get(no_ack=False, fail=False)
             if message is None:
+                at_end = True
                 break
             letter = describe(message, queue)
             if _matches(letter, instance, reason):
@@ -148,7 +150,7 @@ async def _take(
     except BaseException:
         await _give_back([m for m, _ in matching] + others)
         raise
-    return matching, others
+    return matching, others, at_end
 
 
 async def _give_back(messages: list[AbstractIncomingMessage]) -> None:
@@ -166,7 +168,7 @@ async def browse(
     limit: int = 100,
 ) -> list[DeadLetter]:
     """Dead letters in queue order; non-destructive (every message stays where it was)."""
-    matching, others = await _take(channel, queue, instance, reason, limit)
+    matching, others, _ = await _take(channel, queue, instance, reason, limit)
     await _give_back([m for m, _ in matching] + others)
     return [letter for _, letter in matching]
 
@@ -196,7 +198,7 @@ async def replay(
         if queue != GLOBAL_DLQ:
             raise ValueError(f"target: name the queue to replay {queue} into")
         target = GLOBAL_QUEUE
-    matching, others = await _take(channel, queue, instance, reason, limit)
+    matching, others, at_end = await _take(channel, queue, instance, reason, limit)
     done = 0
     try:
         if progress:
@@ -219,9 +221,11 @@ async def replay(
             if progress:
                 progress(done, len(matching))
     finally:
-        # Ready messages not scanned (counted while ours are held) plus the ones given back.
-        unscanned = await channel.declare_queue(queue, passive=True)
+        # Messages never scanned (counted while ours are still held) plus the ones given back.
+        unscanned = 0
+        if not at_end:
+            rest = await channel.declare_queue(queue, passive=True)
+            unscanned = int(rest.declaration_result.message_count or 0)
         held = [m for m, _ in matching[done:]] + others
         await _give_back(held)
-    ready = int(unscanned.declaration_result.message_count or 0)
-    return ReplayResult(replayed=done, remaining=ready + len(held))
+    return ReplayResult(replayed=done, remaining=unscanned + len(held))

@@ -166,3 +166,33 @@ async def test_dlq_cli_lists_shows_and_names_a_missing_id(
     assert out.strip().splitlines() == ["error: id: no dead letter 'nope:1' in global.messages.dlq"]
     # Looking never consumed anything.
     assert len(await deadletters.browse(channel, topology.GLOBAL_DLQ)) == 3
+
+
+async def test_ingest_dead_letters_replay_into_the_ingest_queue(
+    settings: Settings, channel: AbstractChannel
+) -> None:
+    ingest = await topology.declare_ingest(channel, settings)
+    event = {"event": "messages.upsert", "instance": "delta", "data": {"key": {"id": "K1"}}}
+    await channel.default_exchange.publish(
+        aio_pika.Message(
+            json.dumps(event).encode(),
+            message_id="delta:K1",
+            headers={topology.H_REASON: "media download failed", topology.H_STAGE: "ingest"},
+        ),
+        routing_key=topology.INGEST_DLQ,
+    )
+    [letter] = await deadletters.browse(channel, topology.INGEST_DLQ)
+    assert (letter.stage, letter.reason, letter.instance) == (
+        "ingest",
+        "media download failed",
+        "delta",
+    )
+
+    code, out = await _fila(settings, "dlq", "replay", "--queue", "ingest")
+    assert code == 0, out
+    assert f"replayed 1 into {settings.ingest_queue}, 0 remaining" in out
+    message = await ingest.get(no_ack=True, fail=True)
+    assert message is not None
+    assert message.message_id == "delta:K1"
+    assert json.loads(message.body) == event
+    assert topology.H_REASON not in (message.headers or {})
