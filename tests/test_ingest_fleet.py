@@ -97,6 +97,8 @@ async def test_two_workers_share_the_bucket_and_follow_live_config(
         await wait_for(lambda: _count_for(redis, keys, "flt", "processed", 20), timeout=60)
         # Both processes handled (and so cached the filter of) instance flt.
         await _both_moved(redis, keys, before)
+        # Same instance, same millisecond, two processes: still one object per event.
+        assert len(await s3_objects(settings)) == (await counters(redis, keys))["processed"]
 
         # A filter change through ConfigStore + announce reaches both processes.
         await store.set_filter(

@@ -37,6 +37,9 @@ from workers.storage import AudioStore, object_key
 
 log = flog.get("ingest")
 
+_NAME_RESERVATION_SECONDS = 3600
+"""How long an object name stays reserved (clashes only happen within the same millisecond)."""
+
 Outcome = Literal[
     "queued",
     "tooShort",
@@ -209,16 +212,31 @@ class Pipeline:
         return "queued"
 
     async def _claim_key(self, idem: str, instance: str, mimetype: str) -> str:
-        """One object key per event, so a redelivery overwrites rather than uploads again."""
-        ref = f"{self.keys.seen(idem)}:object"
-        candidate = object_key(instance, mimetype)
+        """One object key per event, unique fleet-wide, reused when the event comes again.
+
+        Two voice notes of one instance in the same millisecond would share the contract's
+        `audio_<ms>_<instance>` name, so each name is reserved in Redis (a clash takes the
+        next millisecond); a redelivered event overwrites its own object instead of adding one.
+        """
+        mine = f"{self.keys.prefix}ingest:event-object:{idem}"
+        existing = await self.redis.get(mine)
+        if existing is not None:
+            return existing.decode() if isinstance(existing, bytes) else str(existing)
+        stamp = int(time.time() * 1000)
+        name = object_key(instance, mimetype, stamp)
+        for _ in range(1000):
+            name = object_key(instance, mimetype, stamp)
+            reserved = f"{self.keys.prefix}ingest:object:{name}"
+            if await self.redis.set(reserved, idem, nx=True, ex=_NAME_RESERVATION_SECONDS):
+                break
+            stamp += 1
         ttl = self.settings.idempotency_ttl_seconds
-        if await self.redis.set(ref, candidate, nx=True, ex=ttl):
-            return candidate
-        existing = await self.redis.get(ref)
-        if existing is None:
-            return candidate
-        return existing.decode() if isinstance(existing, bytes) else str(existing)
+        if await self.redis.set(mine, name, nx=True, ex=ttl):
+            return name
+        raced = await self.redis.get(mine)  # a concurrent copy of this event claimed first
+        if raced is None:
+            return name
+        return raced.decode() if isinstance(raced, bytes) else str(raced)
 
     async def _defer(
         self, body: bytes, headers: dict[str, Any], idem: str, retry_after_ms: int
