@@ -56,7 +56,7 @@ class Profile(msgspec.Struct, kw_only=True):
 QUICK = Profile(
     hop_seconds=3,
     reference_seconds=20,
-    saturation_rate=9000,
+    saturation_rate=18000,
     saturation_seconds=10,
     drain_seconds=60,
     fairness_seconds=12,
@@ -66,7 +66,7 @@ QUICK = Profile(
 FULL = Profile(
     hop_seconds=10,
     reference_seconds=90,
-    saturation_rate=12000,
+    saturation_rate=15000,
     saturation_seconds=30,
     drain_seconds=150,
     fairness_seconds=40,
@@ -386,8 +386,14 @@ class Bench:
             out, _ = await asyncio.wait_for(proc.communicate(), self.p.limiter_seconds + 60)
             reports.append(msgspec.json.decode(out.strip().splitlines()[-1], type=LoadReport))
         admitted = sum(r.admitted for r in reports)
-        span_s = (max(r.lastMs for r in reports) - min(r.firstMs for r in reports)) / 1000
-        expected = capacity + refill / 60 * span_s
+        # The bucket's own record closes the window: `ts` is the server time of the last call
+        # and `tokens` what was left unspent then.
+        raw_tokens, raw_ts = await self.redis.hmget(Keys(prefix).bucket_global, ["tokens", "ts"])
+        if raw_tokens is None or raw_ts is None:
+            raise RuntimeError("the limiter bucket was never written")
+        tokens_left, last_ms = float(raw_tokens), float(raw_ts)
+        span_s = (last_ms - min(r.firstMs for r in reports)) / 1000
+        expected = capacity + refill / 60 * span_s - tokens_left
         return {
             "processes": self.limiter_procs,
             "capacity": capacity,

@@ -24,6 +24,7 @@ class LoadReport(msgspec.Struct):
     admitted: int
     calls: int
     firstMs: float
+    """Redis server time just before this process's first call."""
     lastMs: float
 
 
