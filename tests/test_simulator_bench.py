@@ -1,0 +1,81 @@
+"""Pieces of `fila bench` against the real servers (the whole bench is too long for a test)."""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+import pytest
+
+from fila.settings import Settings
+from simulator import rawhops
+from simulator.bench import QUICK, Bench, BenchReport, check_targets, jain
+from simulator.benchenv import _management, isolated
+from simulator.receiver import Receiver
+
+
+def test_jain_index() -> None:
+    assert jain([1.0, 1.0, 1.0, 1.0]) == pytest.approx(1.0)
+    assert jain([1.0, 0.0, 0.0, 0.0]) == pytest.approx(0.25)
+    assert jain([0.5, 1.0]) == pytest.approx(0.9)
+    assert jain([]) is None and jain([0.0, 0.0]) is None
+
+
+def test_targets_say_which_are_missed() -> None:
+    report = BenchReport(
+        startedAt="now",
+        mode="quick",
+        machine={},
+        rawHops=[
+            rawhops.HopResult(hop="a", operations=1, seconds=1, perSecond=200.0, concurrency=1),
+            rawhops.HopResult(hop="b", operations=1, seconds=1, perSecond=1000.0, concurrency=1),
+        ],
+        reference={"latencyMs": {"p99": 151.0}},
+        endToEnd={"throughputPerSecond": 130.0},
+        limiter={"errorPercent": 0.2},
+        propagation={},
+    )
+    checks = {c.name: c for c in check_targets(report)}
+    ratio = checks["e2e throughput / slowest raw hop"]
+    assert ratio.value == pytest.approx(0.65) and ratio.met is True
+    assert checks["p99 latency at reference load (ms)"].met is False
+    assert checks["limiter error (%)"].met is True
+    assert checks["config propagation p99 (ms)"].met is None  # not measured, not "met"
+
+
+async def test_raw_hops_run_against_the_real_servers(settings: Settings) -> None:
+    results = await rawhops.amqp_publish_consume(settings, 0.5)
+    results.append(await rawhops.redis_token_bucket(settings, 0.5))
+    results.append(await rawhops.s3_put(settings, 0.5))
+    async with Receiver() as receiver:
+        results.append(await rawhops.http_post(receiver.url, 0.5))
+        assert len(receiver.deliveries) == results[-1].operations
+    published, consumed = results[0], results[1]
+    assert consumed.operations == published.operations > 0
+    for hop in results:
+        assert hop.errors == 0 and hop.operations > 0 and hop.perSecond > 0, hop
+
+
+async def test_limiter_admissions_across_processes_match_capacity_plus_refill(
+    settings: Settings,
+) -> None:
+    profile = msgspec.structs.replace(QUICK, limiter_seconds=2.0)
+    bench = Bench(settings, profile, workers=1, limiter_procs=2)
+    try:
+        result = await bench.limiter()
+    finally:
+        await bench.close()
+    assert result["processes"] == 2 and result["calls"] > result["admitted"] > 200
+    # Tokens are conserved: admitted + left = capacity + refill·t, whatever the load.
+    assert result["errorPercent"] <= 2.0, result
+
+
+async def test_isolated_namespaces_are_created_and_removed(base_settings: Settings) -> None:
+    async with isolated(base_settings) as s:
+        assert s.redis_prefix.startswith("bench:") and s.redis_prefix != base_settings.redis_prefix
+        assert s.database_url != base_settings.database_url
+        vhost = s.rabbitmq_url.rsplit("/", 1)[1]
+        base, auth = _management(base_settings)
+        async with httpx.AsyncClient(base_url=base, auth=auth) as client:
+            assert (await client.get(f"/api/vhosts/{vhost}")).status_code == 200
+    async with httpx.AsyncClient(base_url=base, auth=auth) as client:
+        assert (await client.get(f"/api/vhosts/{vhost}")).status_code == 404
