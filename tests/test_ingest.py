@@ -219,13 +219,18 @@ async def test_media_from_evolution_api_and_encrypted_download(
         # Down for good and no url: retried through the delay queue, then dead-lettered.
         stub.fail_next("getBase64", 1000, 503)
         await mq.publish(audio_event("inst-api", "API-DOWN", 9))
+        # With the API down, an event that also has the .enc url still gets through.
+        fallback = noise(5_000)
+        await mq.publish(_enc_event(stub, "ENC-FALLBACK", fallback))
         await _wait(lambda: _count(redis, keys, "ingestFailed", 4), proc, redis, keys, 60)
+        await _wait(lambda: _count(redis, keys, "processed", 3), proc, redis, keys, 30)
 
         queued = {
             m.message_id: msgspec.json.decode(m.body, type=QueuedAudio)
             for m in await mq.drain(topology.GLOBAL_QUEUE)
         }
-        assert set(queued) == {"inst-enc:ENC-OK", "inst-api:API-OK"}
+        assert set(queued) == {"inst-enc:ENC-OK", "inst-api:API-OK", "inst-enc:ENC-FALLBACK"}
+        assert (await s3_get(settings, queued["inst-enc:ENC-FALLBACK"].s3Key))[0] == fallback
         assert (await s3_get(settings, queued["inst-enc:ENC-OK"].s3Key))[0] == plain
         api_item = queued["inst-api:API-OK"]
         assert (await s3_get(settings, api_item.s3Key)) == (via_api, "audio/ogg; codecs=opus")
@@ -239,6 +244,7 @@ async def test_media_from_evolution_api_and_encrypted_download(
             "inst-api:API-DOWN": "evolution_unavailable",
         }
         assert _h(dead["inst-api:API-DOWN"].headers[topology.H_ATTEMPTS]) == "2"
+        assert "x-death" not in dead["inst-api:API-DOWN"].headers  # went via a delay queue
         assert _h(dead["inst-enc:ENC-KEY"].headers[topology.H_ATTEMPTS]) == "1"
         assert dead["inst-enc:ENC-KEY"].body == msgspec.json.encode(wrong_key)
         assert proc.terminate() == 0

@@ -83,7 +83,16 @@ class MediaFetcher:
             if media is not None:
                 return media
         if audio.url:
-            return await self._download(audio)
+            try:
+                return await self._download(audio)
+            except IngestError as exc:
+                if (
+                    evolution_error
+                    and evolution_error.transient
+                    and exc.reason == "download_failed"
+                ):
+                    raise evolution_error from exc  # the CDN copy is gone: wait for the API
+                raise
         if evolution_error is not None:
             raise evolution_error
         raise IngestError("media_unavailable", "no base64, Evolution API had none and no url")

@@ -37,6 +37,8 @@ from workers.storage import AudioStore, object_key
 
 log = flog.get("ingest")
 
+_BROKER_HEADERS = ("x-death", "x-first-death", "x-last-death")
+"""Set by RabbitMQ when a delay queue hands an event back; not carried onto what we publish."""
 _NAME_RESERVATION_SECONDS = 3600
 """How long an object name stays reserved (clashes only happen within the same millisecond)."""
 
@@ -108,7 +110,7 @@ class Pipeline:
         self, body: bytes, headers: dict[str, Any] | None, redelivered: bool = False
     ) -> Outcome:
         """Decide this event's fate; raises only when even retry/dead-letter publishing failed."""
-        headers = dict(headers or {})
+        headers = {k: v for k, v in (headers or {}).items() if not k.startswith(_BROKER_HEADERS)}
         attempts = header_int(headers, topology.H_ATTEMPTS)
         event: EvolutionEvent | None = None
         try:
