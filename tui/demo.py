@@ -31,7 +31,7 @@ EPOCH = 1_764_000_000.0
 
 def instance_row(i: int, tick: int = 0) -> InstanceRow:
     """Instance `i` after `tick` seconds of a steady, made-up load."""
-    received = (i * 37) % 900 + tick * (i % 3)
+    received = (i * 37) % 900 + tick * (1 + i % 3)
     short = received // 9
     long_ = received // 47
     limited = (i % 11 == 0) * (received // 20)

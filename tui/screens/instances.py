@@ -79,6 +79,7 @@ class InstancesScreen(FilaScreen):
         self.sort_key: str | None = None
         self.sort_reverse = False
         self.now = 0.0
+        self.status_text = ""
 
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="filter instances (/)", id="filter")
@@ -108,12 +109,17 @@ class InstancesScreen(FilaScreen):
         table = self.table
         self.now = now
         resort = False
+        rows_before = self.rows
+        self.rows = dict(rows_before)
         for row in rows:
             self.rows[row.instance] = row
             if not self._matches(row.instance):
                 continue
-            texts = self._texts(row)
             before = self.shown.get(row.instance)
+            if before is not None and rows_before.get(row.instance) == row:
+                texts = [*before[:-1], age(row.lastSeen, now)]  # only the age moves
+            else:
+                texts = self._texts(row)
             if before is None:
                 table.add_row(
                     *(cell(k, t) for k, t in zip(KEYS, texts, strict=True)), key=row.instance
@@ -144,7 +150,10 @@ class InstancesScreen(FilaScreen):
             parts.append(f"sorted by {self.sort_key}{' ↓' if self.sort_reverse else ' ↑'}")
         if error:
             parts.append(f"[red]{error}[/red]")
-        self.query_one("#status", Static).update(" · ".join(parts))
+        text = " · ".join(parts)
+        if text != self.status_text:  # an update re-lays out the screen: only on change
+            self.status_text = text
+            self.query_one("#status", Static).update(text)
 
     def _rebuild(self) -> None:
         """Only on a new filter: the set of rows itself changes."""
