@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 import httpx
 import redis.asyncio as aioredis
+import stamina
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import AMQPError
 
 from fila import logging as flog
 from fila import topology
@@ -63,7 +66,7 @@ class IngestConsumer:
         self._consume_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self.connection = await topology.connect(self.settings)
+        self.connection = await _connect(self.settings)
         publish_channel = await self.connection.channel(publisher_confirms=True)
         publisher = Publisher(publish_channel, self.settings)
         await publisher.declare()
@@ -150,6 +153,21 @@ class IngestConsumer:
         with contextlib.suppress(Exception):
             await self.store.close()
         await self.http.aclose()
+
+
+async def _connect(settings: Settings) -> AbstractRobustConnection:
+    """The first connection, retried for a while (RabbitMQ may still be starting), then a
+    one-line error; once up, the robust connection reconnects by itself."""
+    where = f"{urlsplit(settings.rabbitmq_url).hostname}:{urlsplit(settings.rabbitmq_url).port}"
+    try:
+        async for attempt in stamina.retry_context(
+            on=(OSError, AMQPError), attempts=None, timeout=30.0, wait_max=3.0
+        ):
+            with attempt:
+                return await topology.connect(settings)
+    except (OSError, AMQPError) as exc:
+        raise SystemExit(f"error: cannot reach RabbitMQ at {where}: {type(exc).__name__}") from None
+    raise AssertionError("unreachable")
 
 
 async def build(

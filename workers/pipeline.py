@@ -39,6 +39,8 @@ log = flog.get("ingest")
 
 _BROKER_HEADERS = ("x-death", "x-first-death", "x-last-death")
 """Set by RabbitMQ when a delay queue hands an event back; not carried onto what we publish."""
+_MAX_PENDING_MONITORING = 1000
+"""Unsent queue.error events kept in memory; beyond that they are dropped, never awaited."""
 _NAME_RESERVATION_SECONDS = 3600
 """How long an object name stays reserved (clashes only happen within the same millisecond)."""
 
@@ -295,6 +297,9 @@ class Pipeline:
 
     def _monitor(self, instance: str | None, data: dict[str, Any]) -> None:
         """Send a `queue.error` without making the event wait for it."""
+        if len(self._background) >= _MAX_PENDING_MONITORING:
+            log.warning("monitoring backlog full, queue.error dropped", instance=instance)
+            return
         event = MonitoringEvent(
             event="queue.error",
             timestamp=iso_now(),
