@@ -25,7 +25,8 @@ from tests.test_ingest_support import (
     s3_objects,
     text_event,
 )
-from workers.enqueue import H_DETAIL
+from workers.enqueue import H_DETAIL, defer_delay_ms, priority_for
+from workers.storage import extension, object_key
 
 KEY_RE = re.compile(r"^audio_(\d{13})_(?P<instance>[\w.-]+)\.(?P<ext>\w+)$")
 
@@ -248,3 +249,28 @@ async def test_media_from_evolution_api_and_encrypted_download(
         assert _h(dead["inst-enc:ENC-KEY"].headers[topology.H_ATTEMPTS]) == "1"
         assert dead["inst-enc:ENC-KEY"].body == msgspec.json.encode(wrong_key)
         assert proc.terminate() == 0
+
+
+def test_object_names_and_delay_tiers() -> None:
+    assert [
+        extension(m)
+        for m in (
+            "audio/ogg; codecs=opus",
+            "audio/mpeg",
+            "audio/mp4",
+            "audio/aac",
+            "audio/wav",
+            "AUDIO/OGG",
+            "video/x-unknown",
+        )
+    ] == ["ogg", "mp3", "m4a", "aac", "wav", "ogg", "bin"]
+    assert object_key("inst-1", "audio/mpeg", 1764000000123) == "audio_1764000000123_inst-1.mp3"
+    assert [defer_delay_ms(ms) for ms in (0, 1, 250, 251, 4999, 10**7)] == [
+        250,
+        250,
+        250,
+        500,
+        5000,
+        60000,
+    ]
+    assert priority_for("any") == 1
