@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from tests.test_ingest_support import (
     counters,
     noise,
     rabbit,
+    s3_client,
     s3_get,
     s3_objects,
     workers,
@@ -256,6 +258,7 @@ async def test_pause_leaves_events_in_rabbitmq_and_resume_takes_them(
     settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
 ) -> None:
     store = ConfigStore(redis, keys, settings)
+    settings = settings.replace(s3_url_mode="public")
     async with rabbit(settings) as mq:
         spawn(["worker", "ingest"], settings)
         await _fleet(redis, keys, 1)
@@ -269,7 +272,16 @@ async def test_pause_leaves_events_in_rabbitmq_and_resume_takes_them(
         assert queue.declaration_result.message_count == 3
         sent = await store.announce("resume", role="ingest")
         await wait_for(lambda: _total(redis, keys, ("processed",), 3), timeout=60)
-        assert await mq.depth(topology.GLOBAL_QUEUE) == 3
+        queued = await mq.drain(topology.GLOBAL_QUEUE)
+        assert len(queued) == 3
+        item = msgspec.json.decode(queued[0].body, type=QueuedAudio)
+        public = f"{settings.s3_endpoint_url}/{settings.s3_bucket}/{item.s3Key}"
+        assert item.audioUrl == public  # s3_url_mode=public: no signature
+        stored, _ = await s3_get(settings, item.s3Key)
+        await _make_bucket_public(settings)  # what an operator does for public mode
+        async with httpx.AsyncClient() as client:
+            fetched = await client.get(item.audioUrl)
+        assert fetched.status_code == 200 and fetched.content == stored
 
 
 def _management(settings: Settings) -> httpx.Client:
@@ -311,3 +323,19 @@ async def test_worker_reconnects_after_rabbitmq_drops_its_connection(
             await mq.publish(audio_event("rc", f"R{i}", 10, data=noise(100)))
         await wait_for(lambda: _total(redis, keys, ("processed",), 4), timeout=60)
         assert await mq.depth(topology.GLOBAL_QUEUE) == 4
+
+
+async def _make_bucket_public(settings: Settings) -> None:
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{settings.s3_bucket}/*",
+            }
+        ],
+    }
+    async with s3_client(settings) as s3:
+        await s3.put_bucket_policy(Bucket=settings.s3_bucket, Policy=json.dumps(policy))
