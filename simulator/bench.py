@@ -25,18 +25,18 @@ from rich.table import Table
 
 from fila import redisconn, topology
 from fila.keys import Keys
-from fila.models import WorkerInfo
+from fila.models import RateLimitConfig, WorkerInfo
+from fila.ratelimit import TokenBucket
 from fila.settings import Settings
 from simulator import rawhops
 from simulator.benchenv import free_port, isolated
-from simulator.events import Category
+from simulator.events import VOICE_ONLY
 from simulator.evolution import EvolutionStub
 from simulator.limiterload import LoadReport
 from simulator.procs import ProcessGroup
 from simulator.receiver import percentile
 from simulator.simulate import Simulator
 
-VOICE_ONLY: dict[Category, float] = {"voice_base64": 20, "voice_getbase64": 22, "voice_enc": 30}
 PRINCIPAL = "/principal"
 
 
@@ -240,8 +240,12 @@ class Bench:
             "latencyMs": lat,
         }
 
-    async def saturation(self, stub: EvolutionStub) -> dict[str, Any]:
-        """Voice notes offered faster than Fila can take them; throughput is what arrives."""
+    async def saturation(self, stub_port: int) -> dict[str, Any]:
+        """Voice notes offered faster than Fila can take them; throughput is what arrives.
+
+        The simulator and its media CDN run as their own process here, so generating and
+        serving the load does not share an event loop (or a core) with the measuring side.
+        """
         await self.put(
             "/ratelimit",
             {
@@ -254,28 +258,55 @@ class Bench:
         )
         await asyncio.sleep(1)
         await self.clear_receiver()
-        sim = Simulator(
-            self.s,
-            stub,
-            instances=500,
-            rate=self.p.saturation_rate,
-            duration=self.p.saturation_seconds,
-            weights=VOICE_ONLY,
-            max_voice_seconds=10,
+        out = Path(self.procs.log_dir) / "saturation.json"
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(out.unlink)
+        sim = await self.procs.start(
+            "simulate-saturation",
+            [
+                "simulate",
+                "--instances",
+                "500",
+                "--rate",
+                str(self.p.saturation_rate),
+                "--duration",
+                str(self.p.saturation_seconds),
+                "--stub-port",
+                str(stub_port),
+                "--linger",
+                str(self.p.drain_seconds + 30),
+                "--voice-only",
+                "--max-seconds",
+                "10",
+                "--json",
+                str(out),
+            ],
         )
-        summary = await sim.run()
-        stats = await self.wait_delivered(summary.sent, self.p.drain_seconds)
+        try:
+            deadline = time.monotonic() + self.p.saturation_seconds * 4 + 60
+            while not await asyncio.to_thread(out.exists):
+                if not sim.alive:
+                    raise RuntimeError(f"the simulator exited:\n{sim.tail()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the simulator did not finish")
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(0.2)
+            summary = msgspec.json.decode(await asyncio.to_thread(out.read_bytes))
+            sent, started = int(summary["sent"]), float(summary["startedAt"])
+            stats = await self.wait_delivered(sent, self.p.drain_seconds)
+        finally:
+            await self.procs.stop(sim)
         await self.purge()
         delivered = int(stats["accepted"])
-        span = (stats["lastAt"] or summary.startedAt) - summary.startedAt
+        span = (stats["lastAt"] or started) - started
         return {
-            "offeredPerSecond": round(summary.sent / max(summary.elapsedSeconds, 1e-9), 1),
-            "sent": summary.sent,
+            "offeredPerSecond": round(sent / max(float(summary["elapsedSeconds"]), 1e-9), 1),
+            "sent": sent,
             "delivered": delivered,
             "seconds": round(span, 2),
             "throughputPerSecond": round(delivered / span, 1) if span > 0 else None,
             "latencyMs": stats["latencyMs"],
-            "allDelivered": delivered >= summary.sent,
+            "allDelivered": delivered >= sent,
         }
 
     async def fairness(self, stub: EvolutionStub) -> dict[str, Any]:
@@ -365,6 +396,12 @@ class Bench:
         capacity, refill = 200, 12000.0
         prefix = f"{self.s.redis_prefix}limiter:"
         start_at = time.time() + 3.0
+        config = RateLimitConfig(
+            capacity=capacity,
+            refillPerMinute=refill,
+            instanceCapacity=10**9,
+            instanceRefillPerMinute=1e12,
+        )
         env = {**os.environ, **self.s.to_env()}
         procs = [
             await asyncio.create_subprocess_exec(
@@ -381,18 +418,27 @@ class Bench:
             )
             for _ in range(self.limiter_procs)
         ]
+        # Open the window: take the whole capacity at once, so the bucket starts empty at a
+        # known server time and no refill is lost to the cap before the processes begin.
+        await asyncio.sleep(max(0.0, start_at - 0.2 - time.time()))
+        bucket = TokenBucket(self.redis, Keys(prefix))
+        primed = await bucket.acquire("limiter", config, cost=capacity)
+        raw_t0 = await self.redis.hget(Keys(prefix).bucket_global, "ts")
+        if not primed.admitted or raw_t0 is None:
+            raise RuntimeError("could not open the limiter window")
+        t0 = float(raw_t0)
         reports: list[LoadReport] = []
         for proc in procs:
             out, _ = await asyncio.wait_for(proc.communicate(), self.p.limiter_seconds + 60)
             reports.append(msgspec.json.decode(out.strip().splitlines()[-1], type=LoadReport))
-        admitted = sum(r.admitted for r in reports)
+        admitted = capacity + sum(r.admitted for r in reports)
         # The bucket's own record closes the window: `ts` is the server time of the last call
         # and `tokens` what was left unspent then.
         raw_tokens, raw_ts = await self.redis.hmget(Keys(prefix).bucket_global, ["tokens", "ts"])
         if raw_tokens is None or raw_ts is None:
             raise RuntimeError("the limiter bucket was never written")
         tokens_left, last_ms = float(raw_tokens), float(raw_ts)
-        span_s = (last_ms - min(r.firstMs for r in reports)) / 1000
+        span_s = (last_ms - t0) / 1000
         expected = capacity + refill / 60 * span_s - tokens_left
         return {
             "processes": self.limiter_procs,
@@ -494,9 +540,8 @@ async def run_bench(
         async with isolated(base) as settings:
             step(1)
             bench = Bench(settings, profile, workers, limiter_procs)
-            stub = EvolutionStub(
-                settings.evolution_api_key, int(settings.evolution_url.rsplit(":", 1)[1])
-            )
+            stub_port = int(settings.evolution_url.rsplit(":", 1)[1])
+            stub = EvolutionStub(settings.evolution_api_key, stub_port)
             try:
                 await bench.start_receiver()
                 step(2)
@@ -512,23 +557,21 @@ async def run_bench(
                     step(n)
                 await bench.start_fleet()
                 step(7)
-                async with stub:
-                    for n, name, part in (
-                        (8, "reference", bench.reference),
-                        (9, "endToEnd", bench.saturation),
-                        (10, "fairness", bench.fairness),
-                    ):
-                        try:
-                            setattr(report, name, await part(stub))
-                        except Exception as exc:
-                            report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-                        step(n)
-                for n, name, solo in (
+
+                async def in_process(part: Callable[[EvolutionStub], Awaitable[Any]]) -> Any:
+                    async with stub:
+                        return await part(stub)
+
+                parts: list[tuple[int, str, Callable[[], Awaitable[Any]]]] = [
+                    (8, "reference", lambda: in_process(bench.reference)),
+                    (9, "endToEnd", lambda: bench.saturation(stub_port)),
+                    (10, "fairness", lambda: in_process(bench.fairness)),
                     (11, "propagation", bench.propagation),
                     (12, "limiter", bench.limiter),
-                ):
+                ]
+                for n, name, part in parts:
                     try:
-                        setattr(report, name, await solo())
+                        setattr(report, name, await part())
                     except Exception as exc:
                         report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
                     step(n)

@@ -70,6 +70,12 @@ def register(app: typer.Typer) -> None:
         ),
         seed: int = typer.Option(0, "--seed", help="Random seed (0: random)."),
         json_out: str = typer.Option("", "--json", help="Write the summary as JSON here."),
+        voice_only: bool = typer.Option(
+            False, "--voice-only", help="Only voice notes within the default filter (throughput)."
+        ),
+        max_seconds: int = typer.Option(
+            90, "--max-seconds", min=3, help="Longest voice note drawn, in seconds."
+        ),
     ) -> None:
         """Publish Evolution API `messages.upsert` events for a fleet of instances."""
         from simulator.runsim import run_simulation
@@ -85,6 +91,8 @@ def register(app: typer.Typer) -> None:
                 linger=linger,
                 seed=seed or None,
                 json_out=json_out or None,
+                voice_only=voice_only,
+                max_seconds=max_seconds,
             )
         )
 

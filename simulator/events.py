@@ -43,6 +43,8 @@ WEIGHTS: dict[Category, float] = {
     "non_audio": 12,
     "malformed": 3,
 }
+VOICE_ONLY: dict[Category, float] = {c: WEIGHTS[c] for c in VOICE}
+"""Only deliverable voice notes, in the usual proportions of media routes (throughput runs)."""
 MAX_PAYLOAD_SECONDS = 30
 """Longer notes carry this many seconds of bytes (the declared `seconds` stays as drawn)."""
 

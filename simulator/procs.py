@@ -109,6 +109,10 @@ class ProcessGroup:
             results[child.name] = await self._stop(child, grace, signalled=True)
         return results
 
+    async def stop(self, child: Child, grace: float = 20.0) -> int | None:
+        """SIGTERM one child, SIGKILL it if it outlives `grace`."""
+        return await self._stop(child, grace)
+
     async def _stop(self, child: Child, grace: float, signalled: bool = False) -> int | None:
         # One SIGTERM only: a second one could land after the child's loop has let go of its
         # handler and kill it mid-shutdown.

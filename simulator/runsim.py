@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fila.settings import Settings
+from simulator.events import VOICE_ONLY
 from simulator.evolution import EvolutionStub
 from simulator.simulate import Simulator, Summary, summary_json, summary_rows
 
@@ -37,6 +38,8 @@ async def run_simulation(
     linger: float,
     seed: int | None,
     json_out: str | None,
+    voice_only: bool = False,
+    max_seconds: int = 90,
 ) -> None:
     console = Console()
     port = stub_port if stub_port >= 0 else (urlsplit(settings.evolution_url).port or 0)
@@ -55,6 +58,8 @@ async def run_simulation(
             duration=duration,
             http_url=http_url,
             seed=seed,
+            weights=VOICE_ONLY if voice_only else None,
+            max_voice_seconds=max_seconds,
         )
         with Progress(
             TextColumn("[bold]simulate"),
