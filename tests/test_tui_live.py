@@ -256,3 +256,31 @@ async def test_unreachable_control_plane_shows_a_banner_then_reconnects(
         assert not app.screen.query_one(ConnectionBanner).display
         table = app.screen.query_one(DataTable)
         assert table.row_count == len(app.data.instances.instances)  # type: ignore[union-attr]
+
+
+async def test_every_screen_reads_the_real_control_plane(
+    live: Settings, spawn: Callable[..., Proc]
+) -> None:
+    """Each screen's feeds decode the control plane's real responses (no feed error)."""
+    spawn(["worker", "ingest"], live)
+    app = FilaApp(live, poll_seconds=0.5, start="overview")
+    wanted = {
+        "1": lambda: app.data.overview is not None and app.data.overview.workersAlive >= 1,
+        "3": lambda: app.data.process is not None,
+        "4": lambda: app.data.cleanup is not None and app.data.schedule is not None,
+        "5": lambda: app.data.webhook is not None,
+        "6": lambda: app.data.deadLetters is not None,
+        "7": lambda: any(w.role == "ingest" for w in app.data.workers or []),
+    }
+    async with app.run_test(size=SIZE) as pilot:
+        for key, ready in wanted.items():
+            await pilot.press(key)
+            try:
+                await wait_for(ready, timeout=60, interval=0.2)
+            except AssertionError:
+                shown = (app.current_mode, app.data.errors, app.connection_error)
+                raise AssertionError(f"screen {key}: {shown}") from None
+            assert app.data.errors == {}, app.data.errors
+        assert app.connection_error is None
+        table = app.screen.query_one("#workers", DataTable)
+        assert table.row_count == len(app.data.workers or [])

@@ -18,7 +18,7 @@ from tui.screens.base import FilaScreen
 
 class CleanupScreen(FilaScreen):
     FEEDS = ("cleanup",)
-    AUTO_FOCUS = None
+    AUTO_FOCUS = ""  # digits keep switching screens until a field is clicked
     BINDINGS: ClassVar[list[BindingType]] = [Binding("r", "run_now", "Run now")]
 
     def __init__(self) -> None:

@@ -18,7 +18,7 @@ Kind = Literal["principal", "monitoramento"]
 
 
 class WebhooksScreen(FilaScreen):
-    AUTO_FOCUS = None
+    AUTO_FOCUS = ""  # digits keep switching screens until a field is clicked
 
     def __init__(self) -> None:
         super().__init__()
