@@ -54,13 +54,14 @@ async def test_base64_event_is_stored_queued_and_bad_input_dead_lettered(
             audio_event("inst-c", "MSG-NOSEC", None, data=noise(10)),
             _with_base64(audio_event("inst-c", "MSG-CORRUPT", 10), "@@not*base64@@"),
             audio_event("inst-c", "MSG-HUGE", 10, data=noise(7_000_001)),
+            audio_event("shop/1", "MSG-SLASH", 10, data=noise(10)),
         ):
             await mq.publish(event)
 
         async def settled() -> bool:
             c = await counters(redis, keys)
             done = c.get("processed", 0) + c.get("tooShort", 0) + c.get("tooLong", 0)
-            return done == 5 and c.get("ingestFailed", 0) == 6 and c.get("nonAudio", 0) == 1
+            return done == 5 and c.get("ingestFailed", 0) == 7 and c.get("nonAudio", 0) == 1
 
         await _wait(settled, proc, redis, keys, timeout=60)
         # Redelivery of an event already queued: recognised, not uploaded again.
@@ -106,6 +107,7 @@ async def test_base64_event_is_stored_queued_and_bad_input_dead_lettered(
         assert got == [
             ("-", "bad_json"),
             ("-", "invalid_event"),
+            ("-", "invalid_event"),
             ("inst-c:MSG-CORRUPT", "corrupt_base64"),
             ("inst-c:MSG-HUGE", "oversized"),
             ("inst-c:MSG-NOSEC", "missing_field"),
@@ -126,7 +128,7 @@ async def test_base64_event_is_stored_queued_and_bad_input_dead_lettered(
             for m in await mq.drain(topology.MONITORING_QUEUE)
         ]
         assert all(e.event == "queue.error" for e in errors)
-        assert len(errors) == 6
+        assert len(errors) == 7
         assert proc.terminate() == 0
 
 

@@ -191,7 +191,7 @@ async def test_kill_9_mid_message_loses_nothing(
     async with EvolutionStub(api_key=settings.evolution_api_key) as stub, rabbit(settings) as mq:
         settings = settings.replace(evolution_url=stub.url)
         stub.add_media("K1", audio, "audio/ogg; codecs=opus")
-        stub.set_latency("getBase64", 4.0)
+        stub.set_latency("getBase64", 8.0)
         first = spawn(["worker", "ingest"], settings)
         await _fleet(redis, keys, 1)
         await mq.publish(audio_event("kill", "K1", 10))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -101,7 +102,7 @@ class MediaFetcher:
         """None when Evolution API says it has no such media (not worth retrying)."""
         url = (
             f"{self._settings.evolution_url.rstrip('/')}"
-            f"/chat/getBase64FromMediaMessage/{event.instance}"
+            f"/chat/getBase64FromMediaMessage/{quote(event.instance, safe='')}"
         )
         body = {"message": {"key": {"id": event.data.key.id}}}
         try:
