@@ -339,3 +339,33 @@ async def _make_bucket_public(settings: Settings) -> None:
     }
     async with s3_client(settings) as s3:
         await s3.put_bucket_policy(Bucket=settings.s3_bucket, Policy=json.dumps(policy))
+
+
+async def test_noisy_instance_cannot_starve_the_others(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    store = ConfigStore(redis, keys, settings)
+    await store.set_ratelimit(
+        RateLimitConfig(
+            capacity=100,
+            refillPerMinute=6,
+            policy="reject",
+            instanceCapacity=3,
+            instanceRefillPerMinute=0.6,
+        )
+    )
+    async with rabbit(settings) as mq:
+        spawn(["worker", "ingest"], settings)
+        await _fleet(redis, keys, 1)
+        started = time.monotonic()
+        for i in range(15):
+            await mq.publish(audio_event("noisy", f"N{i}", 10, data=noise(100)))
+        for i in range(3):
+            await mq.publish(audio_event(f"quiet-{i}", f"Q{i}", 10, data=noise(100)))
+        await wait_for(lambda: _total(redis, keys, ("processed", "rateLimited"), 18), timeout=60)
+        elapsed = time.monotonic() - started
+        noisy = await counters(redis, keys, "noisy")
+        assert 3 <= noisy["processed"] <= 3 + 0.01 * elapsed
+        assert noisy["rateLimited"] == 15 - noisy["processed"]
+        for i in range(3):
+            assert (await counters(redis, keys, f"quiet-{i}"))["processed"] == 1
