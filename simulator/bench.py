@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fila import redisconn, topology
+from fila import redisconn, services, topology
 from fila.keys import Keys
 from fila.models import RateLimitConfig, WorkerInfo
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
-from simulator import rawhops
+from simulator import cpuusage, rawhops
 from simulator.benchenv import free_port, isolated
 from simulator.events import VOICE_ONLY
 from simulator.evolution import EvolutionStub
@@ -213,6 +213,16 @@ class Bench:
             },
         )
 
+    def cpu_roots(self) -> dict[str, int]:
+        """Every process that takes part in an end-to-end run, by name."""
+        roots = {c.name: c.process.pid for c in self.procs.children if c.alive}
+        roots["bench (this process)"] = os.getpid()
+        for service in services.services(self.s):
+            pid = service.pid()
+            if pid is not None:
+                roots[f"service {service.name}"] = pid
+        return roots
+
     async def worker_infos(self) -> list[WorkerInfo]:
         ids = [
             i.decode() if isinstance(i, bytes) else str(i)
@@ -282,6 +292,8 @@ class Bench:
                 str(out),
             ],
         )
+        roots = self.cpu_roots()
+        cpu_before = await asyncio.to_thread(cpuusage.tree_cpu, roots)
         try:
             deadline = time.monotonic() + self.p.saturation_seconds * 4 + 60
             while not await asyncio.to_thread(out.exists):
@@ -294,6 +306,8 @@ class Bench:
             summary = msgspec.json.decode(await asyncio.to_thread(out.read_bytes))
             sent, started = int(summary["sent"]), float(summary["startedAt"])
             stats = await self.wait_delivered(sent, self.p.drain_seconds)
+            cpu_after = await asyncio.to_thread(cpuusage.tree_cpu, roots)
+            cpu_window = (stats["lastAt"] or time.time()) - started
         finally:
             await self.procs.stop(sim)
         await self.purge()
@@ -307,6 +321,8 @@ class Bench:
             "throughputPerSecond": round(delivered / span, 1) if span > 0 else None,
             "latencyMs": stats["latencyMs"],
             "allDelivered": delivered >= sent,
+            "coresUsed": cpuusage.usage(cpu_before, cpu_after, cpu_window),
+            "machineCores": os.cpu_count(),
         }
 
     async def fairness(self, stub: EvolutionStub) -> dict[str, Any]:
@@ -636,6 +652,12 @@ def print_report(console: Console, report: BenchReport) -> None:
     for name, value in rows:
         figures.add_row(name, value if isinstance(value, str) else _fmt(value))
     console.print(figures)
+    cores = report.endToEnd.get("coresUsed") or {}
+    if cores:
+        cpu = Table("process tree", "cores busy", title="CPU during the e2e throughput run")
+        for name, share in sorted(cores.items(), key=lambda kv: -kv[1]):
+            cpu.add_row(name, f"{share:.2f}")
+        console.print(cpu)
     targets = Table("target", "measured", "wanted", "met", title="Targets")
     for t in report.targets:
         verdict = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Coroutine
 from typing import Any
 
@@ -119,6 +120,9 @@ def register(app: typer.Typer) -> None:
         from simulator.demo import Demo, DemoOptions, print_result
 
         console = Console()
+        if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+            console.print("no terminal for the TUI: running --headless")
+            headless = True
         options = DemoOptions(
             headless=headless,
             duration=duration,
