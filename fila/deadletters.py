@@ -24,6 +24,7 @@ from fila.topology import (
     H_RESPONSE,
     H_STAGE,
     H_STATUS,
+    queue_depth,
 )
 
 DEATH_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason")
@@ -224,8 +225,7 @@ async def replay(
         # Messages never scanned (counted while ours are still held) plus the ones given back.
         unscanned = 0
         if not at_end:
-            rest = await channel.declare_queue(queue, passive=True)
-            unscanned = int(rest.declaration_result.message_count or 0)
+            unscanned = await queue_depth(channel, queue)
         held = [m for m, _ in matching[done:]] + others
         await _give_back(held)
     return ReplayResult(replayed=done, remaining=unscanned + len(held))

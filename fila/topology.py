@@ -106,6 +106,15 @@ async def declare_all(channel: AbstractChannel, settings: Settings) -> None:
 
 async def queue_depth(channel: AbstractChannel, name: str) -> int:
     """Ready messages in a queue (passive declare: never creates it)."""
-    queue = await channel.declare_queue(name, passive=True)
-    count = queue.declaration_result.message_count
-    return int(count or 0)
+    return (await queue_counts(channel, name))[0]
+
+
+async def queue_counts(channel: AbstractChannel, name: str) -> tuple[int, int]:
+    """Ready messages and consumers of a queue, asked of the broker now.
+
+    A robust channel answers a passive `declare_queue` from its cache (counts of the first
+    declaration), so this goes through the underlying channel.
+    """
+    underlay = await channel.get_underlay_channel()
+    result = await underlay.queue_declare(name, passive=True)
+    return int(result.message_count or 0), int(result.consumer_count or 0)

@@ -362,6 +362,7 @@ async def test_no_main_webhook_holds_messages_and_expiry_is_reported(
         await store.set_webhook(
             WebhookConfig(principal=WebhookTarget(enabled=True, url=receiver.url))
         )
+        await wait_for(lambda: listening(redis, keys), timeout=60)
         await store.announce("config", scope="webhook")
         await wait_for(lambda: receiver.accepted(), timeout=60)
         assert [d.webhook_id for d in receiver.accepted()] == [waiting.id]
@@ -393,3 +394,54 @@ async def test_sigterm_finishes_the_post_in_flight(
         assert [(d.webhook_id, d.status) for d in receiver.deliveries] == [(item.id, 200)]
         assert await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 0
         assert (await counts(redis, keys, settings))[stats.DELIVERED] == 1
+
+
+async def consumers(channel: AbstractChannel) -> int:
+    return (await topology.queue_counts(channel, topology.GLOBAL_QUEUE))[1]
+
+
+async def test_pause_resume_and_concurrent_posts(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        spawn(
+            ["worker", "delivery"],
+            fast(settings, webhook_principal_url=receiver.url, delivery_concurrency=4),
+        )
+        await wait_for(lambda: consumers(channel), timeout=60)
+        await wait_for(lambda: listening(redis, keys), timeout=60)
+        store = ConfigStore(redis, keys, settings)
+        await store.announce("pause", role="delivery")
+        await wait_for(lambda: _no(consumers(channel)), timeout=60)
+        items = [audio("inst-i", n) for n in range(8)]
+        await publish(channel, *items)
+        assert await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 8
+
+        # Resumed with a slow receiver: four POSTs (the configured concurrency) at once.
+        receiver.set_latency(1.5)
+
+        async def four_in_flight() -> bool:
+            ids = [
+                w.decode() for w in await redis.zrange(keys.workers, 0, -1) if isinstance(w, bytes)
+            ]
+            raws = [r for r in await redis.mget([keys.worker(w) for w in ids]) if r]
+            return any(msgspec.json.decode(r, type=WorkerInfo).inFlight == 4 for r in raws)
+
+        await store.announce("resume", role="delivery")
+        await wait_for(four_in_flight, timeout=60, interval=0.02)
+        await wait_for(lambda: len(receiver.accepted()) == 8, timeout=60)
+        assert sorted(d.webhook_id or "" for d in receiver.accepted()) == [i.id for i in items]
+
+
+async def listening(redis: aioredis.Redis, keys: Keys) -> bool:
+    """A worker is subscribed to the control channel (so a control message reaches it)."""
+    [(_, subscribers)] = await redis.pubsub_numsub(keys.control_channel)
+    return int(subscribers) > 0
+
+
+async def _no(count: Any) -> bool:
+    return not await count
