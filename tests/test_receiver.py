@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -10,9 +11,12 @@ import msgspec
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from fila.settings import Settings
+from simulator.benchenv import free_port
 from simulator.evolution import EvolutionStub
 from simulator.ids import message_id
 from simulator.receiver import Receiver
+from tests.support import Proc, wait_for
 
 SECRET = "whsec_" + base64.b64encode(b"receiver-test-secret-32-bytes!!!").decode()
 
@@ -176,3 +180,35 @@ async def test_evolution_stub_injected_failures_and_latency() -> None:
             stub.fail_next("nope", 1)
         with pytest.raises(TimeoutError):
             await stub.wait_for_calls("sendReaction", 1, timeout=0.3)
+
+
+async def test_standalone_commands_serve_over_http(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
+    receiver_port, stub_port = free_port(), free_port()
+    spawn(["receiver", "--port", str(receiver_port), "--secret", SECRET], settings)
+    spawn(["evolution-stub", "--port", str(stub_port), "--api-key", "cli-key"], settings)
+
+    async with httpx.AsyncClient(timeout=5) as client:
+
+        async def answering() -> bool:
+            try:
+                await client.get(f"http://127.0.0.1:{receiver_port}/_receiver/stats")
+                await client.get(f"http://127.0.0.1:{stub_port}/_stub/stats")
+            except httpx.HTTPError:
+                return False
+            return True
+
+        await wait_for(answering, timeout=60, interval=0.2)
+        body = b'{"event": "queue.stats"}'
+        await client.post(
+            f"http://127.0.0.1:{receiver_port}/m", content=body, headers=signed(body, "m1")
+        )
+        stats = (await client.get(f"http://127.0.0.1:{receiver_port}/_receiver/stats")).json()
+        assert stats["verified"] == 1 and stats["byEvent"] == {"queue.stats": 1}
+        url = f"http://127.0.0.1:{stub_port}/message/sendText/i1"
+        assert (await client.post(url, json={"number": "1", "text": "x"})).status_code == 401
+        ok = await client.post(
+            url, json={"number": "1", "text": "x"}, headers={"apikey": "cli-key"}
+        )
+        assert ok.status_code == 201
