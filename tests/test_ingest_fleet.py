@@ -272,8 +272,24 @@ async def test_pause_leaves_events_in_rabbitmq_and_resume_takes_them(
         assert queue.declaration_result.message_count == 3
         sent = await store.announce("resume", role="ingest")
         await wait_for(lambda: _total(redis, keys, ("processed",), 3), timeout=60)
+
+        # A fleet-wide pause flag set before a worker starts: it takes nothing at all.
+        await redis.set(keys.paused, "1")
+        spawn(["worker", "ingest"], settings)
+        infos = await _fleet(redis, keys, 2)
+        assert sorted(i["state"] for i in infos) == ["paused", "running"]
+        queue = await mq.channel.declare_queue(settings.ingest_queue, passive=True)
+        assert queue.declaration_result.consumer_count == 1  # only the first worker
+        sent = await store.announce("pause", role="ingest")  # the first worker too
+        await _applied(redis, keys, sent.seq, n=2)
+        await mq.publish(audio_event("pause", "P4", 10, data=noise(100)))
+        queue = await mq.channel.declare_queue(settings.ingest_queue, passive=True)
+        assert queue.declaration_result.consumer_count == 0
+        await redis.delete(keys.paused)
+        await store.announce("resume", role="ingest")
+        await wait_for(lambda: _total(redis, keys, ("processed",), 4), timeout=60)
         queued = await mq.drain(topology.GLOBAL_QUEUE)
-        assert len(queued) == 3
+        assert len(queued) == 4
         item = msgspec.json.decode(queued[0].body, type=QueuedAudio)
         public = f"{settings.s3_endpoint_url}/{settings.s3_bucket}/{item.s3Key}"
         assert item.audioUrl == public  # s3_url_mode=public: no signature

@@ -82,7 +82,8 @@ class IngestConsumer:
         self.channel = await self.connection.channel()
         await self.channel.set_qos(prefetch_count=self.settings.ingest_concurrency)
         self.queue = await topology.declare_ingest(self.channel, self.settings)
-        await self.resume()
+        if not await self.redis.exists(Keys(self.settings.redis_prefix).paused):
+            await self.resume()  # a fleet-wide pause outlives restarts: take nothing then
 
     async def pause(self) -> None:
         """basic.cancel: new events stay in RabbitMQ; those held finish normally."""
