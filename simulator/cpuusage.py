@@ -21,7 +21,7 @@ def _stat(pid: int) -> tuple[int, float] | None:
 
 
 def tree_cpu(roots: dict[str, int]) -> dict[str, float]:
-    """CPU seconds of each named root pid plus all its descendants, now."""
+    """CPU seconds of each named root pid plus its descendants (other roots excepted), now."""
     table: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -32,13 +32,15 @@ def tree_cpu(roots: dict[str, int]) -> dict[str, float]:
     for pid, (ppid, _) in table.items():
         children.setdefault(ppid, []).append(pid)
     result: dict[str, float] = {}
+    named = set(roots.values())
     for name, root in roots.items():
         total, stack = 0.0, [root]
         while stack:
             pid = stack.pop()
             if pid in table:
                 total += table[pid][1]
-            stack.extend(children.get(pid, []))
+            # A descendant that is itself a named root is counted under its own name.
+            stack.extend(c for c in children.get(pid, []) if c not in named)
         result[name] = total
     result["whole machine"] = machine_busy()
     return result
