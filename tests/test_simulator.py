@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import aio_pika
@@ -15,10 +16,11 @@ from fila import mediacrypto
 from fila.models import EvolutionEvent
 from fila.settings import Settings
 from simulator import audio
+from simulator.benchenv import free_port
 from simulator.events import CATEGORIES, VOICE
 from simulator.evolution import EvolutionStub
 from simulator.simulate import Simulator
-from tests.support import wait_for
+from tests.support import Proc, wait_for
 
 
 async def _bound_queue(
@@ -128,7 +130,7 @@ async def test_simulator_publishes_every_category_and_the_summary_reconciles(
 
 
 async def test_simulate_command_prints_and_writes_its_summary(
-    settings: Settings, spawn, tmp_path: Path
+    settings: Settings, spawn: Callable[..., Proc], tmp_path: Path
 ) -> None:
     connection, queue = await _bound_queue(settings, "sim-cli-readback")
     try:
@@ -173,8 +175,57 @@ async def test_simulate_command_prints_and_writes_its_summary(
         await connection.close()
 
 
-async def test_simulate_command_rejects_a_bad_option(settings: Settings, spawn) -> None:
+async def test_simulate_command_rejects_a_bad_option(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
     proc = spawn(["simulate", "--rate", "0"], settings)
     await wait_for(lambda: proc.popen.poll() is not None, timeout=60, interval=0.2)
     assert proc.popen.returncode == 2
     assert "Traceback" not in proc.output() and "--rate" in proc.output()
+
+
+async def test_simulator_posts_to_the_control_plane_webhook(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
+    port = free_port()
+    cp_settings = settings.replace(http_port=port, server_url=f"http://127.0.0.1:{port}")
+    proc = spawn(["controlplane"], cp_settings)
+    base = f"http://127.0.0.1:{port}"
+
+    async def healthy() -> bool:
+        assert proc.popen.poll() is None, proc.output()[-3000:]
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                return (await client.get(f"{base}/healthz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_for(healthy, timeout=90, interval=0.3)
+    async with EvolutionStub(api_key="evo-key") as stub:
+        sim = Simulator(
+            cp_settings,
+            stub,
+            instances=50,
+            rate=6000,
+            duration=1.0,
+            seed=11,
+            http_url=f"{base}/webhook/evolution",
+        )
+        summary = await sim.run()
+    assert summary.failed == 0, summary.firstError
+    accepted, refused = summary.httpStatus.get("202", 0), summary.httpStatus.get("400", 0)
+    assert accepted + refused == summary.sent == 100
+    malformed = summary.byCategory["malformed"]
+    assert refused <= malformed and accepted >= summary.sent - malformed
+
+    connection = await aio_pika.connect_robust(settings.rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(settings.ingest_queue, passive=True)
+        messages = await _drain(queue, accepted)
+        assert len(messages) == accepted
+        ids = {m.message_id for m in messages}
+        voice = {f"{b.instance}:{b.message_id}" for b in sim.sent if b.category != "malformed"}
+        assert voice <= ids
+    finally:
+        await connection.close()
