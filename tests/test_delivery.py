@@ -175,6 +175,23 @@ async def test_500_twice_then_200_is_delivered_on_the_third_try(
         assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
 
 
+async def test_429_retry_after_is_honoured(
+    settings: Settings, spawn: Spawn, channel: AbstractChannel
+) -> None:
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        # Retry-After 2 s is past every tier of "0.2,0.2,0.5": waited in whole seconds.
+        receiver.fail_with(429, times=1, retry_after=2)
+        spawn(["worker", "delivery"], fast(settings, webhook_principal_url=receiver.url))
+        item = audio("inst-j", 10)
+        await publish(channel, item)
+
+        await wait_for(lambda: receiver.accepted(), timeout=60)
+        first, second = receiver.deliveries
+        assert (first.status, second.status) == (429, 200)
+        # A lower bound only: the delay queue cannot hand the message back any sooner.
+        assert second.received_at - first.received_at >= 1.9
+
+
 async def _cli_replay(settings: Settings, *args: str) -> str:
     env = {**os.environ, **settings.to_env()}
     proc = await asyncio.create_subprocess_exec(
