@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Static
 
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import AudioFilter, RateLimitConfig
 from fila.settings import Settings
+from simulator.receiver import Receiver
 from tests.support import Proc, wait_for
 from tui.app import FilaApp
 from tui.screens.edit_ratelimit import EditRateLimit
@@ -284,3 +285,103 @@ async def test_every_screen_reads_the_real_control_plane(
         assert app.connection_error is None
         table = app.screen.query_one("#workers", DataTable)
         assert table.row_count == len(app.data.workers or [])
+
+
+async def put_filter(settings: Settings, instance: str, low: int, high: int) -> None:
+    headers = {"apikey": settings.api_key}
+    body = {"minDurationSeconds": low, "maxDurationSeconds": high, "enabled": True}
+    async with httpx.AsyncClient(base_url=settings.server_url, headers=headers) as client:
+        response = await client.put(f"/instance/{instance}/filters/audio", json=body)
+        assert response.status_code < 300, response.text
+
+
+async def filters(settings: Settings, *names: str) -> dict[str, tuple[int, int, bool]]:
+    headers = {"apikey": settings.api_key}
+    out = {}
+    async with httpx.AsyncClient(base_url=settings.server_url, headers=headers) as client:
+        for name in names:
+            got = (await client.get(f"/instance/{name}/filters/audio")).json()
+            out[name] = (got["minDurationSeconds"], got["maxDurationSeconds"], got["enabled"])
+    return out
+
+
+async def save_thresholds(app: FilaApp, pilot: Any, low: str, high: str) -> None:
+    await wait_for(lambda: isinstance(app.screen, EditThresholds))
+    modal = app.screen
+    modal.query_one("#min", Input).value = low
+    modal.query_one("#max", Input).value = high
+    await pilot.click("#save")
+    await wait_for(lambda: not isinstance(app.screen, EditThresholds), timeout=30)
+
+
+async def test_selection_and_whole_fleet_edits_go_through_bulk(live: Settings) -> None:
+    for name in ("tui-s1", "tui-s2", "tui-s3"):
+        await put_filter(live, name, 3, 7200)
+    app = FilaApp(live, poll_seconds=0.5, start="instances")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: all(cells(app, n) for n in ("tui-s1", "tui-s2", "tui-s3")), 60)
+        for name in ("tui-s1", "tui-s3"):
+            await select_row(app, name)
+            await pilot.press("space")
+        assert cells(app, "tui-s1")["sel"] == "●"
+        assert cells(app, "tui-s2")["sel"] == ""
+        await pilot.press("e")
+        await save_thresholds(app, pilot, "7", "700")
+        assert await filters(live, "tui-s1", "tui-s2", "tui-s3") == {
+            "tui-s1": (7, 700, True),
+            "tui-s2": (3, 7200, True),
+            "tui-s3": (7, 700, True),
+        }
+        await wait_for(lambda: cells(app, "tui-s3").get("min") == "7", timeout=30)
+
+        await pilot.press("E")  # every known instance
+        await save_thresholds(app, pilot, "9", "900")
+        got = await filters(live, "tui-s1", "tui-s2", "tui-s3")
+        assert set(got.values()) == {(9, 900, True)}
+        await wait_for(
+            lambda: all(cells(app, n).get("max") == "900" for n in ("tui-s1", "tui-s2", "tui-s3")),
+            timeout=30,
+        )
+
+
+async def test_workers_screen_pauses_and_resumes_the_fleet(
+    live: Settings, spawn: Callable[..., Proc], redis: Any, keys: Keys
+) -> None:
+    spawn(["worker", "ingest"], live)
+    app = FilaApp(live, poll_seconds=0.5, start="workers")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: bool(app.data.workers), timeout=60)
+
+        def states() -> set[str]:
+            return {w.state for w in app.data.workers or []}
+
+        await pilot.press("p")
+        await wait_for(lambda: states() == {"paused"}, timeout=60, interval=0.2)
+        assert await redis.get(keys.paused)
+        table = app.screen.query_one("#workers", DataTable)
+        await wait_for(lambda: "paused" in [str(v) for v in table.get_row_at(0)], timeout=30)
+        await pilot.press("u")
+        await wait_for(lambda: states() == {"running"}, timeout=60, interval=0.2)
+        assert not await redis.get(keys.paused)
+
+
+async def test_webhook_test_button_shows_status_and_time(live: Settings) -> None:
+    async with Receiver() as receiver:
+        app = FilaApp(live, poll_seconds=0.5, start="webhooks")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.data.webhook is not None, timeout=60)
+            app.screen.query_one("#principal-url", Input).value = receiver.url + "/hook"
+            await pilot.click("#test-principal")
+            out = app.screen.query_one("#webhook-test", Static)
+            await wait_for(lambda: "200" in str(out.render()), timeout=30)
+            shown = str(out.render())
+            assert "ms" in shown and receiver.url in shown
+            assert len(receiver.deliveries) >= 1
+            receiver.fail_with(503, times=20)
+            button = app.screen.query_one("#test-principal")
+            await wait_for(lambda: not button.has_class("-active"))  # a button's press effect
+            await pilot.click("#test-principal")
+            try:
+                await wait_for(lambda: "503" in str(out.render()), timeout=30)
+            except AssertionError:
+                raise AssertionError(str(out.render())) from None
