@@ -49,15 +49,15 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(st))
 return st.state
 """
 
-# ARGV endpoint -> 1 when the breaker was reset
+# ARGV endpoint -> the state before (now closed, failures forgotten)
 _SUCCESS = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
+if not raw then return 'closed' end
 local st = cjson.decode(raw)
-if st.state == 'closed' and st.failures == 0 then return 0 end
+if st.state == 'closed' and st.failures == 0 then return 'closed' end
 redis.call('HSET', KEYS[1], ARGV[1],
   cjson.encode({state='closed', failures=0, openedAt=0, nextProbeAt=0}))
-return 1
+return st.state
 """
 
 
@@ -108,8 +108,9 @@ class Breaker:
         return "open" if state == "open" else "closed"
 
     async def success(self, endpoint: str) -> bool:
-        """Close the breaker; True when it was not closed and clean before."""
-        return bool(await self._success(keys=[self.key], args=[endpoint]))
+        """Close the breaker and forget failures; True when it was open or half open."""
+        raw = await self._success(keys=[self.key], args=[endpoint])
+        return (raw.decode() if isinstance(raw, bytes) else str(raw)) != "closed"
 
     async def state(self, endpoint: str) -> BreakerState:
         raw = await self.redis.hget(self.key, endpoint)

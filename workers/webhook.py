@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import httpx
@@ -13,6 +14,9 @@ from fila.settings import Settings
 from fila.signing import Signer
 
 RESPONSE_SNIPPET = 500
+
+# One INFO line per POST from the HTTP client would drown the worker's own log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Attempt(msgspec.Struct, kw_only=True):
