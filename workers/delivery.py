@@ -15,12 +15,14 @@ from typing import Any
 import aio_pika
 import msgspec
 import redis.asyncio as aioredis
+import stamina
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import AMQPConnectionError
 
 from fila import logging as flog
 from fila import stats, topology
@@ -43,6 +45,8 @@ MAIN_EVENT = "messages.upsert"
 NO_ENDPOINT_RECHECK = 2.0
 """Seconds between looks at the config while no main webhook is configured."""
 GATE_TICK = 0.25
+CONNECT_TIMEOUT = 60.0
+"""Seconds a starting worker waits for RabbitMQ before giving up with one line."""
 
 
 def payload(audio: QueuedAudio, settings: Settings) -> bytes:
@@ -104,8 +108,21 @@ class DeliveryConsumer:
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def _connect(self) -> AbstractRobustConnection:
+        """Wait (bounded) for RabbitMQ, e.g. while a compose stack is still starting."""
+        try:
+            async for attempt in stamina.retry_context(
+                on=(OSError, AMQPConnectionError), attempts=None, timeout=CONNECT_TIMEOUT
+            ):
+                with attempt:
+                    return await topology.connect(self.settings)
+        except (OSError, AMQPConnectionError) as exc:
+            where = self.settings.rabbitmq_url.rsplit("@", 1)[-1]
+            raise SystemExit(f"error: RabbitMQ unreachable at {where}: {exc}") from None
+        raise AssertionError("unreachable")
+
     async def start(self) -> None:
-        self.connection = await topology.connect(self.settings)
+        self.connection = await self._connect()
         self.channel = await self.connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self.settings.delivery_concurrency)
         self.queue = await topology.declare_global(self.channel)
