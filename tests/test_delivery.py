@@ -467,3 +467,26 @@ async def listening(redis: aioredis.Redis, keys: Keys) -> bool:
 
 async def _no(count: Any) -> bool:
     return not await count
+
+
+async def test_bad_body_is_dead_lettered_not_lost(
+    settings: Settings, spawn: Spawn, channel: AbstractChannel
+) -> None:
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        spawn(["worker", "delivery"], fast(settings, webhook_principal_url=receiver.url))
+        await channel.default_exchange.publish(
+            aio_pika.Message(b'{"id": "x:1", "instance": 42}', message_id="x:1"),
+            routing_key=topology.GLOBAL_QUEUE,
+        )
+        await publish(channel, good := audio("inst-k", 11))
+
+        await wait_for(lambda: receiver.accepted(), timeout=60)
+        assert [d.webhook_id for d in receiver.deliveries] == [good.id]
+
+        async def dead() -> list[deadletters.DeadLetter]:
+            return await deadletters.browse(channel, topology.GLOBAL_DLQ)
+
+        await wait_for(dead, timeout=60)
+        [letter] = await dead()
+        assert letter.id == "x:1" and letter.reason.startswith("invalid body")
+        assert letter.body == {"id": "x:1", "instance": 42}
