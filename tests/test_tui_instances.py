@@ -1,0 +1,107 @@
+"""The instances table and navigation, driven by injected data (no control plane needed).
+
+These check the table's behaviour itself: cells change in place, rows are only ever added,
+the cursor stays put, filtering and sorting, and the k9s-style navigation.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from textual.widgets import DataTable
+
+from fila.settings import Settings
+from fila.views import InstanceRow, InstancesView
+from tests.support import wait_for
+from tui import demo
+from tui.app import FilaApp
+from tui.screens.help import HelpScreen
+from tui.screens.instances import InstancesScreen
+
+
+def page(app: FilaApp) -> InstancesScreen:
+    screen = app.screen_stack[0]
+    assert isinstance(screen, InstancesScreen)
+    return screen
+
+
+def row_text(table: DataTable[object], key: str) -> dict[str, str]:
+    keys = [str(c.value) for c in table.columns]
+    return {k: getattr(v, "plain", str(v)) for k, v in zip(keys, table.get_row(key), strict=True)}
+
+
+async def test_refresh_changes_cells_in_place_and_only_adds_rows() -> None:
+    app = FilaApp(Settings(), fixed=demo.fleet(500), start="instances")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = page(app)
+        table = screen.table
+        assert table.row_count == 500
+        table.move_cursor(row=42)
+        order = [str(r.key.value) for r in table.ordered_rows]
+        cleared: list[bool] = []
+        table.clear = lambda columns=False: cleared.append(True) or table  # type: ignore[method-assign]
+
+        view = demo.instances(500, tick=5)
+        newcomer = InstanceRow(instance="zz-new", received=1, lastSeen=view.generatedAt)
+        view = InstancesView(instances=[*view.instances, newcomer], generatedAt=view.generatedAt)
+        app.data.instances = view
+        screen.refresh_from(app.data)
+        await pilot.pause()
+
+        assert cleared == []
+        assert table.row_count == 501
+        assert [str(r.key.value) for r in table.ordered_rows][:500] == order
+        assert table.cursor_row == 42
+        expected = view.instances[7]
+        assert row_text(table, "inst-007")["received"] == f"{expected.received:,}"
+        assert row_text(table, "zz-new")["received"] == "1"
+        assert row_text(table, "zz-new")["lastSeen"] == "0s"
+
+
+async def test_filter_as_you_type_and_sort_by_header() -> None:
+    app = FilaApp(Settings(), fixed=demo.fleet(500), start="instances")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = page(app)
+        await pilot.press("slash", *"inst-04")
+        await wait_for(lambda: screen.table.row_count == 10)
+        await pilot.press("enter")
+        assert app.focused is screen.table
+        await pilot.click("#instances", offset=(30, 0))  # a header cell: sort by that column
+        await pilot.pause()
+        assert screen.sort_key not in (None, "sel", "instance")
+        key = screen.sort_key
+        assert key is not None
+        values = [
+            msgspec.structs.asdict(screen.rows[str(r.key.value)]) for r in screen.table.ordered_rows
+        ]
+        field = {"min": "minDurationSeconds", "max": "maxDurationSeconds", "tokens": "tokens"}
+        column = [v[field.get(key, key)] for v in values]
+        assert column == sorted(column), (
+            key,
+            [str(r.key.value) for r in screen.table.ordered_rows],
+            column,
+        )
+
+        await pilot.press("escape", "slash")
+        screen.query_one("#filter").clear()  # type: ignore[attr-defined]
+        await wait_for(lambda: screen.table.row_count == 500)
+
+
+async def test_colon_commands_palette_and_help_navigate() -> None:
+    app = FilaApp(Settings(), fixed=demo.fleet(50), start="overview")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("colon", *"work", "enter")
+        await wait_for(lambda: app.current_mode == "workers")
+        await pilot.press("colon", *"dead", "enter")
+        await wait_for(lambda: app.current_mode == "deadletters")
+        await pilot.press("escape", "2")
+        await wait_for(lambda: app.current_mode == "instances")
+        await pilot.press("question_mark")
+        await wait_for(lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await wait_for(lambda: not isinstance(app.screen, HelpScreen))
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Go to cleanup")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(lambda: app.current_mode == "cleanup", timeout=20)
