@@ -74,6 +74,7 @@ class FeedbackService:
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
+        self._stopping = False
         self._sends = asyncio.Semaphore(MAX_SENDS)
 
     # ------------------------------------------------------------------ lifecycle
@@ -87,15 +88,19 @@ class FeedbackService:
     async def start(self) -> None:
         """Start the scheduler; sessions already in Redis resume on their next due tick."""
         if self._loop_task is None:
+            self._stopping = False
             self._loop_task = asyncio.create_task(self._run(), name="feedback-scheduler")
             log.info("feedback scheduler started", sessions=len(await self.store.scheduled()))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop ticking; let sends in flight finish (bounded), then release what is held."""
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            self._stopping = True
+            task = self._loop_task
+            # Cancel until it ends: a cancel landing as a wait times out can be swallowed.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
             self._loop_task = None
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -252,7 +257,7 @@ class FeedbackService:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             try:
                 busy = await self._pass()
                 failures = 0
@@ -275,8 +280,11 @@ class FeedbackService:
         if delay <= 0:
             return
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=delay)
+        finally:
+            waiter.cancel()
 
     async def _pass(self) -> bool:
         """Claim every due tick; True when there may be more due right away."""
