@@ -11,9 +11,10 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aioboto3
 import httpx
 import pytest
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Static, Switch
 
 from fila.configstore import ConfigStore
 from fila.keys import Keys
@@ -22,6 +23,7 @@ from fila.settings import Settings
 from simulator.receiver import Receiver
 from tests.support import Proc, wait_for
 from tui.app import FilaApp
+from tui.screens.edit_emergency import EditEmergency
 from tui.screens.edit_ratelimit import EditRateLimit
 from tui.screens.edit_thresholds import EditThresholds
 from tui.screens.instances import InstancesScreen
@@ -385,3 +387,76 @@ async def test_webhook_test_button_shows_status_and_time(live: Settings) -> None
                 await wait_for(lambda: "503" in str(out.render()), timeout=30)
             except AssertionError:
                 raise AssertionError(str(out.render())) from None
+
+
+async def test_emergency_filter_modal_turns_it_on_fleet_wide(live: Settings) -> None:
+    app = FilaApp(live, poll_seconds=0.5, start="overview")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.data.overview is not None, timeout=60)
+        await pilot.press("x")
+        await wait_for(lambda: isinstance(app.screen, EditEmergency), timeout=30)
+        modal = app.screen
+        modal.query_one("#enabled", Switch).value = True
+        modal.query_one("#min", Input).value = "400"
+        await pilot.pause()
+        assert "minDurationSeconds must be between 1 and 300" in str(
+            modal.query_one("#errors").render()
+        )
+        modal.query_one("#min", Input).value = "30"
+        modal.query_one("#reason", Input).value = "storm"
+        await pilot.click("#save")
+        await wait_for(lambda: not isinstance(app.screen, EditEmergency), timeout=30)
+        async with httpx.AsyncClient(
+            base_url=live.server_url, headers={"apikey": live.api_key}
+        ) as client:
+            got = (await client.get("/filters/emergency")).json()
+        assert (got["enabled"], got["minDurationSeconds"], got["reason"]) == (True, 30, "storm")
+        await wait_for(
+            lambda: app.data.overview is not None and app.data.overview.emergencyFilter, 30
+        )
+        figures = app.screen.query_one("#figures", Static)
+        try:
+            await wait_for(lambda: "EMERGENCY FILTER" in _plain(figures), timeout=10)
+        except AssertionError:
+            raise AssertionError(_plain(figures)) from None
+
+
+def _plain(widget: Static) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def test_cleanup_run_now_reports_the_run(live: Settings) -> None:
+    args = {
+        "endpoint_url": live.s3_endpoint_url,
+        "aws_access_key_id": live.s3_access_key,
+        "aws_secret_access_key": live.s3_secret_key,
+        "region_name": live.s3_region,
+    }
+    async with aioboto3.Session().client("s3", **args) as s3:
+        for i in range(4):
+            key = f"audio_{1700000000000 + i}_tui-old.ogg"
+            await s3.put_object(Bucket=live.s3_bucket, Key=key, Body=b"OggS")
+
+        async def count() -> int:
+            listed = await s3.list_objects_v2(Bucket=live.s3_bucket)
+            return len(listed.get("Contents", []))
+
+        before = await count()
+        app = FilaApp(live, poll_seconds=0.5, start="cleanup")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(lambda: app.data.cleanup is not None, timeout=60)
+            assert app.data.cleanup is not None and app.data.cleanup.lastCleanup is None
+            await pilot.press("r")
+            await wait_for(
+                lambda: app.data.cleanup is not None and app.data.cleanup.lastCleanup is not None,
+                timeout=60,
+            )
+            last = app.data.cleanup.lastCleanup
+            assert last is not None
+            status = app.screen.query_one("#cleanup-status", Static)
+            await wait_for(lambda: f"deleted {last.deletedCount}" in _plain(status), timeout=10)
+        assert before - await count() == last.deletedCount

@@ -67,6 +67,7 @@ def health_line(overview: FleetOverview) -> Text:
 
 
 class OverviewScreen(FilaScreen):
+    FEEDS = ("overview",)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "app.edit_ratelimit", "Rate limit"),
         Binding("x", "app.edit_emergency", "Emergency filter"),
