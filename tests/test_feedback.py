@@ -375,3 +375,54 @@ async def test_cleanup_orphans_removes_only_broken_or_abandoned_sessions(
     assert remaining.stats.byStatus.get("orphaned") == 3
     assert (await service.cleanup_orphans()).removed == 0
     await service.stop()
+
+
+async def test_final_reaction_waits_for_the_reaction_in_flight(
+    settings: Settings, stub: EvolutionStub, services: Services
+) -> None:
+    stub.set_latency("sendReaction", 1.0)
+    service = await services.start(fast(settings, stub))
+    await service.start_session(start_body("SLOW"))
+    await stub.wait_for_calls("sendReaction", 1, timeout=30)
+    in_flight = stub.calls_to("sendReaction")[-1]
+    await service.finish_session(
+        schemas.FinishBody(
+            instance="inst-1",
+            chatId="5511999990000@s.whatsapp.net",
+            messageId="SLOW",
+            status="success",
+        )
+    )
+    calls = stub.calls_to("sendReaction")
+    final = calls[-1]
+    assert final.json["reaction"] == "✅"
+    # Sent only once the reaction before it was answered, so it cannot be overtaken.
+    assert final.at - in_flight.at >= 0.9, (final.at - in_flight.at, [c.json for c in calls])
+    assert all(c.json["reaction"] in (SPIN, WAIT) for c in calls[:-1])
+
+
+async def test_an_end_left_half_done_by_a_dead_replica_is_taken_over(
+    settings: Settings, stub: EvolutionStub, services: Services, redis: aioredis.Redis
+) -> None:
+    # A replica accepted a finish and died before sending anything: only Redis knows.
+    crashed = FeedbackService(fast(settings, stub), redis)
+    started = await crashed.start_session(start_body("ORPHANED_END"))
+    outcome = await crashed.store.begin_end(
+        started.sessionId, "aborted", "⚠️", "cancelado", score_now(), 300
+    )
+    assert outcome == "ok"
+    assert stub.calls_to("sendReaction") == []
+
+    await services.start(fast(settings, stub))
+    await stub.wait_for_calls("sendText", 1, timeout=30)
+    assert emojis(stub, "ORPHANED_END") == ["⚠️"]
+    assert stub.calls_to("sendText")[0].json == {
+        "number": "5511999990000@s.whatsapp.net",
+        "text": "cancelado",
+    }
+
+    async def ended() -> bool:
+        return (await crashed.status()).stats.byStatus == {"aborted": 1}
+
+    await wait_for(ended, timeout=30)
+    assert (await crashed.status()).activeSessionsCount == 0
