@@ -311,8 +311,8 @@ class FeedbackService:
         try:
             async with self._sends:
                 s = await self.store.get(sid)
-                if s is None or s.state != "active":
-                    return
+                if s is None or s.state != "active" or s.sendingBy != token:
+                    return  # ended, or waited so long for a slot that the tick was re-let
                 emoji = self.cycle[index % len(self.cycle)]
                 await self.evolution.send_reaction(
                     s.instance, s.chatId, s.messageId, emoji, budget=self.tick_budget

@@ -131,6 +131,7 @@ class Session(msgspec.Struct, kw_only=True):
     endAttempts: int = 0
     finishedAt: int | None = None
     sendingUntil: int = 0
+    sendingBy: str = ""
 
 
 def session_id(instance: str, chat_id: str, message_id: str) -> str:
@@ -173,6 +174,7 @@ def parse(sid: str, raw: Mapping[Any, Any]) -> Session | None:
             endAttempts=int(h.get("endAttempts") or 0),
             finishedAt=int(finished) if finished else None,
             sendingUntil=int(h.get("sendingUntil") or 0),
+            sendingBy=h.get("sendingBy", ""),
         )
     except ValueError:
         return None
