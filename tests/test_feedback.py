@@ -368,11 +368,25 @@ async def test_cleanup_orphans_removes_only_broken_or_abandoned_sessions(
         keys.feedback_session("inst-1:lost@s.whatsapp.net:L1"),
         mapping={"instance": "inst-1", "chatId": "lost@s.whatsapp.net"},
     )
+    # Scheduled, every field present, but a start time that is not a number.
+    broken = "inst-1:broken@s.whatsapp.net:B1"
+    await redis.hset(
+        keys.feedback_session(broken),
+        mapping={
+            "instance": "inst-1",
+            "chatId": "broken@s.whatsapp.net",
+            "messageId": "B1",
+            "startedAt": "yesterday",
+            "timeoutAt": "9999999999999",
+            "state": "active",
+        },
+    )
+    await redis.zadd(keys.feedback_sessions, {broken: score_now()})
     result = await service.cleanup_orphans()
-    assert result.removed == 3
+    assert result.removed == 4
     remaining = await service.status()
     assert [s.sessionId for s in remaining.activeSessions] == [healthy.sessionId]
-    assert remaining.stats.byStatus.get("orphaned") == 3
+    assert remaining.stats.byStatus.get("orphaned") == 4
     assert (await service.cleanup_orphans()).removed == 0
     await service.stop()
 

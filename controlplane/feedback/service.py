@@ -228,24 +228,13 @@ class FeedbackService:
 
     async def cleanup_orphans(self) -> schemas.OrphansResult:
         """End sessions nobody has driven for long, and drop half-written ones."""
-        now = _now_ms()
-        scheduled = await self.store.scheduled()
-        stored = set(await self.store.stored_ids())
+        candidates = set(await self.store.scheduled()) | set(await self.store.stored_ids())
         removed = 0
-        for sid in stored | set(scheduled):
-            s = (await self.store.load([sid]))[0][1] if sid in stored else None
-            stale = sid in scheduled and scheduled[sid] < now - self.orphan_grace_ms
-            expired = s is not None and s.timeoutAt < now - self.orphan_grace_ms
-            inconsistent = s is None or sid not in scheduled
-            if (stale or expired or inconsistent) and await self.store.remove(sid, "orphaned"):
+        for sid in sorted(candidates):
+            reason = await self.store.remove_if_orphan(sid, _now_ms(), self.orphan_grace_ms)
+            if reason:
                 removed += 1
-                log.warning(
-                    "orphan feedback session removed",
-                    session_id=sid,
-                    stale=stale,
-                    expired=expired,
-                    inconsistent=inconsistent,
-                )
+                log.warning("orphan feedback session removed", session_id=sid, reason=reason)
         return schemas.OrphansResult(removed=removed)
 
     # ------------------------------------------------------------------ scheduler

@@ -106,6 +106,37 @@ redis.call('HINCRBY', KEYS[3], 'status:' .. ARGV[2], 1)
 return 1
 """
 
+# ARGV: id, now, grace. Decides and removes in one step, so a session being created or ended
+# at the same moment is never mistaken for an orphan.
+_REMOVE_ORPHAN = """
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if (not exists) and (not score) then return '' end
+local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])
+local reason = ''
+if not exists then
+  reason = 'no data'
+elseif not score then
+  reason = 'not scheduled'
+else
+  local h = redis.call('HMGET', KEYS[1], 'instance', 'chatId', 'messageId', 'startedAt',
+    'timeoutAt', 'state')
+  for i = 1, 6 do
+    if (not h[i]) or h[i] == '' then reason = 'missing field' end
+  end
+  if reason == '' and ((not tonumber(h[4])) or (not tonumber(h[5]))) then
+    reason = 'malformed'
+  end
+  if reason == '' and tonumber(score) < cutoff then reason = 'not driven' end
+  if reason == '' and tonumber(h[5]) < cutoff then reason = 'expired' end
+end
+if reason == '' then return '' end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'status:orphaned', 1)
+return reason
+"""
+
 FIELDS = ("instance", "chatId", "messageId", "startedAt", "timeoutAt", "state")
 """Hash fields without which a session cannot be driven (else it is an orphan)."""
 
@@ -206,6 +237,7 @@ class FeedbackStore:
         self._begin_end = redis.register_script(_BEGIN_END)
         self._complete = redis.register_script(_COMPLETE)
         self._remove = redis.register_script(_REMOVE)
+        self._remove_orphan = redis.register_script(_REMOVE_ORPHAN)
 
     async def create(self, s: Session) -> str:
         """'created', or the state of the session already holding that id."""
@@ -311,6 +343,18 @@ class FeedbackStore:
             args=[sid, status],
         )
         return bool(result)
+
+    async def remove_if_orphan(self, sid: str, now_ms: int, grace_ms: int) -> str:
+        """Why the session was removed as an orphan, or '' when it is healthy (or gone)."""
+        result = await self._remove_orphan(
+            keys=[
+                self.keys.feedback_session(sid),
+                self.keys.feedback_sessions,
+                self.keys.feedback_stats,
+            ],
+            args=[sid, now_ms, grace_ms],
+        )
+        return _str(result)
 
     async def scheduled(self) -> dict[str, int]:
         rows: list[Any] = await self.redis.zrange(
