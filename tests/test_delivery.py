@@ -490,3 +490,24 @@ async def test_bad_body_is_dead_lettered_not_lost(
         [letter] = await dead()
         assert letter.id == "x:1" and letter.reason.startswith("invalid body")
         assert letter.body == {"id": "x:1", "instance": 42}
+
+
+async def test_worker_started_under_a_fleet_pause_takes_nothing(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        await redis.set(keys.paused, "1")
+        item = audio("inst-l", 12)
+        await publish(channel, item)
+        spawn(["worker", "delivery"], fast(settings, webhook_principal_url=receiver.url))
+        await wait_for(lambda: listening(redis, keys), timeout=60)
+        assert await topology.queue_counts(channel, topology.GLOBAL_QUEUE) == (1, 0)
+
+        await redis.delete(keys.paused)
+        await ConfigStore(redis, keys, settings).announce("resume")
+        await wait_for(lambda: receiver.accepted(), timeout=60)
+        assert [d.webhook_id for d in receiver.deliveries] == [item.id]

@@ -138,6 +138,8 @@ class DeliveryConsumer:
         await self.expiry.start()
         self.reporter = StatsReporter(self.settings, self.redis, self.side_channel)
         self.reporter.start()
+        # Started under a fleet-wide pause: never take a message (the fleet pauses us next).
+        self._paused = bool(await self.redis.exists(self.keys.paused))
         self._gate_task = asyncio.create_task(self._gate_loop(), name="delivery-gate")
         await self._sync_gate()
 
