@@ -20,6 +20,7 @@ from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import AudioFilter, RateLimitConfig
 from fila.settings import Settings
+from simulator.evolution import EvolutionStub
 from simulator.receiver import Receiver
 from tests.support import Proc, wait_for
 from tui.app import FilaApp
@@ -460,3 +461,36 @@ async def test_cleanup_run_now_reports_the_run(live: Settings) -> None:
             status = app.screen.query_one("#cleanup-status", Static)
             await wait_for(lambda: f"deleted {last.deletedCount}" in _plain(status), timeout=10)
         assert before - await count() == last.deletedCount
+
+
+async def test_feedback_screen_lists_and_cancels_a_session(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
+    async with EvolutionStub(settings.evolution_api_key) as evolution:
+        cp = pointed_at(settings.replace(evolution_url=evolution.url), free_port())
+        start_controlplane(spawn, cp)
+        await wait_for(lambda: healthy(cp), timeout=90, interval=0.3)
+        headers = {"apikey": cp.api_key}
+        body = {
+            "instance": "tui-fb",
+            "chatId": "5511999990000@s.whatsapp.net",
+            "messageId": "FB1",
+            "processType": "transcription",
+        }
+        async with httpx.AsyncClient(base_url=cp.server_url, headers=headers) as client:
+            started = (await client.post("/process/start", json=body)).json()
+        session = started["sessionId"]
+        app = FilaApp(cp, poll_seconds=0.5, start="feedback")
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one("#sessions", DataTable)
+            try:
+                await wait_for(lambda: table.row_count == 1, timeout=60)
+            except AssertionError:
+                raise AssertionError(f"{started} {app.data.process} {app.data.errors}") from None
+            assert str(table.get_row_at(0)[0]) == session
+            assert str(table.get_row_at(0)[2]) == "transcription"
+            await pilot.press("c")
+            await wait_for(lambda: table.row_count == 0, timeout=60)
+        async with httpx.AsyncClient(base_url=cp.server_url, headers=headers) as client:
+            status = (await client.get("/process/status")).json()
+        assert status["activeSessionsCount"] == 0

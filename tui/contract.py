@@ -17,9 +17,10 @@ class FeedbackSession(msgspec.Struct, kw_only=True):
     chatId: str
     messageId: str
     processType: str
-    startTime: float = 0
-    timeoutAt: float = 0
-    currentReaction: str = ""
+    startTime: float | str = 0
+    timeoutAt: float | str = 0
+    currentReaction: str | int = ""
+    """The emoji shown now, or its index in the cycle."""
     runningFor: float = 0
     """Milliseconds."""
 

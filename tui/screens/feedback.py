@@ -49,11 +49,18 @@ class FeedbackScreen(FilaScreen):
                 s.instance,
                 s.processType,
                 duration(s.runningFor),
-                s.currentReaction,
+                self._reaction(s.currentReaction),
                 key=s.sessionId,
             )
         if table.row_count:
             table.move_cursor(row=min(at, table.row_count - 1))
+
+    def _reaction(self, reaction: str | int) -> str:
+        """The emoji itself when the server gives its index in the feedback cycle."""
+        cycle = self.fila.settings.feedback_cycle
+        if isinstance(reaction, int) and cycle:
+            return cycle[reaction % len(cycle)]
+        return str(reaction)
 
     @work(exclusive=True, group="cancel")
     async def action_cancel_session(self) -> None:
