@@ -11,11 +11,14 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aio_pika
 import aioboto3
 import httpx
+import msgspec
 import pytest
 from textual.widgets import DataTable, Input, Static, Switch
 
+from fila import topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import AudioFilter, RateLimitConfig
@@ -494,3 +497,36 @@ async def test_feedback_screen_lists_and_cancels_a_session(
         async with httpx.AsyncClient(base_url=cp.server_url, headers=headers) as client:
             status = (await client.get("/process/status")).json()
         assert status["activeSessionsCount"] == 0
+
+
+async def test_dead_letters_screen_browses_and_replays(live: Settings) -> None:
+    connection = await topology.connect(live)
+    try:
+        channel = await connection.channel()
+        await topology.declare_all(channel, live)
+        for i, reason in enumerate(["http_500", "http_500", "timeout"]):
+            body = {"id": f"tui-dl:M{i}", "instance": "tui-dl", "audioDuration": 5}
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    msgspec.json.encode(body),
+                    message_id=f"tui-dl:M{i}",
+                    headers={topology.H_REASON: reason, topology.H_STAGE: "delivery"},
+                ),
+                routing_key=topology.GLOBAL_DLQ,
+            )
+        app = FilaApp(live, poll_seconds=0.5, start="deadletters")
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one("#letters", DataTable)
+            await wait_for(lambda: table.row_count == 3, timeout=60)
+            assert {str(table.get_row_at(i)[2]) for i in range(3)} == {"http_500", "timeout"}
+            reason = app.screen.query_one("#reason", Input)
+            reason.value = "timeout"
+            reason.focus()
+            await pilot.press("enter")  # browse only that reason
+            await wait_for(lambda: table.row_count == 1, timeout=30)
+            await pilot.press("escape", "r")  # replay what is shown
+            await wait_for(lambda: table.row_count == 0, timeout=60)
+        assert await topology.queue_depth(channel, topology.GLOBAL_DLQ) == 2
+        await wait_for(lambda: topology.queue_depth(channel, topology.GLOBAL_QUEUE), timeout=30)
+    finally:
+        await connection.close()
