@@ -14,11 +14,14 @@ from litestar.openapi import OpenAPIConfig
 
 from controlplane.auth import require_apikey
 from controlplane.errors import HANDLERS
-from controlplane.runtime import Runtime, open_runtime
+from controlplane.runtime import Runtime, bounded, open_runtime
 from fila import logging as flog
 from fila.settings import Settings
 
 log = flog.get("controlplane")
+
+FEEDBACK_STOP_TIMEOUT = 25.0
+"""Feedback sends in flight get their grace; a stuck stop never holds the shutdown."""
 
 
 def provide_runtime(state: State) -> Runtime:
@@ -97,8 +100,7 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             if feedback is not None:
-                with contextlib.suppress(Exception):
-                    await feedback.stop()
+                await bounded("feedback", feedback.stop, FEEDBACK_STOP_TIMEOUT)
             await scheduler.stop()
             await rt.close()
 

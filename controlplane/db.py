@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import unquote, urlsplit
 
 from piccolo.engine.postgres import PostgresEngine
@@ -36,3 +37,15 @@ async def migrate() -> bool:
 
     result = await run_forwards(app_name="controlplane", migration_id="all")
     return bool(result.success)
+
+
+async def close_engine(engine: PostgresEngine, timeout: float = 10.0) -> None:
+    """Close the pool gracefully, or terminate it if a connection is never given back."""
+    pool = engine.pool
+    if pool is None:
+        return
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except TimeoutError:
+        pool.terminate()
+    engine.pool = None

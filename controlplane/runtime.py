@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,13 +14,16 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from piccolo.engine.postgres import PostgresEngine
 
-from controlplane.db import open_engine
+from controlplane.db import close_engine, open_engine
+from fila import logging as flog
 from fila import redisconn, topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
 from fila.stats import Counters
+
+log = flog.get("controlplane.runtime")
 
 
 @dataclass
@@ -53,23 +58,40 @@ def s3_client_args(settings: Settings) -> dict[str, Any]:
     }
 
 
+CLOSE_TIMEOUT = 10.0
+
+
+async def bounded(
+    name: str, close: Callable[[], Awaitable[Any]], timeout: float = CLOSE_TIMEOUT
+) -> None:
+    """Close one resource without letting a stuck peer hold the shutdown forever."""
+    try:
+        await asyncio.wait_for(close(), timeout)
+    except Exception as exc:
+        log.warning("close failed", resource=name, error=str(exc) or type(exc).__name__)
+
+
+async def _enter(stack: contextlib.AsyncExitStack, name: str, manager: Any) -> Any:
+    value = await manager.__aenter__()
+    stack.push_async_callback(bounded, name, lambda: manager.__aexit__(None, None, None))
+    return value
+
+
 async def open_runtime(settings: Settings) -> Runtime:
     """Connect to everything; whatever was opened is closed again if a later step fails."""
     stack = contextlib.AsyncExitStack()
     try:
         redis = redisconn.connect(settings)
-        stack.push_async_callback(redis.aclose)
+        stack.push_async_callback(bounded, "redis", redis.aclose)
         keys = Keys(settings.redis_prefix)
         amqp = await topology.connect(settings)
-        stack.push_async_callback(amqp.close)
+        stack.push_async_callback(bounded, "rabbitmq", amqp.close)
         channel = await amqp.channel(publisher_confirms=True)
         await topology.declare_all(channel, settings)
         engine = await open_engine(settings.database_url)
-        stack.push_async_callback(engine.close_connection_pool)
-        s3 = await stack.enter_async_context(
-            aioboto3.Session().client("s3", **s3_client_args(settings))
-        )
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
+        stack.push_async_callback(close_engine, engine)
+        s3 = await _enter(stack, "s3", aioboto3.Session().client("s3", **s3_client_args(settings)))
+        http = await _enter(stack, "http", httpx.AsyncClient(timeout=10.0))
     except BaseException:
         await stack.aclose()
         raise

@@ -56,7 +56,7 @@ class CleanupScheduler:
 
     def next_run(self) -> dt.datetime | None:
         job = self.scheduler.get_job(JOB)
-        return job.next_run_time if job else None  # type: ignore[no-any-return]
+        return job.next_run_time if job else None
 
     async def _sync(self) -> None:
         try:

@@ -141,7 +141,7 @@ class CleanupService:
         last = (
             await CleanupRun.select()
             .where(CleanupRun.finished_at.is_not_null())
-            .order_by(CleanupRun.id, ascending=False)
+            .order_by(CleanupRun._meta.primary_key, ascending=False)
             .first()
         )
         return Status(
@@ -177,7 +177,7 @@ class CleanupService:
                 CleanupRun(
                     trigger=trigger, started_at=started, retention_days=schedule.retentionDays
                 )
-            ).returning(CleanupRun.id)
+            ).returning(CleanupRun._meta.primary_key)
             run_id = rows[0]["id"]
             await self._publish(counts, token)
             try:
@@ -198,7 +198,7 @@ class CleanupService:
                         CleanupRun.success: not failure,
                         CleanupRun.error: failure,
                     }
-                ).where(CleanupRun.id == run_id)
+                ).where(CleanupRun._meta.primary_key == run_id)
             await self.rt.redis.eval(
                 _RELEASE, 2, keys.lock("cleanup"), keys.cleanup_progress, token
             )
@@ -212,9 +212,10 @@ class CleanupService:
         )
 
     async def _publish(self, counts: dict[str, int], token: str) -> None:
+        progress: dict[str | bytes, int] = {k: v for k, v in counts.items()}
         """Progress for /cleanup/status, and the lock kept alive while the run goes on."""
         pipe = self.rt.redis.pipeline(transaction=False)
-        pipe.hset(self.rt.keys.cleanup_progress, mapping=counts)
+        pipe.hset(self.rt.keys.cleanup_progress, mapping=progress)  # type: ignore[arg-type]
         pipe.pexpire(self.rt.keys.cleanup_progress, LOCK_MS)
         pipe.pexpire(self.rt.keys.lock("cleanup"), LOCK_MS)
         await pipe.execute()

@@ -84,7 +84,7 @@ class FilterService:
         )
 
     async def put(self, instance: str, lo: Any, hi: Any, on: Any) -> AudioFilterRecord:
-        value = AudioFilter(**dict(zip(_FIELDS, audio_bounds(lo, hi, on), strict=True)))
+        value = _filter(lo, hi, on)
         await self._upsert([instance], value, now())
         row = await T.select().where(T.instance_name == instance).first()
         assert row is not None
@@ -98,7 +98,7 @@ class FilterService:
         return sorted(set(seen) | {r["instance_name"] for r in rows})
 
     async def bulk(self, instances: list[str] | None, lo: Any, hi: Any, on: Any) -> int:
-        value = AudioFilter(**dict(zip(_FIELDS, audio_bounds(lo, hi, on), strict=True)))
+        value = _filter(lo, hi, on)
         names = sorted(set(instances)) if instances is not None else await self.known_instances()
         names = [n for n in names if n]
         if not names:
@@ -123,4 +123,6 @@ class FilterService:
         return value
 
 
-_FIELDS = ("minDurationSeconds", "maxDurationSeconds", "enabled")
+def _filter(lo: Any, hi: Any, on: Any) -> AudioFilter:
+    low, high, enabled = audio_bounds(lo, hi, on)
+    return AudioFilter(minDurationSeconds=low, maxDurationSeconds=high, enabled=enabled)

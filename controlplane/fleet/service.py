@@ -18,8 +18,8 @@ QUEUE_GROWING = 1000
 """Ready messages on global.messages above which the overview raises an alert."""
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class FleetService:
