@@ -200,6 +200,7 @@ class Demo:
                 sim_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sim_task
+                self.summary = self.simulator.sent_so_far()
 
     async def _panel(
         self, receiver: Receiver, sim_task: asyncio.Task[Summary], duration: float

@@ -99,6 +99,22 @@ class Simulator:
     def planned(self) -> int:
         return max(1, round(self.rate * self.duration / 60.0))
 
+    def sent_so_far(self) -> Summary:
+        """What was sent until now, for a run that was stopped before its end."""
+        by_category: Counter[str] = Counter({c: 0 for c in CATEGORIES})
+        by_category.update(b.category for b in self.sent)
+        return Summary(
+            target="(stopped early)",
+            instances=len(self.names),
+            ratePerMinute=self.rate,
+            durationSeconds=self.duration,
+            planned=self.planned,
+            sent=len(self.sent),
+            failed=0,
+            byCategory=dict(by_category),
+            byInstance=dict(Counter(b.instance for b in self.sent)),
+        )
+
     def _next(self) -> Built:
         instance = self.rng.choices(self.names, self.instance_weights)[0]
         return self.factory.build(self.factory.draw(), instance)
@@ -145,19 +161,24 @@ class Simulator:
             if progress:
                 progress(len(self.sent) + len(failures), planned)
 
-        while issued < planned:
-            due = min(planned, int((time.monotonic() - started) * per_second) + 1)
-            while issued < due:
-                task = asyncio.create_task(send(self._next()))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                issued += 1
-                if issued % 32 == 0:
-                    await asyncio.sleep(0)
-            wait = (issued / per_second) - (time.monotonic() - started)
-            await asyncio.sleep(max(0.0, min(wait, 0.05)))
-        if pending:
-            await asyncio.gather(*pending)
+        try:
+            while issued < planned:
+                due = min(planned, int((time.monotonic() - started) * per_second) + 1)
+                while issued < due:
+                    task = asyncio.create_task(send(self._next()))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    issued += 1
+                    if issued % 32 == 0:
+                        await asyncio.sleep(0)
+                wait = (issued / per_second) - (time.monotonic() - started)
+                await asyncio.sleep(max(0.0, min(wait, 0.05)))
+            if pending:
+                await asyncio.gather(*pending)
+        except asyncio.CancelledError:
+            for task in pending:
+                task.cancel()
+            raise
         return Summary(
             target=sink.describe(),
             instances=len(self.names),

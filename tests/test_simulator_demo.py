@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import pty
 import re
+import select
+import signal
 import socket
+import sys
+import time
 from collections.abc import Callable
 
 from fila.settings import Settings
@@ -67,3 +74,67 @@ async def test_headless_demo_delivers_the_simulated_voice_notes(
     assert set(workers.values()) == {"0"}, codes
     assert codes["controlplane"] in ("0", "-15"), codes
     assert re.search(r"needed SIGKILL\s*│\s*none", output)
+
+
+def _drive_tui_demo(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Run `fila demo` on a pseudo-terminal, press q once the TUI has drawn and traffic flows."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child: become the demo
+        os.execve(sys.executable, [sys.executable, "-m", "fila", *args], env)
+    output = b""
+    started = time.monotonic()
+    tui_seen_at: float | None = None
+    pressed = False
+    try:
+        while time.monotonic() - started < timeout:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if tui_seen_at is None and b"\x1b[?1049h" in output:  # the TUI took the screen
+                tui_seen_at = time.monotonic()
+            if tui_seen_at and not pressed and time.monotonic() - tui_seen_at > 10:
+                os.write(fd, b"q")
+                pressed = True
+        else:
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+async def test_demo_runs_the_tui_in_the_foreground_and_tears_down_when_it_quits(
+    settings: Settings,
+) -> None:
+    port = free_port()
+    demo_settings = settings.replace(
+        http_port=port,
+        server_url=f"http://127.0.0.1:{port}",
+        evolution_url=f"http://127.0.0.1:{free_port()}",
+    )
+    env = {
+        **os.environ,
+        **demo_settings.to_env(),
+        "COLUMNS": "160",
+        "LINES": "48",
+        "TERM": "xterm-256color",
+    }
+    code, output = await asyncio.to_thread(
+        _drive_tui_demo, ["demo", "--receiver-port", "0", "--duration", "600"], env, 180
+    )
+    plain = re.sub(r"\x1b\[[0-9;?<>=]*[A-Za-z]", "", output)
+    assert code == 0, plain[-4000:]
+    assert "Fila demo: what happened" in plain
+    exits = re.search(r"exit codes\s*│\s*(.+?)\s*│", plain)
+    assert exits, plain[-3000:]
+    codes = dict(part.split("=") for part in exits.group(1).split(", "))
+    assert codes.get("tui") == "0" and set(codes) >= {"controlplane", "ingest-1", "delivery-1"}
+    assert set(codes.values()) <= {"0", "-15"}, codes
+    assert re.search(r"needed SIGKILL\s*│\s*none", plain)
+    assert _row(plain, "delivered (main webhook)") > 0
