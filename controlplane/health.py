@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 
 from controlplane.auth import PUBLIC
 from controlplane.runtime import Runtime
@@ -50,7 +51,7 @@ class HealthController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", opt=PUBLIC)
-    async def readyz(self, rt: Runtime) -> Response[dict[str, Any]]:
+    async def readyz(self, rt: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
         """503 naming every dependency that does not answer."""
         checks = await dependencies(rt)
         down = [c.name for c in checks if not c.ok]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -128,7 +129,7 @@ class MetricsController(Controller):
     tags = ("health",)
 
     @get("/metrics", media_type=CONTENT_TYPE_LATEST)
-    async def metrics(self, rt: Runtime) -> Response[bytes]:
+    async def metrics(self, rt: NamedDependency[Runtime]) -> Response[bytes]:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(Snapshot(await gather(rt)))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

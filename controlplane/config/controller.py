@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 
 from controlplane.config.schemas import ConfigDocument, ImportResult
 from controlplane.config.service import ConfigService
 from controlplane.runtime import Runtime
 
 
-def provide(rt: Runtime) -> ConfigService:
+def provide(rt: NamedDependency[Runtime]) -> ConfigService:
     return ConfigService(rt)
 
 
@@ -23,10 +24,12 @@ class ConfigController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/export")
-    async def export(self, configs: ConfigService) -> ConfigDocument:
+    async def export(self, configs: NamedDependency[ConfigService]) -> ConfigDocument:
         return await configs.export()
 
     @post("/import", status_code=200)
-    async def load(self, data: ConfigDocument, configs: ConfigService) -> ImportResult:
+    async def load(
+        self, data: JSONBody[ConfigDocument], configs: NamedDependency[ConfigService]
+    ) -> ImportResult:
         """Everything is validated before anything is written; workers are told once."""
         return await configs.load(data)

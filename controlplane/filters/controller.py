@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, get, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 
 from controlplane.filters.schemas import (
     AudioFilterBody,
@@ -17,7 +18,7 @@ from controlplane.runtime import Runtime
 from fila.models import AudioFilter, EmergencyFilter
 
 
-def provide(rt: Runtime) -> FilterService:
+def provide(rt: NamedDependency[Runtime]) -> FilterService:
     return FilterService(rt)
 
 
@@ -29,13 +30,18 @@ class FilterController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/instance/{instance:str}/filters/audio")
-    async def get_filter(self, instance: str, filters: FilterService) -> AudioFilter:
+    async def get_filter(
+        self, instance: FromPath[str], filters: NamedDependency[FilterService]
+    ) -> AudioFilter:
         """The instance's filter; defaults (3, 7200, true) for an instance never configured."""
         return await filters.get(instance)
 
     @put("/instance/{instance:str}/filters/audio")
     async def put_filter(
-        self, instance: str, data: AudioFilterBody, filters: FilterService
+        self,
+        instance: FromPath[str],
+        data: JSONBody[AudioFilterBody],
+        filters: NamedDependency[FilterService],
     ) -> AudioFilterRecord:
         """Store, mirror into Redis and tell the workers (applied without restart)."""
         return await filters.put(
@@ -43,7 +49,9 @@ class FilterController(Controller):
         )
 
     @put("/filters/audio/bulk")
-    async def bulk(self, data: BulkFilterBody, filters: FilterService) -> BulkResult:
+    async def bulk(
+        self, data: JSONBody[BulkFilterBody], filters: NamedDependency[FilterService]
+    ) -> BulkResult:
         """One filter for many instances (`instances: null` means every known instance)."""
         updated = await filters.bulk(
             data.instances, data.minDurationSeconds, data.maxDurationSeconds, data.enabled
@@ -51,11 +59,13 @@ class FilterController(Controller):
         return BulkResult(updated=updated)
 
     @get("/filters/emergency")
-    async def get_emergency(self, filters: FilterService) -> EmergencyFilter:
+    async def get_emergency(self, filters: NamedDependency[FilterService]) -> EmergencyFilter:
         return await filters.emergency()
 
     @put("/filters/emergency")
-    async def put_emergency(self, data: EmergencyBody, filters: FilterService) -> EmergencyFilter:
+    async def put_emergency(
+        self, data: JSONBody[EmergencyBody], filters: NamedDependency[FilterService]
+    ) -> EmergencyFilter:
         """While enabled, overrides every instance's filter fleet-wide."""
         return await filters.set_emergency(
             EmergencyFilter(

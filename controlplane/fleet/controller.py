@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from litestar import Controller, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.response import ServerSentEvent
 
 from controlplane.fleet.service import FleetService, remove_orphan_sessions
@@ -26,7 +26,7 @@ class Removed(msgspec.Struct, kw_only=True):
     removed: int
 
 
-def provide(rt: Runtime) -> FleetService:
+def provide(rt: NamedDependency[Runtime]) -> FleetService:
     return FleetService(rt)
 
 
@@ -38,16 +38,16 @@ class FleetController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/fleet/instances")
-    async def instances(self, fleet: FleetService) -> InstancesView:
+    async def instances(self, fleet: NamedDependency[FleetService]) -> InstancesView:
         """Every instance seen or configured, in one call."""
         return await fleet.instances()
 
     @get("/fleet/overview")
-    async def overview(self, fleet: FleetService) -> FleetOverview:
+    async def overview(self, fleet: NamedDependency[FleetService]) -> FleetOverview:
         return await fleet.overview()
 
     @get("/fleet/stream")
-    async def stream(self, fleet: FleetService) -> ServerSentEvent:
+    async def stream(self, fleet: NamedDependency[FleetService]) -> ServerSentEvent:
         """One `data: <FleetOverview JSON>` event per second until the client goes."""
 
         async def events() -> AsyncIterator[str]:
@@ -58,7 +58,7 @@ class FleetController(Controller):
         return ServerSentEvent(events())
 
     @get("/workers")
-    async def workers(self, fleet: FleetService) -> Workers:
+    async def workers(self, fleet: NamedDependency[FleetService]) -> Workers:
         """Alive workers (heartbeat younger than the worker TTL)."""
         return Workers(workers=await fleet.workers())
 
@@ -69,5 +69,5 @@ class OrphanController(Controller):
     tags = ("feedback",)
 
     @post("/process/cleanup-orphans", status_code=200)
-    async def cleanup_orphans(self, rt: Runtime) -> Removed:
+    async def cleanup_orphans(self, rt: NamedDependency[Runtime]) -> Removed:
         return Removed(removed=await remove_orphan_sessions(rt))

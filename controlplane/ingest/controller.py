@@ -8,6 +8,8 @@ import aio_pika
 import aiormq
 import msgspec
 from litestar import Controller, Request, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from pamqp.commands import Basic
 
 from controlplane.errors import DependencyDown, FieldError
@@ -62,7 +64,9 @@ class IngestController(Controller):
     tags = ("ingest",)
 
     @post("/", status_code=202)
-    async def receive(self, request: Request[Any, Any, Any], rt: Runtime) -> Accepted:
+    async def receive(
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
+    ) -> Accepted:
         """202 only after the raw body is durably on the ingest queue."""
         raw = await request.body()
         ident = event_id(raw)
@@ -71,7 +75,7 @@ class IngestController(Controller):
 
     @post("/{event:str}", status_code=202)
     async def receive_event(
-        self, event: str, request: Request[Any, Any, Any], rt: Runtime
+        self, event: FromPath[str], request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
     ) -> Accepted:
         """Evolution API's 'webhook by events' mode appends the event name to the URL."""
         raw = await request.body()

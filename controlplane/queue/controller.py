@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 
 from controlplane.queue.schemas import ControlBody, ControlResult, QueueStats, RateLimitPatch
 from controlplane.queue.service import QueueService
@@ -11,7 +12,7 @@ from controlplane.runtime import Runtime
 from fila.models import RateLimitConfig
 
 
-def provide(rt: Runtime) -> QueueService:
+def provide(rt: NamedDependency[Runtime]) -> QueueService:
     return QueueService(rt)
 
 
@@ -23,31 +24,45 @@ class QueueController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/queue/stats")
-    async def stats(self, queue: QueueService) -> QueueStats:
+    async def stats(self, queue: NamedDependency[QueueService]) -> QueueStats:
         """Depth read from RabbitMQ itself; counters from Redis."""
         return await queue.stats()
 
     @post("/queue/pause", status_code=200)
-    async def pause(self, queue: QueueService, data: ControlBody | None = None) -> ControlResult:
+    async def pause(
+        self,
+        queue: NamedDependency[QueueService],
+        data: JSONBody[ControlBody | None] = None,
+    ) -> ControlResult:
         seq = await queue.control("pause", data.role if data else None)
         return ControlResult(success=True, seq=seq)
 
     @post("/queue/resume", status_code=200)
-    async def resume(self, queue: QueueService, data: ControlBody | None = None) -> ControlResult:
+    async def resume(
+        self,
+        queue: NamedDependency[QueueService],
+        data: JSONBody[ControlBody | None] = None,
+    ) -> ControlResult:
         seq = await queue.control("resume", data.role if data else None)
         return ControlResult(success=True, seq=seq)
 
     @post("/queue/drain", status_code=200)
-    async def drain(self, queue: QueueService, data: ControlBody | None = None) -> ControlResult:
+    async def drain(
+        self,
+        queue: NamedDependency[QueueService],
+        data: JSONBody[ControlBody | None] = None,
+    ) -> ControlResult:
         """Workers finish what they hold, then leave the fleet."""
         seq = await queue.control("drain", data.role if data else None)
         return ControlResult(success=True, seq=seq)
 
     @get("/ratelimit")
-    async def get_ratelimit(self, queue: QueueService) -> RateLimitConfig:
+    async def get_ratelimit(self, queue: NamedDependency[QueueService]) -> RateLimitConfig:
         return await queue.ratelimit()
 
     @put("/ratelimit")
-    async def put_ratelimit(self, data: RateLimitPatch, queue: QueueService) -> RateLimitConfig:
+    async def put_ratelimit(
+        self, data: JSONBody[RateLimitPatch], queue: NamedDependency[QueueService]
+    ) -> RateLimitConfig:
         """Partial change applied live by every worker."""
         return await queue.set_ratelimit(data)

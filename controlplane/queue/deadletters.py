@@ -11,6 +11,8 @@ import aiormq
 import msgspec
 from aio_pika.abc import AbstractChannel
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody
 
 from controlplane.errors import DependencyDown, FieldError
 from controlplane.runtime import Runtime
@@ -62,11 +64,11 @@ class DeadLetterController(Controller):
     @get("/")
     async def browse(
         self,
-        rt: Runtime,
-        queue: str = "delivery",
-        instance: str | None = None,
-        reason: str | None = None,
-        limit: int = 100,
+        rt: NamedDependency[Runtime],
+        queue: FromQuery[str] = "delivery",
+        instance: FromQuery[str | None] = None,
+        reason: FromQuery[str | None] = None,
+        limit: FromQuery[int] = 100,
     ) -> DeadLetters:
         """Messages stay where they are (non-destructive)."""
         dlq, _ = _names(rt, queue)
@@ -79,7 +81,9 @@ class DeadLetterController(Controller):
         return DeadLetters(deadLetters=letters, count=len(letters))
 
     @post("/replay", status_code=200)
-    async def replay(self, rt: Runtime, data: ReplayBody) -> ReplayResult:
+    async def replay(
+        self, rt: NamedDependency[Runtime], data: JSONBody[ReplayBody]
+    ) -> ReplayResult:
         """Back onto the work queue with the original message id and priority."""
         dlq, target = _names(rt, data.queue)
         if data.limit is not None and data.limit < 1:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, get, post, put
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 
 from controlplane.runtime import Runtime
 from controlplane.webhooks.schemas import (
@@ -16,7 +17,7 @@ from controlplane.webhooks.schemas import (
 from controlplane.webhooks.service import WebhookService
 
 
-def provide(rt: Runtime) -> WebhookService:
+def provide(rt: NamedDependency[Runtime]) -> WebhookService:
     return WebhookService(rt)
 
 
@@ -29,25 +30,31 @@ class WebhookController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/config")
-    async def get_config(self, webhooks: WebhookService) -> WebhookResponse:
+    async def get_config(self, webhooks: NamedDependency[WebhookService]) -> WebhookResponse:
         return await webhooks.get()
 
     @post("/config", status_code=200)
-    async def post_config(self, data: WebhookPatch, webhooks: WebhookService) -> WebhookResponse:
+    async def post_config(
+        self, data: JSONBody[WebhookPatch], webhooks: NamedDependency[WebhookService]
+    ) -> WebhookResponse:
         """Partial merge of the configuration; URLs must be http/https."""
         return await webhooks.merge(data)
 
     @put("/config")
-    async def put_config(self, data: WebhookPatch, webhooks: WebhookService) -> WebhookResponse:
+    async def put_config(
+        self, data: JSONBody[WebhookPatch], webhooks: NamedDependency[WebhookService]
+    ) -> WebhookResponse:
         """Same as POST: partial merge."""
         return await webhooks.merge(data)
 
     @delete("/config", status_code=200)
-    async def delete_config(self, webhooks: WebhookService) -> DisabledResponse:
+    async def delete_config(self, webhooks: NamedDependency[WebhookService]) -> DisabledResponse:
         """Disables both webhooks and keeps their URLs."""
         return await webhooks.disable()
 
     @post("/test", status_code=200)
-    async def test(self, data: TestBody, webhooks: WebhookService) -> TestResponse:
+    async def test(
+        self, data: JSONBody[TestBody], webhooks: NamedDependency[WebhookService]
+    ) -> TestResponse:
         """A real POST (10 s timeout); a connection failure is `success: false`, not an error."""
         return await webhooks.test(data.url, data.type)
