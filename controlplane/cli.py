@@ -6,8 +6,10 @@ import asyncio
 
 import typer
 
+from fila.settings import Settings
 
-def _settings() -> object:
+
+def _settings() -> Settings:
     from fila.cli import settings_or_exit
 
     return settings_or_exit()
@@ -19,9 +21,9 @@ def register(app: typer.Typer) -> None:
         """Apply the control plane's PostgreSQL migrations (idempotent)."""
         from controlplane.db import migrate as run
 
-        _settings()
+        settings = _settings()
         try:
-            ok = asyncio.run(run())
+            ok = asyncio.run(run(settings.database_url))
         except OSError as exc:
             typer.echo(f"error: postgresql unreachable: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -39,14 +41,12 @@ def register(app: typer.Typer) -> None:
         from controlplane.db import migrate as run
         from controlplane.server import serve
         from fila import logging as flog
-        from fila.settings import Settings
 
         settings = _settings()
-        assert isinstance(settings, Settings)
         flog.setup(settings, "controlplane")
         if migrate_first:
             try:
-                ok = asyncio.run(run())
+                ok = asyncio.run(run(settings.database_url))
             except OSError as exc:
                 typer.echo(f"error: postgresql unreachable: {exc}", err=True)
                 raise typer.Exit(1) from None

@@ -31,12 +31,23 @@ async def open_engine(url: str, pool_size: int = 10) -> PostgresEngine:
     return engine
 
 
-async def migrate() -> bool:
-    """Apply every committed migration (uses piccolo_conf, i.e. the settings' database)."""
+MIGRATION_LOCK = 0x46494C41
+"""pg_advisory_lock key: replicas starting together migrate one after the other."""
+
+
+async def migrate(url: str) -> bool:
+    """Apply every committed migration (Piccolo reads piccolo_conf, i.e. the settings)."""
+    import asyncpg
     from piccolo.apps.migrations.commands.forwards import run_forwards
 
-    result = await run_forwards(app_name="controlplane", migration_id="all")
-    return bool(result.success)
+    config = engine_config(url)
+    lock = await asyncpg.connect(**config)
+    try:
+        await lock.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        result = await run_forwards(app_name="controlplane", migration_id="all")
+        return bool(result.success)
+    finally:
+        await lock.close()
 
 
 async def close_engine(engine: PostgresEngine, timeout: float = 10.0) -> None:

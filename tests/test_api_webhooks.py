@@ -10,8 +10,10 @@ import msgspec
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
+from controlplane.app import create_app
 from fila.keys import Keys
 from fila.models import WebhookConfig
+from fila.settings import Settings
 from simulator.receiver import Receiver
 from tests.test_controlplane_support import cp, cp_proc, free_port, migrated
 
@@ -114,3 +116,18 @@ async def test_test_route_calls_the_url_for_real(cp_proc: httpx.AsyncClient) -> 
     assert down.json()["success"] is False
     assert down.json()["data"]["statusCode"] is None
     assert down.json()["data"]["error"]
+
+
+async def test_private_targets_refused_when_blocked(settings: Settings, migrated: Settings) -> None:
+    guarded = settings.replace(webhook_block_private=True)
+    async with AsyncTestClient(app=create_app(guarded)) as client:
+        client.headers["apikey"] = settings.api_key
+        for url in ("http://127.0.0.1:8080/hook", "http://10.1.2.3/hook", "http://localhost/x"):
+            refused = await client.post(
+                "/webhook/global/config", json={"principal": {"enabled": True, "url": url}}
+            )
+            assert refused.status_code == 400, url
+            assert refused.json()["field"] == "principal.url"
+            assert "private or loopback" in refused.json()["message"]
+        test = await client.post("/webhook/global/test", json={"url": "http://192.168.0.10/x"})
+        assert test.status_code == 400 and test.json()["field"] == "url"
