@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -14,6 +13,7 @@ from textual.widgets import DataTable, Input, Static
 from fila.views import InstanceRow
 from tui.fleetdata import FleetData
 from tui.screens.base import FilaScreen
+from tui.widgets.cell import Cell
 
 
 def age(seconds: float | None, now: float) -> str:
@@ -51,8 +51,8 @@ KEYS = [c[0] for c in COLUMNS]
 LEFT = {"sel", "instance", "enabled"}
 
 
-def cell(key: str, text: str) -> Text:
-    return Text(text, justify="left" if key in LEFT else "right")
+def cell(key: str, text: str) -> Cell:
+    return Cell(text, right=key not in LEFT)
 
 
 class InstancesScreen(FilaScreen):
@@ -83,14 +83,14 @@ class InstancesScreen(FilaScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="filter instances (/)", id="filter")
-        table: DataTable[Text] = DataTable(id="instances", cursor_type="row", zebra_stripes=True)
+        table: DataTable[Cell] = DataTable(id="instances", cursor_type="row", zebra_stripes=True)
         for key, label, _, _ in COLUMNS:
             table.add_column(label, key=key)
         yield table
         yield Static(id="status")
 
     @property
-    def table(self) -> DataTable[Text]:
+    def table(self) -> DataTable[Cell]:
         return self.query_one("#instances", DataTable)
 
     def on_mount(self) -> None:
@@ -169,7 +169,7 @@ class InstancesScreen(FilaScreen):
         getter = next(c[3] for c in COLUMNS if c[0] == self.sort_key)
         index = KEYS.index("instance")
 
-        def by(values: tuple[Text, ...]) -> Any:
+        def by(values: tuple[Cell, ...]) -> Any:
             name = values[index].plain
             return (getter(self.rows[name]), name)
 
