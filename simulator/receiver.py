@@ -17,6 +17,8 @@ from simulator.httpserver import LoopbackServer, Request, Response, json_respons
 from simulator.ids import sent_at_ms
 
 STATS_PATH = "/_receiver/stats"
+CONTROL_PREFIX = "/_receiver/"
+"""POST `fail` {status, times, retryAfter}, `latency` {seconds}, `down` {seconds}."""
 
 
 class Delivery(msgspec.Struct, kw_only=True):
@@ -51,6 +53,7 @@ class Receiver:
         self._failures: list[_Failure] = []
         self._latency = 0.0
         self._arrived = asyncio.Event()
+        self._outage: asyncio.Task[None] | None = None
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -68,6 +71,10 @@ class Receiver:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        if self._outage is not None:
+            self._outage.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._outage
         await self._server.stop()
 
     async def go_down(self) -> None:
@@ -150,6 +157,8 @@ class Receiver:
         if request.method == "DELETE" and request.path == STATS_PATH:
             self.deliveries.clear()
             return json_response({"cleared": True})
+        if request.method == "POST" and request.path.startswith(CONTROL_PREFIX):
+            return self._control(request)
         received = time.time()
         if self._latency:
             await asyncio.sleep(self._latency)
@@ -170,6 +179,40 @@ class Receiver:
         )
         self._arrived.set()
         return json_response({"received": status < 300}, status=status, **extra)
+
+    def _control(self, request: Request) -> Response:
+        """Failure injection for a receiver in another process (`fila receiver`, the demo)."""
+        body = request.json()
+        if not isinstance(body, dict):
+            return json_response({"error": "body must be a JSON object"}, 400)
+        action = request.path[len(CONTROL_PREFIX) :]
+        try:
+            if action == "fail":
+                status = int(body["status"])
+                if not 100 <= status <= 599:
+                    return json_response({"error": "status must be an HTTP status code"}, 400)
+                retry = body.get("retryAfter")
+                self.fail_with(status, int(body.get("times", 1)), int(retry) if retry else None)
+            elif action == "latency":
+                self.set_latency(float(body["seconds"]))
+            elif action == "down":
+                seconds = float(body["seconds"])
+                if not 0 < seconds <= 600:
+                    return json_response({"error": "seconds must be in (0, 600]"}, 400)
+                self._outage = asyncio.create_task(self._down_for(seconds))
+            else:
+                return json_response({"error": f"unknown action {action!r}"}, 404)
+        except KeyError as exc:
+            return json_response({"error": f"{exc.args[0]} is required"}, 400)
+        except (TypeError, ValueError):
+            return json_response({"error": "fields must be numbers"}, 400)
+        return json_response({"ok": True, "action": action})
+
+    async def _down_for(self, seconds: float) -> None:
+        await asyncio.sleep(0.05)  # let the answer to this request leave first
+        await self.go_down()
+        await asyncio.sleep(seconds)
+        await self.come_up()
 
     def _next_status(self) -> tuple[int, dict[str, str]]:
         while self._failures:

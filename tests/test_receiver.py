@@ -206,6 +206,26 @@ async def test_standalone_commands_serve_over_http(
         )
         stats = (await client.get(f"http://127.0.0.1:{receiver_port}/_receiver/stats")).json()
         assert stats["verified"] == 1 and stats["byEvent"] == {"queue.stats": 1}
+
+        # Told to fail from outside: status codes, then a short outage on the same port.
+        base = f"http://127.0.0.1:{receiver_port}"
+        control = f"{base}/_receiver"
+        bad = await client.post(f"{control}/fail", json={"times": 2})
+        assert bad.status_code == 400 and "status" in bad.json()["error"]
+        assert (await client.post(f"{control}/fail", json={"status": 503, "times": 2})).is_success
+        codes = [(await client.post(f"{base}/x", json={})).status_code for _ in range(3)]
+        assert codes == [503, 503, 200]
+        assert (await client.post(f"{control}/down", json={"seconds": 2})).is_success
+
+        async def refused() -> bool:
+            try:
+                await client.post(f"{base}/x", json={})
+            except httpx.ConnectError:
+                return True
+            return False
+
+        await wait_for(refused, timeout=10, interval=0.05)
+        await wait_for(answering, timeout=30, interval=0.2)
         url = f"http://127.0.0.1:{stub_port}/message/sendText/i1"
         assert (await client.post(url, json={"number": "1", "text": "x"})).status_code == 401
         ok = await client.post(
