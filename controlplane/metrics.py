@@ -110,19 +110,20 @@ async def gather(rt: Runtime) -> list[Metric]:
 
 
 async def _cleanup(rt: Runtime) -> list[Metric]:
-    runs = await CleanupRun.select(
-        CleanupRun.deleted_count.as_alias("deleted"), CleanupRun.error_count.as_alias("errors")
-    ).where(CleanupRun.finished_at.is_not_null())
-    deleted = CounterMetricFamily(
-        "fila_cleanup_deleted",
-        "S3 objects deleted by cleanup runs",
-        sum(r["deleted"] for r in runs),
+    rows = await CleanupRun.raw(
+        "SELECT count(*) AS runs, coalesce(sum(deleted_count), 0) AS deleted,"
+        " coalesce(sum(error_count), 0) AS errors FROM cleanup_run WHERE finished_at IS NOT NULL"
     )
-    errors = CounterMetricFamily(
-        "fila_cleanup_errors", "S3 deletions that failed", sum(r["errors"] for r in runs)
-    )
-    count = CounterMetricFamily("fila_cleanup_runs", "Cleanup runs finished", len(runs))
-    return [deleted, errors, count]
+    totals = rows[0] if rows else {"runs": 0, "deleted": 0, "errors": 0}
+    return [
+        CounterMetricFamily(
+            "fila_cleanup_deleted", "S3 objects deleted by cleanup runs", int(totals["deleted"])
+        ),
+        CounterMetricFamily(
+            "fila_cleanup_errors", "S3 deletions that failed", int(totals["errors"])
+        ),
+        CounterMetricFamily("fila_cleanup_runs", "Cleanup runs finished", int(totals["runs"])),
+    ]
 
 
 class MetricsController(Controller):

@@ -125,6 +125,12 @@ async def test_evolution_webhook_puts_the_raw_body_on_the_ingest_queue(
         "/webhook/evolution/messages-upsert", json=audio_event("http-a", "HTTP-2", 4)
     )
     assert second.status_code == 202 and second.json()["id"] == "http-a:HTTP-2"
+    other = await cp.post(
+        "/webhook/evolution/connection-update",
+        json={"event": "CONNECTION_UPDATE", "instance": "http-a", "data": {"state": "open"}},
+    )
+    assert other.status_code == 200 and other.json()["accepted"] is False
+    assert "CONNECTION_UPDATE" in other.json()["reason"]
     async with rabbit(settings) as mq:
         messages = await mq.drain(settings.ingest_queue)
     assert [m.message_id for m in messages] == ["http-a:HTTP-1", "http-a:HTTP-2"]

@@ -7,7 +7,7 @@ from typing import Any
 import aio_pika
 import aiormq
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from pamqp.commands import Basic
@@ -16,19 +16,30 @@ from controlplane.errors import DependencyDown, FieldError
 from controlplane.runtime import Runtime
 
 
-class Accepted(msgspec.Struct, kw_only=True):
+class Accepted(msgspec.Struct, kw_only=True, omit_defaults=True):
     accepted: bool
-    id: str
+    id: str | None = None
+    reason: str | None = None
+    """Why an event was not queued (an event Fila does not consume)."""
 
 
-def event_id(raw: bytes) -> str:
-    """`<instance>:<messageId>` of an Evolution event, or a 400 naming the missing field."""
+def _normal(event: str) -> str:
+    """`MESSAGES_UPSERT`, `messages-upsert` and `messages.upsert` name the same event."""
+    return event.strip().lower().replace("_", ".").replace("-", ".")
+
+
+def parse(raw: bytes) -> dict[str, Any]:
     try:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         raise FieldError("body", "must be a JSON object") from None
     if not isinstance(body, dict):
         raise FieldError("body", "must be a JSON object")
+    return body
+
+
+def event_id(body: dict[str, Any]) -> str:
+    """`<instance>:<messageId>` of an Evolution event, or a 400 naming the missing field."""
     instance = body.get("instance")
     if not isinstance(instance, str) or not instance:
         raise FieldError("instance", "is required (string)")
@@ -66,19 +77,27 @@ class IngestController(Controller):
     @post("/", status_code=202)
     async def receive(
         self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
-    ) -> Accepted:
+    ) -> Response[Accepted]:
         """202 only after the raw body is durably on the ingest queue."""
-        raw = await request.body()
-        ident = event_id(raw)
-        await enqueue(rt, raw, ident)
-        return Accepted(accepted=True, id=ident)
+        return await accept(rt, await request.body(), None)
 
     @post("/{event:str}", status_code=202)
     async def receive_event(
         self, event: FromPath[str], request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
-    ) -> Accepted:
+    ) -> Response[Accepted]:
         """Evolution API's 'webhook by events' mode appends the event name to the URL."""
-        raw = await request.body()
-        ident = event_id(raw)
-        await enqueue(rt, raw, ident)
-        return Accepted(accepted=True, id=ident)
+        return await accept(rt, await request.body(), event)
+
+
+async def accept(rt: Runtime, raw: bytes, path_event: str | None) -> Response[Accepted]:
+    """Events other than the one the ingest queue is bound to are answered 200, not queued,
+    as the RabbitMQ binding would skip them (Evolution API posts every enabled event)."""
+    body = parse(raw)
+    named = body.get("event") if isinstance(body.get("event"), str) else path_event
+    wanted = _normal(rt.settings.evolution_routing_key)
+    if named is not None and _normal(str(named)) != wanted:
+        reason = f"event {named!r} is not consumed (only {rt.settings.evolution_routing_key})"
+        return Response(Accepted(accepted=False, reason=reason), status_code=200)
+    ident = event_id(body)
+    await enqueue(rt, raw, ident)
+    return Response(Accepted(accepted=True, id=ident), status_code=202)
