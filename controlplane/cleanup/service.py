@@ -34,6 +34,13 @@ LOCK_MS = 120_000
 """The lock outlives a crashed holder by this much; it is refreshed after every page."""
 ROW = "global"
 
+_EXTEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'scanned', ARGV[3], 'deleted', ARGV[4], 'errors', ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1], KEYS[2])
@@ -212,13 +219,21 @@ class CleanupService:
         )
 
     async def _publish(self, counts: dict[str, int], token: str) -> None:
-        progress: dict[str | bytes, int] = {k: v for k, v in counts.items()}
-        """Progress for /cleanup/status, and the lock kept alive while the run goes on."""
-        pipe = self.rt.redis.pipeline(transaction=False)
-        pipe.hset(self.rt.keys.cleanup_progress, mapping=progress)  # type: ignore[arg-type]
-        pipe.pexpire(self.rt.keys.cleanup_progress, LOCK_MS)
-        pipe.pexpire(self.rt.keys.lock("cleanup"), LOCK_MS)
-        await pipe.execute()
+        """Progress for /cleanup/status, and the lock kept alive while this run still owns it."""
+        keys = self.rt.keys
+        owned = await self.rt.redis.eval(
+            _EXTEND,
+            2,
+            keys.lock("cleanup"),
+            keys.cleanup_progress,
+            token,
+            LOCK_MS,
+            counts["scanned"],
+            counts["deleted"],
+            counts["errors"],
+        )
+        if not owned:
+            log.warning("cleanup lock lost; another run may have started", **counts)
 
     async def _sweep(self, cutoff: dt.datetime, counts: dict[str, int], token: str) -> None:
         bucket = self.rt.settings.s3_bucket
