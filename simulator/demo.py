@@ -219,12 +219,12 @@ class Demo:
                 if sim_task.done() and settle_until is None:
                     self.summary = sim_task.result()
                     # Let the last events through before stopping (bounded).
-                    settle_until = time.monotonic() + 15
+                    settle_until = time.monotonic() + 30
                 if settle_until is not None and (
                     time.monotonic() > settle_until or self._all_delivered(receiver)
                 ):
                     return
-                if time.monotonic() > end + 20:
+                if time.monotonic() > end + 45:
                     return
                 await asyncio.sleep(1.0)
 
