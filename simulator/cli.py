@@ -155,7 +155,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("bench")
     def bench(
-        quick: bool = typer.Option(False, "--quick", help="About two minutes instead of ~8."),
+        quick: bool = typer.Option(
+            False, "--quick", help="About two minutes instead of about six."
+        ),
         workers: int = typer.Option(
             2, "--workers", min=1, help="Ingest and delivery workers each."
         ),
