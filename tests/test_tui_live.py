@@ -530,3 +530,15 @@ async def test_dead_letters_screen_browses_and_replays(live: Settings) -> None:
         await wait_for(lambda: topology.queue_depth(channel, topology.GLOBAL_QUEUE), timeout=30)
     finally:
         await connection.close()
+
+
+async def test_wrong_api_key_is_said_plainly(live: Settings) -> None:
+    app = FilaApp(live.replace(api_key="not-the-key"), poll_seconds=0.5, start="instances")
+    async with app.run_test(size=(80, 24)):
+        banner = app.screen.query_one(ConnectionBanner)
+        await wait_for(lambda: banner.display, timeout=30)
+        assert "HTTP 401" in str(banner.render())
+        await wait_for(lambda: "instances" in app.data.errors, timeout=30)
+        assert "401" in app.data.errors["instances"]
+        status = app.screen.query_one("#status", Static)
+        await wait_for(lambda: "401" in _plain(status), timeout=10)

@@ -147,6 +147,8 @@ class FilaApp(App[None]):
                 self.connection_error = str(result)
             elif isinstance(result, ControlPlaneError):
                 self.data.errors[feed] = f"{feed}: HTTP {result.status} {result}"
+            elif isinstance(result, Exception):  # shown, never a traceback over the screens
+                self.data.errors[feed] = f"{feed}: {type(result).__name__}: {result}"
             elif isinstance(result, BaseException):
                 raise result
             else:

@@ -113,13 +113,15 @@ class FilaClient:
                 headers=headers,
                 params={k: v for k, v in (params or {}).items() if v not in (None, "")},
             )
-        except httpx.TransportError as exc:
-            raise Unreachable(f"{self.base_url}: {type(exc).__name__} {exc}".strip()) from exc
+        except httpx.HTTPError as exc:
+            raise Unreachable(
+                f"unreachable ({type(exc).__name__} {exc}".strip() + f") at {self.base_url}"
+            ) from exc
         if response.status_code >= 400:
             raise ControlPlaneError(response.status_code, _message(response))
         try:
             return msgspec.json.decode(response.content, type=kind, strict=False)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:
             raise ControlPlaneError(response.status_code, f"{path}: bad response: {exc}") from exc
 
     # ------------------------------------------------------------ fleet
@@ -240,13 +242,15 @@ class FilaClient:
                     failures = 0
                     yield overview
                 reason = "stream ended"
-            except httpx.TransportError as exc:
-                reason = f"{type(exc).__name__} {exc}".strip()
+            except httpx.HTTPError as exc:
+                reason = f"unreachable ({type(exc).__name__} {exc}".strip() + ")"
             except ControlPlaneError as exc:
                 reason = f"HTTP {exc.status}: {exc}"
+            except msgspec.DecodeError as exc:
+                reason = f"unreadable fleet event: {exc}"
             delay = self.BACKOFF[min(failures, len(self.BACKOFF) - 1)]
             failures += 1
-            yield Disconnected(reason=f"{self.base_url}: {reason}", retryIn=delay)
+            yield Disconnected(reason=f"{reason} at {self.base_url}", retryIn=delay)
             await asyncio.sleep(delay)
 
     async def _stream_once(self) -> AsyncIterator[FleetOverview]:

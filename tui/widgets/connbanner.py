@@ -18,4 +18,4 @@ class ConnectionBanner(Static):
     def _changed(self, error: str | None) -> None:
         self.display = error is not None
         if error is not None:
-            self.update(f"⚠ control plane unreachable — {error}")
+            self.update(f"⚠ control plane: {error}")
