@@ -12,7 +12,11 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from redis.asyncio import Redis
+
+from fila.keys import Keys
 from fila.settings import Settings
 from tests.support import Proc, wait_for
 
@@ -138,3 +142,44 @@ async def test_demo_runs_the_tui_in_the_foreground_and_tears_down_when_it_quits(
     assert set(codes.values()) <= {"0", "-15"}, codes
     assert re.search(r"needed SIGKILL\s*│\s*none", plain)
     assert _row(plain, "delivered (main webhook)") > 0
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    """Pids whose environment carries `marker` (this test's own Redis prefix)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+async def test_sigterm_tears_the_demo_down_and_leaves_no_process(
+    settings: Settings, spawn: Callable[..., Proc], redis: Redis, keys: Keys
+) -> None:
+    port = free_port()
+    demo_settings = settings.replace(
+        http_port=port,
+        server_url=f"http://127.0.0.1:{port}",
+        evolution_url=f"http://127.0.0.1:{free_port()}",
+    )
+    proc = spawn(
+        ["demo", "--headless", "--duration", "600", "--receiver-port", "0"],
+        demo_settings,
+        COLUMNS="160",
+    )
+    marker = f"FILA_REDIS_PREFIX={settings.redis_prefix}".encode()
+    await wait_for(lambda: "simulator:" in proc.output(), timeout=120, interval=0.3)
+    await wait_for(lambda: redis.zcard(keys.workers), timeout=60)
+    assert len(_processes_with(marker)) >= 6  # demo, control plane, 2 ingest, 2 delivery
+    proc.popen.send_signal(signal.SIGTERM)
+    await wait_for(lambda: proc.popen.poll() is not None, timeout=90, interval=0.3)
+    assert proc.popen.returncode == 0, proc.output()[-3000:]
+    assert "stopping workers and the control plane" in proc.output()
+    assert _processes_with(marker) == []
+    assert await redis.zcard(keys.workers) == 0  # every worker left the fleet on its way out
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # the control plane is gone
