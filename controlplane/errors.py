@@ -89,6 +89,8 @@ def dependency_down(_: Request[Any, Any, Any], exc: DependencyDown) -> Response[
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if exc.status_code == 400:  # a body that does not even decode
+        return _body(400, f"body: {exc.detail}", field="body")
     return _body(exc.status_code, str(exc.detail))
 
 

@@ -231,3 +231,19 @@ async def test_validation_names_the_field(
     assert error["field"] == field, error
     assert error["message"].startswith(f"{field}: "), error
     assert len(error["message"]) > len(field) + 3
+
+
+async def test_malformed_bodies_and_unknown_routes_answer_in_the_error_shape(
+    cp: AsyncTestClient[Any],
+) -> None:
+    garbage = await cp.put(
+        "/instance/x/filters/audio",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert garbage.status_code == 400, garbage.text
+    assert garbage.json()["statusCode"] == 400 and garbage.json()["field"] == "body"
+    wrong_type = await cp.put("/cleanup/schedule", json={"retentionDays": "seven"})
+    assert wrong_type.status_code == 400 and wrong_type.json()["field"] == "retentionDays"
+    missing = await cp.get("/no/such/route")
+    assert missing.status_code == 404 and missing.json()["statusCode"] == 404
