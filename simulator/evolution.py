@@ -9,7 +9,7 @@ import base64
 import contextlib
 import re
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any, Literal
 
 import msgspec
@@ -44,12 +44,14 @@ class _Media(msgspec.Struct):
 class EvolutionStub:
     """`async with EvolutionStub(api_key) as stub:` a real HTTP server on 127.0.0.1."""
 
-    def __init__(self, api_key: str, port: int = 0) -> None:
+    def __init__(self, api_key: str, port: int = 0, keep: int = 5000) -> None:
         self.api_key = api_key
         self._server = LoopbackServer(self._handle, port=port)
         self.calls: list[EvolutionCall] = []
-        self._media: dict[str, _Media] = {}
-        self._blobs: dict[str, bytes] = {}
+        self.keep = max(1, keep)
+        """Media and blobs kept, newest first: a long demo must not grow without bound."""
+        self._media: OrderedDict[str, _Media] = OrderedDict()
+        self._blobs: OrderedDict[str, bytes] = OrderedDict()
         self._failures: dict[str, list[int]] = {}
         self._latency: dict[str, float] = {}
         self._called = asyncio.Event()
@@ -74,10 +76,14 @@ class EvolutionStub:
     def add_media(self, message_id: str, data: bytes, mimetype: str = "audio/ogg") -> None:
         """What getBase64FromMediaMessage answers for this message id."""
         self._media[message_id] = _Media(data, mimetype)
+        while len(self._media) > self.keep:
+            self._media.popitem(last=False)
 
     def add_blob(self, name: str, data: bytes) -> str:
         """Serve `data` at `/media/{name}` (no apikey, like a CDN); returns its URL."""
         self._blobs[name] = data
+        while len(self._blobs) > self.keep:
+            self._blobs.popitem(last=False)
         return f"{self.url}/media/{name}"
 
     def fail_next(self, route: str, n: int, status: int = 500) -> None:

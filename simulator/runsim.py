@@ -44,7 +44,9 @@ async def run_simulation(
     console = Console()
     port = stub_port if stub_port >= 0 else (urlsplit(settings.evolution_url).port or 0)
     try:
-        stub = EvolutionStub(api_key=settings.evolution_api_key, port=port)
+        # Keep every event's media for the whole run: a backlog may fetch it long after.
+        planned = max(1, round(rate * duration / 60.0))
+        stub = EvolutionStub(api_key=settings.evolution_api_key, port=port, keep=max(5000, planned))
         await stub.__aenter__()
     except OSError as exc:
         console.print(f"[red]error:[/red] --stub-port {port}: {exc.strerror}")

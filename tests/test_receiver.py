@@ -232,3 +232,21 @@ async def test_standalone_commands_serve_over_http(
             url, json={"number": "1", "text": "x"}, headers={"apikey": "cli-key"}
         )
         assert ok.status_code == 201
+
+
+async def test_evolution_stub_keeps_only_the_newest_media() -> None:
+    async with EvolutionStub(api_key="k", keep=2) as stub, httpx.AsyncClient() as client:
+        urls = [stub.add_blob(f"b{n}.enc", bytes([n])) for n in range(3)]
+        for n in range(3):
+            stub.add_media(f"M{n}", bytes([n]))
+        assert (await client.get(urls[0])).status_code == 404
+        assert [(await client.get(u)).content for u in urls[1:]] == [b"\x01", b"\x02"]
+        answers = [
+            await client.post(
+                f"{stub.url}/chat/getBase64FromMediaMessage/i",
+                json={"message": {"key": {"id": f"M{n}"}}},
+                headers={"apikey": "k"},
+            )
+            for n in range(3)
+        ]
+        assert [a.status_code for a in answers] == [404, 201, 201]
