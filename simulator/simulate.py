@@ -93,7 +93,7 @@ class Simulator:
         self.http_url = http_url
         self.concurrency = max(1, concurrency)
         self.sent: list[Built] = []
-        """Every event sent successfully, in order (for reconciliation)."""
+        """Every event sent successfully, in order, without its body (for reconciliation)."""
 
     @property
     def planned(self) -> int:
@@ -155,7 +155,7 @@ class Simulator:
                 except Exception as exc:  # counted and reported, never silently dropped
                     failures.append(f"{type(exc).__name__}: {exc}")
                     return
-            self.sent.append(built)
+            self.sent.append(msgspec.structs.replace(built, body=b""))  # bounded memory
             by_category[built.category] += 1
             by_instance[built.instance] += 1
             if progress:
