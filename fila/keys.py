@@ -114,6 +114,12 @@ class Keys:
     def lock(self, name: str) -> str:
         return f"{self.prefix}lock:{name}"
 
+    # --- S3 cleanup ---
+    @property
+    def cleanup_progress(self) -> str:
+        """Hash scanned/deleted/errors of the cleanup running now (absent when none runs)."""
+        return f"{self.prefix}cleanup:progress"
+
     # --- delivery circuit breakers ---
     @property
     def breakers(self) -> str:
