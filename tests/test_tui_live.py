@@ -542,3 +542,44 @@ async def test_wrong_api_key_is_said_plainly(live: Settings) -> None:
         assert "401" in app.data.errors["instances"]
         status = app.screen.query_one("#status", Static)
         await wait_for(lambda: "401" in _plain(status), timeout=10)
+
+
+async def test_schedule_and_webhook_forms_save_or_show_the_servers_refusal(
+    live: Settings,
+) -> None:
+    headers = {"apikey": live.api_key}
+    app = FilaApp(live, poll_seconds=0.5, start="cleanup")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: app.data.schedule is not None, timeout=60)
+        screen = app.screen
+        await wait_for(lambda: screen.query_one("#daily", Input).value != "", timeout=10)
+        screen.query_one("#daily", Input).value = "25:99"
+        await pilot.click("#save")
+        errors = screen.query_one("#schedule-errors", Static)
+        await wait_for(lambda: "dailyTime" in _plain(errors), timeout=30)
+        screen.query_one("#daily", Input).value = "04:30"
+        screen.query_one("#timezone", Input).value = "UTC"
+        button = screen.query_one("#save")
+        await wait_for(lambda: not button.has_class("-active"))
+        await pilot.click("#save")
+        await wait_for(lambda: not errors.has_class("visible"), timeout=30)
+        async with httpx.AsyncClient(base_url=live.server_url, headers=headers) as client:
+            got = (await client.get("/cleanup/schedule")).json()
+        assert (got["dailyTime"], got["timezone"]) == ("04:30", "UTC")
+
+        await pilot.press("5")
+        await wait_for(lambda: app.current_mode == "webhooks" and app.data.webhook is not None)
+        screen = app.screen
+        screen.query_one("#principal-url", Input).value = "ftp://files.example.com/in"
+        await pilot.click("#save")
+        errors = screen.query_one("#webhook-errors", Static)
+        await wait_for(lambda: "url" in _plain(errors).lower(), timeout=30)
+        screen.query_one("#principal-url", Input).value = "https://hooks.example.com/in"
+        screen.query_one("#principal-enabled", Switch).value = True
+        button = screen.query_one("#save")
+        await wait_for(lambda: not button.has_class("-active"))
+        await pilot.click("#save")
+        await wait_for(lambda: not errors.has_class("visible"), timeout=30)
+        async with httpx.AsyncClient(base_url=live.server_url, headers=headers) as client:
+            got = (await client.get("/webhook/global/config")).json()["data"]["principal"]
+        assert got == {"enabled": True, "url": "https://hooks.example.com/in"}

@@ -38,6 +38,7 @@ class CleanupScreen(FilaScreen):
             yield Input(id="daily", placeholder="HH:MM")
             yield Label("timezone")
             yield Input(id="timezone", placeholder="America/Sao_Paulo")
+        yield Static("", id="schedule-errors", classes="errors")
         with Horizontal(classes="buttons"):
             yield Button("Save schedule", id="save", variant="primary")
             yield Button("Run now", id="run")
@@ -94,7 +95,7 @@ class CleanupScreen(FilaScreen):
             return
         retention = self.query_one("#retention", Input).value.strip()
         if not retention.isdigit() or int(retention) < 1:
-            self.notify("retentionDays must be a whole number ≥ 1", severity="error")
+            self._refused("retentionDays must be a whole number ≥ 1")
             return
         changes = {
             "enabled": self.query_one("#enabled", Switch).value,
@@ -105,10 +106,16 @@ class CleanupScreen(FilaScreen):
         try:
             saved = await client.set_cleanup_schedule(changes)
         except (ControlPlaneError, Unreachable) as exc:
-            self.notify(f"schedule: {exc}", severity="error")
+            self._refused(f"server refused: {exc}")
             return
+        self._refused(None)
         self._fill(saved)
         self.notify(f"daily at {saved.dailyTime} {saved.timezone}", title="cleanup schedule")
+
+    def _refused(self, message: str | None) -> None:
+        box = self.query_one("#schedule-errors", Static)
+        box.update(f"✗ {message}" if message else "")
+        box.set_class(message is not None, "visible")
 
     @on(Button.Pressed, "#run")
     def _run_pressed(self) -> None:

@@ -36,6 +36,7 @@ class WebhooksScreen(FilaScreen):
             yield Button("Save", id="save", variant="primary")
             yield Button("Test main", id="test-principal")
             yield Button("Test monitoring", id="test-monitoramento")
+        yield Static("", id="webhook-errors", classes="errors")
         yield Static(id="webhook-test")
         yield Static(id="webhook-meta")
 
@@ -77,11 +78,17 @@ class WebhooksScreen(FilaScreen):
         try:
             saved = await client.set_webhook_config(changes)
         except (ControlPlaneError, Unreachable) as exc:
-            self.notify(f"webhooks: {exc}", severity="error")
+            self._refused(f"server refused: {exc}")
             return
+        self._refused(None)
         self.fila.data.webhook = saved
         self._fill(saved)
         self.notify("webhook configuration saved", title="webhooks")
+
+    def _refused(self, message: str | None) -> None:
+        box = self.query_one("#webhook-errors", Static)
+        box.update(f"✗ {message}" if message else "")
+        box.set_class(message is not None, "visible")
 
     @on(Button.Pressed, "#test-principal")
     def _test_principal(self) -> None:
