@@ -65,10 +65,6 @@ def _handlers() -> list[Any]:
     feedback = _optional("controlplane.feedback.controller", "FeedbackController")
     if feedback is not None:
         handlers.append(feedback)
-    else:
-        from controlplane.fleet.controller import OrphanController
-
-        handlers.append(OrphanController)
     deadletters = _optional("controlplane.queue.deadletters", "DeadLetterController")
     if deadletters is not None:
         handlers.append(deadletters)

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.response import ServerSentEvent
 
-from controlplane.fleet.service import FleetService, remove_orphan_sessions
+from controlplane.fleet.service import FleetService
 from controlplane.runtime import Runtime
 from fila.models import WorkerInfo, encode
 from fila.views import FleetOverview, InstancesView
@@ -20,10 +20,6 @@ STREAM_SECONDS = 1.0
 
 class Workers(msgspec.Struct, kw_only=True):
     workers: list[WorkerInfo]
-
-
-class Removed(msgspec.Struct, kw_only=True):
-    removed: int
 
 
 def provide(rt: NamedDependency[Runtime]) -> FleetService:
@@ -61,13 +57,3 @@ class FleetController(Controller):
     async def workers(self, fleet: NamedDependency[FleetService]) -> Workers:
         """Alive workers (heartbeat younger than the worker TTL)."""
         return Workers(workers=await fleet.workers())
-
-
-class OrphanController(Controller):
-    """Fallback while the feedback routes do not provide their own orphan cleanup."""
-
-    tags = ("feedback",)
-
-    @post("/process/cleanup-orphans", status_code=200)
-    async def cleanup_orphans(self, rt: NamedDependency[Runtime]) -> Removed:
-        return Removed(removed=await remove_orphan_sessions(rt))

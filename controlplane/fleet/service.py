@@ -176,19 +176,3 @@ def alerts(o: FleetOverview) -> list[Alert]:
     if o.emergencyFilter:
         out.append(Alert(level="warning", code="emergency_filter", message="emergency filter on"))
     return out
-
-
-async def remove_orphan_sessions(rt: Runtime) -> int:
-    """Session ids scheduled without their session record (left by a crash)."""
-    keys = rt.keys
-    ids = [_text(x) for x in await rt.redis.zrange(keys.feedback_sessions, 0, -1)]
-    if not ids:
-        return 0
-    pipe = rt.redis.pipeline(transaction=False)
-    for sid in ids:
-        pipe.exists(keys.feedback_session(sid))
-    present = await pipe.execute()
-    orphans = [sid for sid, ok in zip(ids, present, strict=True) if not ok]
-    if orphans:
-        await rt.redis.zrem(keys.feedback_sessions, *orphans)
-    return len(orphans)
