@@ -182,3 +182,9 @@ async def test_readyz_names_the_dependency_that_is_down(
             "rabbitmq": True,
             "s3": False,
         }
+        client.headers["apikey"] = settings.api_key
+        run = await client.post("/cleanup/execute")
+        assert run.status_code == 200
+        assert run.json()["success"] is False and run.json()["errorCount"] >= 1
+        status = (await client.get("/cleanup/status")).json()
+        assert status["running"] is None  # the lock was given back
