@@ -369,6 +369,8 @@ async def test_workers_screen_pauses_and_resumes_the_fleet(
         await pilot.press("u")
         await wait_for(lambda: states() == {"running"}, timeout=60, interval=0.2)
         assert not await redis.get(keys.paused)
+        await pilot.press("colon", *"pause ingest", "enter")  # one role only
+        await wait_for(lambda: states() == {"paused"}, timeout=60, interval=0.2)
 
 
 async def test_webhook_test_button_shows_status_and_time(live: Settings) -> None:

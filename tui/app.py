@@ -47,6 +47,8 @@ FETCH: dict[str, Callable[[FilaClient], Awaitable[Any]]] = {
 }
 """Feed name (a `FleetData` field) → how to fetch it."""
 
+Control = Literal["pause", "resume", "drain"]
+
 SCREENS: dict[str, tuple[str, type[FilaScreen]]] = {
     "overview": ("1", OverviewScreen),
     "instances": ("2", InstancesScreen),
@@ -174,8 +176,13 @@ class FilaApp(App[None]):
             await self.run_command(line)
 
     async def run_command(self, line: str) -> None:
-        """`:`-commands: a screen name (or its prefix), or an action."""
-        word = line.strip().lower()
+        """`:`-commands: a screen name (or its prefix), or an action (`pause ingest`…)."""
+        word, _, rest = line.strip().lower().partition(" ")
+        controls: dict[str, Control] = {"pause": "pause", "resume": "resume", "drain": "drain"}
+        roles: dict[str, Role] = {"ingest": "ingest", "delivery": "delivery"}
+        if word in controls and rest.strip() in roles:
+            await self.action_control(controls[word], roles[rest.strip()])
+            return
         actions: dict[str, Callable[[], Any]] = {
             "quit": self.exit,
             "q": self.exit,
@@ -229,9 +236,7 @@ class FilaApp(App[None]):
 
         return done
 
-    async def action_control(
-        self, action: Literal["pause", "resume", "drain"], role: Role | None
-    ) -> None:
+    async def action_control(self, action: Control, role: Role | None) -> None:
         if self.client is None:
             self.notify("read-only: no control plane", severity="warning")
             return

@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 KEYS = [
     ("1…7", "overview, instances, feedback, cleanup, webhooks, dead letters, workers"),
-    (":", "command: a screen name (prefix is enough), pause, resume, drain, ratelimit, quit"),
+    (":", "a screen name (prefix is enough), pause|resume|drain [ingest|delivery], quit"),
     ("ctrl+p", "command palette"),
     ("l / x", "edit global rate limit / emergency filter (overview)"),
     ("/", "filter instances as you type (instances; Esc back to the table)"),
