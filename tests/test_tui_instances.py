@@ -105,3 +105,14 @@ async def test_colon_commands_palette_and_help_navigate() -> None:
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_for(lambda: app.current_mode == "cleanup", timeout=20)
+
+
+async def test_server_messages_with_brackets_are_shown_verbatim() -> None:
+    app = FilaApp(Settings(), fixed=demo.fleet(5), start="instances")
+    async with app.run_test(size=(120, 24)) as pilot:
+        message = "instances: bad response at `$.instances[0]` [red]x[/red]"
+        app.data.errors["instances"] = message
+        app.render_page()
+        await pilot.pause()
+        status = app.screen.query_one("#status")
+        assert message in str(status.content)  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -53,7 +54,7 @@ class CleanupScreen(FilaScreen):
         status = data.cleanup
         box = self.query_one("#cleanup-status", Static)
         if status is None:
-            box.update(data.errors.get("cleanup", "waiting for the control plane…"))
+            box.update(Text(data.errors.get("cleanup", "waiting for the control plane…")))
             return
         last = status.lastCleanup
         lines = [
@@ -114,7 +115,7 @@ class CleanupScreen(FilaScreen):
 
     def _refused(self, message: str | None) -> None:
         box = self.query_one("#schedule-errors", Static)
-        box.update(f"✗ {message}" if message else "")
+        box.update(Text(f"✗ {message}" if message else ""))
         box.set_class(message is not None, "visible")
 
     @on(Button.Pressed, "#run")

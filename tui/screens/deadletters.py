@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, cast
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -57,7 +58,7 @@ class DeadLettersScreen(FilaScreen):
         letters = data.deadLetters
         status = self.query_one("#letters-status", Static)
         if letters is None:
-            status.update(data.errors.get("deadLetters", "no dead letters loaded"))
+            status.update(Text(data.errors.get("deadLetters", "no dead letters loaded")))
             return
         self.show(letters)
         status.update(f"{len(letters)} dead letter(s) shown · r replays them · g reloads")

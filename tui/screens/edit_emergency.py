@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, cast
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -54,7 +55,7 @@ class EditEmergency(ModalScreen[str | None]):
 
     def _show(self, problems: list[str]) -> None:
         box = self.query_one("#errors", Static)
-        box.update("\n".join(f"✗ {p}" for p in problems))
+        box.update(Text("\n".join(f"✗ {p}" for p in problems)))
         box.set_class(bool(problems), "visible")
 
     @on(Input.Changed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -34,7 +35,7 @@ class FeedbackScreen(FilaScreen):
         status = data.process
         stats = self.query_one("#feedback-stats", Static)
         if status is None:
-            stats.update(data.errors.get("process", "waiting for the control plane…"))
+            stats.update(Text(data.errors.get("process", "waiting for the control plane…")))
             return
         stats.update(
             f"[b]{status.activeSessionsCount}[/b] active · {status.stats.totalStarted} started"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -149,11 +150,14 @@ class InstancesScreen(FilaScreen):
         if self.sort_key:
             parts.append(f"sorted by {self.sort_key}{' ↓' if self.sort_reverse else ' ↑'}")
         if error:
-            parts.append(f"[red]{error}[/red]")
+            parts.append(error)
         text = " · ".join(parts)
         if text != self.status_text:  # an update re-lays out the screen: only on change
             self.status_text = text
-            self.query_one("#status", Static).update(text)
+            shown = Text(text)
+            if error:
+                shown.stylize("red", len(text) - len(error))
+            self.query_one("#status", Static).update(shown)
 
     def _rebuild(self) -> None:
         """Only on a new filter: the set of rows itself changes."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal
@@ -47,7 +48,7 @@ class WebhooksScreen(FilaScreen):
     def refresh_from(self, data: FleetData) -> None:
         meta = self.query_one("#webhook-meta", Static)
         if data.webhook is None:
-            meta.update(data.errors.get("webhook", "waiting for the control plane…"))
+            meta.update(Text(data.errors.get("webhook", "waiting for the control plane…")))
             return
         if not self.filled:
             self._fill(data.webhook)
@@ -87,7 +88,7 @@ class WebhooksScreen(FilaScreen):
 
     def _refused(self, message: str | None) -> None:
         box = self.query_one("#webhook-errors", Static)
-        box.update(f"✗ {message}" if message else "")
+        box.update(Text(f"✗ {message}" if message else ""))
         box.set_class(message is not None, "visible")
 
     @on(Button.Pressed, "#test-principal")
@@ -104,17 +105,15 @@ class WebhooksScreen(FilaScreen):
         out = self.query_one("#webhook-test", Static)
         url = str(self._target(kind)["url"])
         if client is None or not url:
-            out.update(f"{kind}: no URL to test")
+            out.update(Text(f"{kind}: no URL to test"))
             return
-        out.update(f"{kind}: testing {url}…")
+        out.update(Text(f"{kind}: testing {url}…"))
         try:
             result = await client.test_webhook(url, kind)
         except (ControlPlaneError, Unreachable) as exc:
-            out.update(f"[red]{kind}: {exc}[/red]")
+            out.update(Text(f"{kind}: {exc}", style="red"))
             return
         d = result.data
         colour = "green" if d.success else "red"
-        out.update(
-            f"[{colour}]{kind}: {d.statusCode or '–'} {d.statusText} in {d.responseTime}[/{colour}]"
-            f" · {d.url} · {d.testedAt}"
-        )
+        line = f"{kind}: {d.statusCode or '–'} {d.statusText} in {d.responseTime}"
+        out.update(Text.assemble((line, colour), f" · {d.url} · {d.testedAt}"))

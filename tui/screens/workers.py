@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
@@ -35,7 +36,7 @@ class WorkersScreen(FilaScreen):
             workers = data.overview.workers
         summary = self.query_one("#workers-summary", Static)
         if workers is None:
-            summary.update(data.errors.get("workers", "waiting for the control plane…"))
+            summary.update(Text(data.errors.get("workers", "waiting for the control plane…")))
             return
         paused = data.overview.paused if data.overview else False
         roles = {r: sum(w.role == r for w in workers) for r in ("ingest", "delivery")}

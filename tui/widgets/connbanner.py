@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import Static
 
 
@@ -18,4 +19,4 @@ class ConnectionBanner(Static):
     def _changed(self, error: str | None) -> None:
         self.display = error is not None
         if error is not None:
-            self.update(f"⚠ control plane: {error}")
+            self.update(Text(f"⚠ control plane: {error}"))
