@@ -115,4 +115,4 @@ async def test_server_messages_with_brackets_are_shown_verbatim() -> None:
         app.render_page()
         await pilot.pause()
         status = app.screen.query_one("#status")
-        assert message in str(status.content)  # type: ignore[attr-defined]
+        assert message in status.render().plain  # type: ignore[union-attr]
