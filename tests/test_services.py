@@ -41,3 +41,47 @@ def test_cli_status(base_settings: Settings) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     for name in ("redis", "postgres", "rabbitmq", "s3"):
         assert name in out.stdout
+
+
+def _processes_of(*needles: str) -> list[str]:
+    """Command lines of live processes that mention any of the needles."""
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if any(n in cmdline for n in needles) and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def test_down_stops_everything_then_up_brings_it_back(base_settings: Settings) -> None:
+    """`down` leaves no process of Fila's services running; `up` restores them all."""
+    from pathlib import Path
+
+    root = str(Path(base_settings.data_dir).resolve())
+    before = [s.pid() for s in services.services(base_settings)]
+    assert all(before)
+    try:
+        stopped = services.down(base_settings)
+        assert set(stopped) == {"redis", "postgres", "rabbitmq", "s3"}
+        assert all(s.pid() is None for s in services.services(base_settings))
+        assert _processes_of(root) == []
+        ports = (
+            services.REDIS_PORT,
+            services.POSTGRES_PORT,
+            services.AMQP_PORT,
+            services.MANAGEMENT_PORT,
+            services.ERL_DIST_PORT,
+            services.EPMD_PORT,
+            services.S3_PORT,
+        )
+        assert [p for p in ports if services._port_open(p)] == []
+    finally:
+        services.up(base_settings, report=lambda _: None)
+    rows = services.status(base_settings)
+    assert all(r.answering for r in rows), [(r.name, r.detail) for r in rows]
