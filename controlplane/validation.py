@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from controlplane.errors import FieldError
 
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def require_int(field: str, value: Any) -> int:
@@ -72,6 +74,8 @@ async def webhook_url(field: str, value: Any, block_private: bool) -> str:
     """http/https with a host; with `block_private`, no private, loopback or link-local target."""
     if not isinstance(value, str):
         raise FieldError(field, "must be a string URL")
+    if any(ch.isspace() or _CONTROL.match(ch) for ch in value):
+        raise FieldError(field, "must not contain spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FieldError(field, "must be an http or https URL with a host")
@@ -88,3 +92,13 @@ async def webhook_url(field: str, value: Any, block_private: bool) -> str:
         if any(_private(str(info[4][0])) for info in infos):
             raise FieldError(field, "must not point at a private or loopback address")
     return value
+
+
+def header_map(field: str, headers: dict[str, str]) -> dict[str, str]:
+    """Extra HTTP headers sent with each POST: RFC 9110 names, no control characters in values."""
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise FieldError(field, f"{name!r} is not a valid HTTP header name")
+        if _CONTROL.search(value):
+            raise FieldError(f"{field}.{name}", "must not contain control characters")
+    return headers

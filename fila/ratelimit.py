@@ -46,7 +46,7 @@ if cost > 0 then
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(g), 'ts', now)
 redis.call('HSET', KEYS[2], 'tokens', tostring(i), 'ts', now)
-redis.call('PEXPIRE', KEYS[2], math.ceil(icap / irate) + 60000)
+redis.call('PEXPIRE', KEYS[2], math.min(math.ceil(icap / irate), 1e12) + 60000)
 return {ok, tostring(g), tostring(i), wait}
 """
 

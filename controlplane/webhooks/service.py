@@ -12,7 +12,7 @@ from controlplane.clock import iso, now
 from controlplane.errors import FieldError
 from controlplane.runtime import Runtime
 from controlplane.tables import GlobalWebhookConfig
-from controlplane.validation import webhook_url
+from controlplane.validation import header_map, webhook_url
 from controlplane.webhooks.schemas import (
     DisabledData,
     DisabledResponse,
@@ -88,6 +88,7 @@ class WebhookService:
                 await webhook_url(f"{name}.url", target.url, block)
             elif target.enabled:
                 raise FieldError(f"{name}.url", "is required when enabled")
+        header_map("headers", value.headers)
 
     async def _save(self, value: WebhookConfig, disabled: bool = False) -> dict[str, Any]:
         at = now()
