@@ -20,6 +20,7 @@ import hypothesis
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
+from schemathesis.core.result import Ok
 
 from fila.settings import Settings
 from tests.test_controlplane_support import cp_proc, migrated
@@ -82,39 +83,52 @@ def _fuzz(base_url: str, apikey: str) -> tuple[int, dict[str, str]]:
     found: dict[str, str] = {}
     calls = 0
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result  # the served schema itself must be valid
         operation = result.ok()
         if (operation.method.upper(), operation.path) in SKIPPED:
             continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            strategy = operation.as_strategy(generation_mode=mode)
-
-            @hypothesis.settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            @hypothesis.given(case=strategy)
-            def run(case: Any) -> None:
-                nonlocal calls
-                label = f"{operation.method.upper()} {operation.path} [{mode.value}]"
-                if label in found:
-                    return
-                calls += 1
-                response = case.call(base_url=base_url, headers=headers, timeout=60)
-                problem = _problem(operation, case, response)
-                if problem:
-                    found[label] = f"{problem} <- {case.as_curl_command()[:400]}"
-
             try:
-                run()
+                calls += _fuzz_operation(operation, mode, base_url, headers, found)
             except hypothesis.errors.Unsatisfiable:
                 # Nothing in the operation can break its schema (no parameters, no body).
                 if mode is GenerationMode.POSITIVE:
                     raise
     return calls, found
+
+
+def _fuzz_operation(
+    operation: Any,
+    mode: GenerationMode,
+    base_url: str,
+    headers: dict[str, str],
+    found: dict[str, str],
+) -> int:
+    """Calls made; the first problem of the operation in this mode is kept in `found`."""
+    label = f"{operation.method.upper()} {operation.path} [{mode.value}]"
+    calls = 0
+
+    @hypothesis.settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        nonlocal calls
+        if label in found:
+            return
+        calls += 1
+        response = case.call(base_url=base_url, headers=headers, timeout=60)
+        problem = _problem(operation, case, response)
+        if problem:
+            found[label] = f"{problem} <- {case.as_curl_command()[:400]}"
+
+    run()
+    return calls
 
 
 async def test_fuzzed_requests_get_no_5xx_and_4xx_that_name_the_field(
