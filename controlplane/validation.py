@@ -66,8 +66,9 @@ def retention_days(field: str, value: Any) -> int:
 
 
 def _private(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+    """Anything not globally routable (private, loopback, link-local, CGNAT, multicast…)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local
 
 
 async def webhook_url(field: str, value: Any, block_private: bool) -> str:
