@@ -455,12 +455,19 @@ async def test_cleanup_run_now_reports_the_run(live: Settings) -> None:
         app = FilaApp(live, poll_seconds=0.5, start="cleanup")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(lambda: app.data.cleanup is not None, timeout=60)
-            assert app.data.cleanup is not None and app.data.cleanup.lastCleanup is None
+            # The run's database is shared by every test: an earlier run may be on record.
+            assert app.data.cleanup is not None
+            previous = app.data.cleanup.lastCleanup
             await pilot.press("r")
             await wait_for(
-                lambda: app.data.cleanup is not None and app.data.cleanup.lastCleanup is not None,
+                lambda: (
+                    app.data.cleanup is not None
+                    and app.data.cleanup.lastCleanup is not None
+                    and app.data.cleanup.lastCleanup != previous
+                ),
                 timeout=60,
             )
+            assert app.data.cleanup is not None
             last = app.data.cleanup.lastCleanup
             assert last is not None
             status = app.screen.query_one("#cleanup-status", Static)
