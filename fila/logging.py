@@ -7,6 +7,7 @@ import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -14,15 +15,34 @@ from fila.settings import Settings
 
 _SECRET_KEYS = re.compile(r"(api_?key|secret|password|token|authorization|mediakey)", re.I)
 _SECRET_URL = re.compile(r"(\w+://[^:/@\s]+:)([^@\s]+)(@)")
+_SECRET_TEXT = re.compile(
+    r"""((?:api_?key|secret(?:_?access)?_?key|secret|password|passwd|token|authorization"""
+    r"""|media_?key)["']?\s*[:=]\s*b?["']?)([^"'\s,;&}]+)""",
+    re.I,
+)
+"""`apikey": "…`, `password=…` inside free text (a payload excerpt, a library's message)."""
+
+WIRE_LOGGERS = ("aiormq", "botocore", "aiobotocore", "s3transfer", "urllib3", "hpack", "httpcore")
+"""Their DEBUG output dumps raw frames and request bodies (events, audio): INFO at most."""
 
 
-def _mask(value: Any) -> Any:
+def _scrub(text: str, literal: list[str]) -> str:
+    text = _SECRET_TEXT.sub(r"\1***", _SECRET_URL.sub(r"\1***\3", text))
+    for secret in literal:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _mask(value: Any, literal: list[str] | None = None) -> Any:
     if isinstance(value, str):
-        return _SECRET_URL.sub(r"\1***\3", value)
+        return _scrub(value, literal or [])
     if isinstance(value, dict):
-        return {k: ("***" if _SECRET_KEYS.search(str(k)) else _mask(v)) for k, v in value.items()}
+        return {
+            k: ("***" if _SECRET_KEYS.search(str(k)) else _mask(v, literal))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return type(value)(_mask(v) for v in value)
+        return type(value)(_mask(v, literal) for v in value)
     return value
 
 
@@ -32,18 +52,45 @@ def redact(secrets: list[str]) -> structlog.types.Processor:
 
     def processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         for key in list(event):
-            value = event[key]
             if _SECRET_KEYS.search(key) and key != "event":
                 event[key] = "***"
                 continue
-            value = _mask(value)
-            if isinstance(value, str):
-                for secret in literal:
-                    value = value.replace(secret, "***")
-            event[key] = value
+            event[key] = _mask(event[key], literal)
         return event
 
     return processor
+
+
+def _redact_stdlib(secrets: list[str]) -> None:
+    """Records of libraries (stdlib logging, any handler) are masked as they are created."""
+    literal = [s for s in secrets if s and len(s) >= 4]
+    make = logging.getLogRecordFactory()
+    if getattr(make, "fila_redacting", False):
+        make = make.fila_inner  # type: ignore[attr-defined]
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            record.msg, record.args = _scrub(record.getMessage(), literal), None
+        except (TypeError, ValueError):
+            record.msg, record.args = _scrub(str(record.msg), literal), None
+        if record.exc_info:
+            record.exc_text = _scrub(logging.Formatter().formatException(record.exc_info), literal)
+            record.exc_info = None
+        return record
+
+    factory.fila_redacting = True  # type: ignore[attr-defined]
+    factory.fila_inner = make  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def _urls(settings: Settings) -> list[str]:
+    return [
+        settings.rabbitmq_url,
+        settings.rabbitmq_management_url,
+        settings.redis_url,
+        settings.database_url,
+    ]
 
 
 def setup(settings: Settings, process: str) -> None:
@@ -60,7 +107,12 @@ def setup(settings: Settings, process: str) -> None:
         settings.s3_secret_key,
         settings.s3_access_key,
         settings.evolution_api_key,
+        settings.webhook_secret.removeprefix("whsec_"),
+        *(urlsplit(url).password or "" for url in _urls(settings)),
     ]
+    _redact_stdlib(secrets)
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

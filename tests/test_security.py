@@ -3,15 +3,26 @@ no audio byte written to local disk (strace), private webhook targets refused.""
 
 from __future__ import annotations
 
+import base64
 import hmac
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
 from controlplane.app import create_app
+from fila.keys import Keys
 from fila.settings import Settings
-from tests.test_controlplane_support import cp, migrated
+from simulator.evolution import EvolutionStub
+from simulator.receiver import Receiver
+from tests.conftest import _management
+from tests.support import Proc, wait_for
+from tests.test_controlplane_support import cp, free_port, migrated
+from tests.test_ingest_support import audio_event, counters, noise, rabbit
 
 __all__ = ["cp", "migrated"]
 
@@ -134,3 +145,158 @@ async def test_private_targets_of_every_shape_are_refused_when_blocked(
             json={"principal": {"enabled": False, "url": "http://93.184.215.14/hook"}},
         )
         assert ok.status_code == 200, ok.text
+
+
+# ---------------------------------------------------------------------------------- secrets in logs
+
+TAG = uuid.uuid4().hex[:8]
+SECRETS = {
+    "api_key": f"apikey-S3CR3T-{TAG}",
+    "webhook_secret": "whsec_"
+    + base64.b64encode(f"whsec-S3CR3T-{TAG}-0123456789".encode()).decode(),
+    "s3_access_key": f"AKIAS3CR3T{TAG.upper()}",
+    "s3_secret_key": f"s3secret-S3CR3T-{TAG}",
+    "evolution_api_key": f"evolution-S3CR3T-{TAG}",
+}
+AMQP_PASSWORD = f"amqp-S3CR3T-{TAG}"
+PAYLOAD_APIKEY = f"in-event-S3CR3T-{TAG}"
+HEADER_TOKEN = f"Bearer header-S3CR3T-{TAG}"
+
+
+def _forbidden() -> dict[str, str]:
+    out = {name: value for name, value in SECRETS.items()}
+    out["webhook_secret (key bytes)"] = SECRETS["webhook_secret"].removeprefix("whsec_")
+    out["amqp password"] = AMQP_PASSWORD
+    out["apikey inside an event"] = PAYLOAD_APIKEY
+    out["webhook header value"] = HEADER_TOKEN.split()[1]
+    return out
+
+
+def _amqp_user(settings: Settings) -> Iterator[str]:
+    """A RabbitMQ user of this test's own with a secret password; yields its AMQP URL."""
+    base, auth = _management(settings)
+    user = f"fila-sec-{TAG}"
+    parts = urlsplit(settings.rabbitmq_url)
+    with httpx.Client(base_url=base, auth=auth, timeout=10) as client:
+        client.put(
+            f"/api/users/{user}", json={"password": AMQP_PASSWORD, "tags": ""}
+        ).raise_for_status()
+        client.put(
+            f"/api/permissions/{quote(parts.path.lstrip('/'), safe='')}/{user}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
+        netloc = f"{user}:{AMQP_PASSWORD}@{parts.hostname}:{parts.port}"
+        yield urlunsplit(parts._replace(netloc=netloc))
+        client.delete(f"/api/users/{user}")
+
+
+async def test_secrets_never_reach_any_log(
+    settings: Settings, migrated: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    users = _amqp_user(settings)
+    amqp_url = next(users)
+    try:
+        await _run_with_secrets(settings, amqp_url, redis, keys, spawn)
+    finally:
+        next(users, None)
+
+
+async def _run_with_secrets(
+    settings: Settings, amqp_url: str, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    async with (
+        Receiver(secret=SECRETS["webhook_secret"]) as receiver,
+        EvolutionStub(api_key=SECRETS["evolution_api_key"]) as stub,
+    ):
+        secret = settings.replace(
+            **SECRETS,
+            rabbitmq_url=amqp_url,
+            evolution_url=stub.url,
+            log_level="DEBUG",
+            ingest_max_attempts=1,
+            delivery_retry_schedule="0.2,0.2,0.5",
+            heartbeat_seconds=0.5,
+        )
+        port = free_port()
+        procs = [
+            spawn(["controlplane", "--no-migrate"], secret, FILA_HTTP_PORT=str(port)),
+            spawn(["worker", "ingest"], secret),
+            spawn(["worker", "delivery"], secret),
+        ]
+        key = {"apikey": SECRETS["api_key"]}
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, headers=key
+        ) as api:
+
+            async def up() -> bool:
+                assert procs[0].popen.poll() is None, procs[0].output()[-3000:]
+                try:
+                    return (await api.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(up, timeout=60, interval=0.2)
+            hook = f"{receiver.url.rstrip('/')}/hook"
+            configured = await api.post(
+                "/webhook/global/config",
+                json={
+                    "principal": {"enabled": True, "url": hook},
+                    "monitoramento": {"enabled": True, "url": f"{receiver.url.rstrip('/')}/mon"},
+                    "headers": {"authorization": HEADER_TOKEN},
+                },
+            )
+            assert configured.status_code == 200, configured.text
+            assert (await api.get("/queue/stats", headers={"apikey": "wrong"})).status_code == 401
+            tested = await api.post("/webhook/global/test", json={"url": hook})
+            assert tested.status_code == 200, tested.text
+
+            receiver.fail_with(500, times=2)  # the first POSTs fail: retried, logged
+            by_http = audio_event("sec-a", "SEC-HTTP", 12, data=noise(4_000))
+            by_http["apikey"] = PAYLOAD_APIKEY
+            sent = await api.post("/webhook/evolution", json=by_http)
+            assert sent.status_code == 202, sent.text
+            refused = await api.post("/webhook/evolution", json={"apikey": PAYLOAD_APIKEY})
+            assert refused.status_code == 400
+
+            stub.add_media("SEC-API", noise(3_000), "audio/ogg; codecs=opus")
+            via_api = audio_event("sec-b", "SEC-API", 15)
+            via_api["apikey"] = PAYLOAD_APIKEY
+            bad = audio_event("sec-b", "SEC-BAD", 15)
+            bad["data"]["message"]["base64"] = f"@@{PAYLOAD_APIKEY}@@"
+            bad["apikey"] = PAYLOAD_APIKEY
+            async with rabbit(settings) as mq:
+                await mq.publish(via_api)
+                await mq.publish(bad)
+                await mq.publish(f'{{"apikey": "{PAYLOAD_APIKEY}", '.encode())
+
+            async def done() -> bool:
+                c = await counters(redis, keys)
+                delivered = {
+                    d.json["data"]["key"]["id"]
+                    for d in receiver.accepted()
+                    if isinstance(d.json, dict) and d.json.get("event") == "messages.upsert"
+                }
+                return delivered == {"SEC-HTTP", "SEC-API"} and c.get("ingestFailed", 0) == 2
+
+            try:
+                await wait_for(done, timeout=90, interval=0.2)
+            except AssertionError:
+                raise AssertionError(
+                    f"{await counters(redis, keys)}\n"
+                    + "\n".join(p.output()[-2500:] for p in procs)
+                ) from None
+            main = [d for d in receiver.accepted() if d.json.get("event") == "messages.upsert"]
+            assert {d.json["apikey"] for d in main} == {PAYLOAD_APIKEY}  # the contract carries it
+        for proc in procs:
+            assert proc.terminate() == 0, proc.output()[-3000:]
+    outputs = {str(p.log.name): p.output() for p in procs}
+    assert all(text.count("\n") > 20 for text in outputs.values()), outputs  # DEBUG really on
+    joined = "\n".join(outputs.values())
+    assert "SEC-BAD" in joined  # the failures were logged, only without the secrets
+    leaks = [
+        f"{what} in {name}: …{text[max(0, i - 150) : i + 60]}…"
+        for name, text in outputs.items()
+        for what, value in _forbidden().items()
+        if (i := text.find(value)) >= 0
+    ]
+    assert not leaks, "\n\n".join(leaks)
