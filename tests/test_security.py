@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import base64
 import hmac
+import os
+import re
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -15,6 +21,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from controlplane.app import create_app
+from fila import mediacrypto, topology
 from fila.keys import Keys
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub
@@ -300,3 +307,170 @@ async def _run_with_secrets(
         if (i := text.find(value)) >= 0
     ]
     assert not leaks, "\n\n".join(leaks)
+
+
+# ---------------------------------------------------------------------------------- audio on disk
+
+STRACE = "/usr/bin/strace"
+TRACED = "open,openat,openat2,creat,rename,renameat,renameat2,truncate,link,linkat,mknod,mknodat"
+WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND", "O_TMPFILE")
+ALLOWED_PREFIXES = (
+    "/dev/",  # /dev/null, /dev/shm semaphores, ttys: not files on a disk
+    "/proc/",  # kernel interfaces (e.g. /proc/self/...), nothing stored
+    "/sys/",  # idem
+)
+"""Nothing else may be opened for writing, created, renamed or truncated: no cache, no temp
+file, no log file. (Bytecode writes are off: PYTHONDONTWRITEBYTECODE=1.)"""
+_CALL = re.compile(r"^(?P<pid>\d+)\s+(?P<call>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+)")
+_PATHS = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def _disk_writes(trace: str) -> list[str]:
+    """Successful calls of the trace that write, create, rename or truncate outside /dev etc."""
+    bad = []
+    for line in trace.splitlines():
+        match = _CALL.match(line)
+        if not match or int(match["ret"]) < 0:
+            continue
+        call, args = match["call"], match["args"]
+        if call in ("open", "openat", "openat2") and not any(f in args for f in WRITE_FLAGS):
+            continue
+        paths = _PATHS.findall(args)
+        if paths and all(p.startswith(ALLOWED_PREFIXES) for p in paths):
+            continue
+        bad.append(line)
+    return bad
+
+
+def _marked(size: int, marker: bytes) -> bytes:
+    """Random audio-like bytes with `marker` every 4 KiB, to look for on disk afterwards."""
+    chunks = []
+    while sum(map(len, chunks)) < size:
+        chunks.append(marker + noise(4096))
+    return b"".join(chunks)[:size]
+
+
+def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            hits += [f"{path}: {n[:20]!r}" for n in needles if n in data]
+    return hits
+
+
+def _enc_event(stub: EvolutionStub, message_id: str, plain: bytes) -> dict[str, Any]:
+    """Audio reachable only as a WhatsApp `.enc` on the stub's CDN (no base64, no API media)."""
+    media_key = mediacrypto.new_media_key()
+    media = mediacrypto.encrypt(plain, media_key)
+    b64 = base64.b64encode
+    return audio_event(
+        "disk-enc",
+        message_id,
+        20,
+        audio={
+            "url": stub.add_blob(f"{message_id}.enc", media.enc),
+            "mediaKey": b64(media_key).decode(),
+            "fileSha256": b64(media.fileSha256).decode(),
+            "fileEncSha256": b64(media.fileEncSha256).decode(),
+            "directPath": f"/v/{message_id}.enc",
+        },
+    )
+
+
+@pytest.fixture
+def traced(tmp_path: Path) -> Iterator[Callable[[Settings], tuple[subprocess.Popen[bytes], Path]]]:
+    """`fila worker ingest` under strace, in a working directory and TMPDIR of its own."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: Settings) -> tuple[subprocess.Popen[bytes], Path]:
+        for name in ("cwd", "tmp"):
+            (tmp_path / name).mkdir()
+        env = {
+            **os.environ,
+            **settings.to_env(),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "TMPDIR": str(tmp_path / "tmp"),
+        }
+        with (tmp_path / "worker.log").open("wb") as log:
+            popen = subprocess.Popen(
+                [
+                    *(STRACE, "-f", "--seccomp-bpf", "-qq", "-e", f"trace={TRACED}"),
+                    *("-o", str(tmp_path / "strace.txt")),
+                    *(sys.executable, "-m", "fila", "worker", "ingest"),
+                ],
+                env=env,
+                cwd=tmp_path / "cwd",
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(popen)
+        return popen, tmp_path
+
+    yield start
+    for popen in started:
+        if popen.poll() is None:
+            popen.send_signal(signal.SIGTERM)
+            try:
+                popen.wait(20)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+
+
+@pytest.mark.skipif(not Path(STRACE).exists(), reason="needs strace")
+async def test_ingest_writes_no_audio_byte_to_local_disk(
+    settings: Settings,
+    redis: Any,
+    keys: Keys,
+    traced: Callable[[Settings], tuple[subprocess.Popen[bytes], Path]],
+) -> None:
+    marker = f"FILA-AUDIO-MARKER-{uuid.uuid4().hex}".encode()
+    inline = _marked(60_000, marker)
+    encrypted = _marked(80_000, marker)
+    large = _marked(6_000_000, marker)  # over the threshold: a multipart upload
+    async with EvolutionStub(api_key=settings.evolution_api_key) as stub, rabbit(settings) as mq:
+        settings = settings.replace(
+            evolution_url=stub.url, s3_multipart_threshold=1_000_000, max_audio_bytes=7_000_000
+        )
+        strace, where = traced(settings)
+
+        async def registered() -> bool:
+            assert strace.poll() is None, (where / "worker.log").read_text()[-3000:]
+            return any(w["role"] == "ingest" for w in await _workers(redis, keys))
+
+        await wait_for(registered, timeout=90, interval=0.2)
+        await mq.publish(audio_event("disk-a", "DISK-INLINE", 12, data=inline))
+        await mq.publish(_enc_event(stub, "DISK-ENC", encrypted))
+        await mq.publish(audio_event("disk-a", "DISK-LARGE", 30, data=large, mimetype="audio/mp4"))
+
+        async def queued() -> bool:
+            assert strace.poll() is None, (where / "worker.log").read_text()[-3000:]
+            return await mq.depth(topology.GLOBAL_QUEUE) == 3
+
+        try:
+            await wait_for(queued, timeout=120, interval=0.3)
+        except AssertionError:
+            raise AssertionError(
+                f"{await counters(redis, keys)}\n{(where / 'worker.log').read_text()[-3000:]}"
+            ) from None
+        assert len(stub.calls_to("getBase64", "disk-enc")) >= 1  # the .enc path really ran
+        pid = next(w["pid"] for w in await _workers(redis, keys) if w["role"] == "ingest")
+        os.kill(pid, signal.SIGTERM)  # the worker itself, so its shutdown is traced too
+        await wait_for(lambda: strace.poll() is not None, timeout=60, interval=0.2)
+    assert strace.returncode == 0, (where / "worker.log").read_text()[-3000:]
+    trace = (where / "strace.txt").read_text(errors="replace")
+    opened = [line for line in trace.splitlines() if _CALL.match(line)]
+    assert len(opened) > 100, trace[-2000:]  # the trace really saw the worker's file calls
+    assert any("site-packages" in line for line in opened)
+    writes = _disk_writes(trace)
+    assert not writes, "\n".join(writes[:30])
+    needles = [marker, *(base64.b64encode(b"xx"[:i] + marker)[4:40] for i in range(3))]
+    assert not _files_containing(where / "cwd", needles)
+    assert not _files_containing(where / "tmp", needles)
+
+
+async def _workers(redis: Any, keys: Keys) -> list[dict[str, Any]]:
+    from tests.test_ingest_support import workers
+
+    return await workers(redis, keys)
