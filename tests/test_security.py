@@ -343,11 +343,9 @@ def _disk_writes(trace: str) -> list[str]:
 
 
 def _marked(size: int, marker: bytes) -> bytes:
-    """Random audio-like bytes with `marker` every 4 KiB, to look for on disk afterwards."""
-    chunks = []
-    while sum(map(len, chunks)) < size:
-        chunks.append(marker + noise(4096))
-    return b"".join(chunks)[:size]
+    """Audio-like bytes with `marker` every 4 KiB, to look for on disk afterwards."""
+    chunk = marker + noise(4096)
+    return (chunk * (size // len(chunk) + 1))[:size]
 
 
 def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
