@@ -71,6 +71,12 @@ def _handlers() -> list[Any]:
     return handlers
 
 
+def body_limit(settings: Settings) -> int:
+    """Largest request body: the largest audio (FILA_MAX_AUDIO_BYTES) as base64 plus 1 MiB for
+    the Evolution event around it; bigger bodies are answered 413 before being read."""
+    return (settings.max_audio_bytes + 2) // 3 * 4 + 1024 * 1024
+
+
 def create_app(settings: Settings) -> Litestar:
     """The app; connections open in its lifespan, so building it is cheap (OpenAPI, tests)."""
 
@@ -106,6 +112,7 @@ def create_app(settings: Settings) -> Litestar:
         state=State({"settings": settings}),
         dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
         guards=[require_apikey],
+        request_max_body_size=body_limit(settings),
         exception_handlers=HANDLERS,
         openapi_config=OpenAPIConfig(
             title="Fila control plane",

@@ -88,9 +88,13 @@ def dependency_down(_: Request[Any, Any, Any], exc: DependencyDown) -> Response[
     return _body(503, str(exc), dependency=exc.dependency)
 
 
-def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     if exc.status_code == 400:  # a body that does not even decode
         return _body(400, f"body: {exc.detail}", field="body")
+    if exc.status_code == 413:
+        limit = request.route_handler.resolve_request_max_body_size()
+        rule = f"larger than the {limit}-byte limit (FILA_MAX_AUDIO_BYTES as base64 + 1 MiB)"
+        return _body(413, f"body: {rule}", field="body")
     return _body(exc.status_code, str(exc.detail))
 
 
