@@ -4,6 +4,7 @@ no audio byte written to local disk (strace), private webhook targets refused.""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import os
 import re
@@ -11,11 +12,12 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
@@ -166,6 +168,7 @@ SECRETS = {
     "evolution_api_key": f"evolution-S3CR3T-{TAG}",
 }
 AMQP_PASSWORD = f"amqp-S3CR3T-{TAG}"
+PG_PASSWORD = f"pg-S3CR3T-{TAG}"
 PAYLOAD_APIKEY = f"in-event-S3CR3T-{TAG}"
 HEADER_TOKEN = f"Bearer header-S3CR3T-{TAG}"
 
@@ -174,6 +177,7 @@ def _forbidden() -> dict[str, str]:
     out = {name: value for name, value in SECRETS.items()}
     out["webhook_secret (key bytes)"] = SECRETS["webhook_secret"].removeprefix("whsec_")
     out["amqp password"] = AMQP_PASSWORD
+    out["postgresql password"] = PG_PASSWORD
     out["apikey inside an event"] = PAYLOAD_APIKEY
     out["webhook header value"] = HEADER_TOKEN.split()[1]
     return out
@@ -197,13 +201,36 @@ def _amqp_user(settings: Settings) -> Iterator[str]:
         client.delete(f"/api/users/{user}")
 
 
+@contextlib.asynccontextmanager
+async def _pg_role(settings: Settings) -> AsyncIterator[str]:
+    """A PostgreSQL login of this test's own with a secret password; yields its database URL."""
+    role = f"fila_sec_{TAG}"
+    parts = urlsplit(settings.database_url)
+    admin = await asyncpg.connect(settings.database_url)
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{PG_PASSWORD}'")
+        await admin.execute(f'GRANT ALL ON DATABASE "{parts.path.lstrip("/")}" TO {role}')
+        for grant in ("ALL ON SCHEMA public", "ALL ON ALL TABLES IN SCHEMA public"):
+            await admin.execute(f"GRANT {grant} TO {role}")
+        await admin.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        netloc = f"{role}:{PG_PASSWORD}@{parts.hostname}:{parts.port}"
+        yield urlunsplit(parts._replace(netloc=netloc))
+    finally:
+        await admin.execute(f"DROP OWNED BY {role}")
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
+
+
 async def test_secrets_never_reach_any_log(
     settings: Settings, migrated: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
 ) -> None:
     users = _amqp_user(settings)
     amqp_url = next(users)
     try:
-        await _run_with_secrets(settings, amqp_url, redis, keys, spawn)
+        async with _pg_role(settings) as database_url:
+            await _run_with_secrets(
+                settings.replace(database_url=database_url), amqp_url, redis, keys, spawn
+            )
     finally:
         next(users, None)
 
