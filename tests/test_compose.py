@@ -59,3 +59,12 @@ def test_every_command_is_a_fila_command() -> None:
             check=False,
         )
         assert out.returncode == 0, f"{name}: fila {' '.join(argv)} --help failed: {out.stderr}"
+
+
+def test_installed_fila_migrates_from_any_directory(base_settings: object, tmp_path: Path) -> None:
+    """The console script (as in the image) finds piccolo_conf wherever it runs."""
+    fila = Path(sys.executable).with_name("fila")
+    out = subprocess.run(
+        [str(fila), "migrate"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
