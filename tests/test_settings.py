@@ -71,3 +71,13 @@ def test_settings_struct_is_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
         s.rate_capacity = 1  # type: ignore[misc]
+
+
+def test_readme_settings_table_is_current() -> None:
+    """The README's table is `fila settings --markdown`, so a new knob cannot go undocumented."""
+    from pathlib import Path
+
+    from fila.cli import settings_markdown
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert settings_markdown() in readme
