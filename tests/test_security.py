@@ -31,7 +31,7 @@ from simulator.receiver import Receiver
 from tests.conftest import _management
 from tests.support import Proc, wait_for
 from tests.test_controlplane_support import cp, free_port, migrated
-from tests.test_ingest_support import audio_event, counters, noise, rabbit
+from tests.test_ingest_support import audio_event, counters, noise, rabbit, workers
 
 __all__ = ["cp", "migrated"]
 
@@ -403,34 +403,75 @@ def _enc_event(stub: EvolutionStub, message_id: str, plain: bytes) -> dict[str, 
     )
 
 
+class Traced:
+    """A `fila` process under strace, with a working directory and TMPDIR of its own."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], where: Path) -> None:
+        self.popen = popen
+        self.where = where
+
+    def log(self) -> str:
+        return (self.where / "process.log").read_text(errors="replace")[-3000:]
+
+    def child(self) -> int:
+        """The traced `fila` process (strace's child): signalled directly, so that its own
+        graceful shutdown is traced too."""
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.popen.pid:
+                return int(stat.parent.name)
+        raise AssertionError(f"no child of strace {self.popen.pid}")
+
+    async def stop(self) -> None:
+        os.kill(self.child(), signal.SIGTERM)
+        await wait_for(lambda: self.popen.poll() is not None, timeout=60, interval=0.2)
+        assert self.popen.returncode == 0, self.log()
+
+    def check(self, marker: bytes) -> None:
+        trace = (self.where / "strace.txt").read_text(errors="replace")
+        calls = [line for line in trace.splitlines() if _CALL.match(line)]
+        assert len(calls) > 100, trace[-2000:]  # the trace really saw the process's file calls
+        assert any("site-packages" in line for line in calls)
+        writes = _disk_writes(trace)
+        assert not writes, "\n".join(writes[:30])
+        needles = [marker, *(base64.b64encode(b"xx"[:i] + marker)[4:40] for i in range(3))]
+        assert not _files_containing(self.where / "cwd", needles)
+        assert not _files_containing(self.where / "tmp", needles)
+
+
 @pytest.fixture
-def traced(tmp_path: Path) -> Iterator[Callable[[Settings], tuple[subprocess.Popen[bytes], Path]]]:
-    """`fila worker ingest` under strace, in a working directory and TMPDIR of its own."""
+def traced(tmp_path: Path) -> Iterator[Callable[..., Traced]]:
+    """`traced(settings, *args, **env)` starts `fila <args>` under strace."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(settings: Settings) -> tuple[subprocess.Popen[bytes], Path]:
+    def start(settings: Settings, *args: str, **extra_env: str) -> Traced:
+        where = tmp_path / f"traced-{len(started)}"
         for name in ("cwd", "tmp"):
-            (tmp_path / name).mkdir()
+            (where / name).mkdir(parents=True)
         env = {
             **os.environ,
             **settings.to_env(),
+            **extra_env,
             "PYTHONDONTWRITEBYTECODE": "1",
-            "TMPDIR": str(tmp_path / "tmp"),
+            "TMPDIR": str(where / "tmp"),
         }
-        with (tmp_path / "worker.log").open("wb") as log:
+        with (where / "process.log").open("wb") as log:
             popen = subprocess.Popen(
                 [
                     *(STRACE, "-f", "--seccomp-bpf", "-qq", "-e", f"trace={TRACED}"),
-                    *("-o", str(tmp_path / "strace.txt")),
-                    *(sys.executable, "-m", "fila", "worker", "ingest"),
+                    *("-o", str(where / "strace.txt")),
+                    *(sys.executable, "-m", "fila", *args),
                 ],
                 env=env,
-                cwd=tmp_path / "cwd",
+                cwd=where / "cwd",
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         started.append(popen)
-        return popen, tmp_path
+        return Traced(popen, where)
 
     yield start
     for popen in started:
@@ -443,12 +484,12 @@ def traced(tmp_path: Path) -> Iterator[Callable[[Settings], tuple[subprocess.Pop
                 popen.wait()
 
 
-@pytest.mark.skipif(not Path(STRACE).exists(), reason="needs strace")
+needs_strace = pytest.mark.skipif(not Path(STRACE).exists(), reason="needs strace")
+
+
+@needs_strace
 async def test_ingest_writes_no_audio_byte_to_local_disk(
-    settings: Settings,
-    redis: Any,
-    keys: Keys,
-    traced: Callable[[Settings], tuple[subprocess.Popen[bytes], Path]],
+    settings: Settings, redis: Any, keys: Keys, traced: Callable[..., Traced]
 ) -> None:
     marker = f"FILA-AUDIO-MARKER-{uuid.uuid4().hex}".encode()
     inline = _marked(60_000, marker)
@@ -458,11 +499,11 @@ async def test_ingest_writes_no_audio_byte_to_local_disk(
         settings = settings.replace(
             evolution_url=stub.url, s3_multipart_threshold=1_000_000, max_audio_bytes=7_000_000
         )
-        strace, where = traced(settings)
+        worker = traced(settings, "worker", "ingest")
 
         async def registered() -> bool:
-            assert strace.poll() is None, (where / "worker.log").read_text()[-3000:]
-            return any(w["role"] == "ingest" for w in await _workers(redis, keys))
+            assert worker.popen.poll() is None, worker.log()
+            return any(w["role"] == "ingest" for w in await workers(redis, keys))
 
         await wait_for(registered, timeout=90, interval=0.2)
         await mq.publish(audio_event("disk-a", "DISK-INLINE", 12, data=inline))
@@ -470,32 +511,45 @@ async def test_ingest_writes_no_audio_byte_to_local_disk(
         await mq.publish(audio_event("disk-a", "DISK-LARGE", 30, data=large, mimetype="audio/mp4"))
 
         async def queued() -> bool:
-            assert strace.poll() is None, (where / "worker.log").read_text()[-3000:]
+            assert worker.popen.poll() is None, worker.log()
             return await mq.depth(topology.GLOBAL_QUEUE) == 3
 
         try:
             await wait_for(queued, timeout=120, interval=0.3)
         except AssertionError:
-            raise AssertionError(
-                f"{await counters(redis, keys)}\n{(where / 'worker.log').read_text()[-3000:]}"
-            ) from None
+            raise AssertionError(f"{await counters(redis, keys)}\n{worker.log()}") from None
         assert len(stub.calls_to("getBase64", "disk-enc")) >= 1  # the .enc path really ran
-        pid = next(w["pid"] for w in await _workers(redis, keys) if w["role"] == "ingest")
-        os.kill(pid, signal.SIGTERM)  # the worker itself, so its shutdown is traced too
-        await wait_for(lambda: strace.poll() is not None, timeout=60, interval=0.2)
-    assert strace.returncode == 0, (where / "worker.log").read_text()[-3000:]
-    trace = (where / "strace.txt").read_text(errors="replace")
-    opened = [line for line in trace.splitlines() if _CALL.match(line)]
-    assert len(opened) > 100, trace[-2000:]  # the trace really saw the worker's file calls
-    assert any("site-packages" in line for line in opened)
-    writes = _disk_writes(trace)
-    assert not writes, "\n".join(writes[:30])
-    needles = [marker, *(base64.b64encode(b"xx"[:i] + marker)[4:40] for i in range(3))]
-    assert not _files_containing(where / "cwd", needles)
-    assert not _files_containing(where / "tmp", needles)
+        await worker.stop()
+    worker.check(marker)
 
 
-async def _workers(redis: Any, keys: Keys) -> list[dict[str, Any]]:
-    from tests.test_ingest_support import workers
+@needs_strace
+async def test_http_webhook_writes_no_audio_byte_to_local_disk(
+    settings: Settings, migrated: Settings, traced: Callable[..., Traced]
+) -> None:
+    """The control plane holds the audio too when Evolution posts events over HTTP."""
+    marker = f"FILA-AUDIO-MARKER-{uuid.uuid4().hex}".encode()
+    port = free_port()
+    server = traced(settings, "controlplane", "--no-migrate", FILA_HTTP_PORT=str(port))
+    async with (
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=60, headers={"apikey": settings.api_key}
+        ) as api,
+        rabbit(settings) as mq,
+    ):
 
-    return await workers(redis, keys)
+        async def up() -> bool:
+            assert server.popen.poll() is None, server.log()
+            try:
+                return (await api.get("/healthz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(up, timeout=120, interval=0.3)
+        for n, size in enumerate((50_000, 3_000_000)):
+            event = audio_event("disk-h", f"DISK-HTTP-{n}", 12, data=_marked(size, marker))
+            answer = await api.post("/webhook/evolution", json=event)
+            assert answer.status_code == 202, answer.text
+        assert await mq.depth(settings.ingest_queue) == 2
+        await server.stop()
+    server.check(marker)
