@@ -70,10 +70,17 @@ def _redact_stdlib(secrets: list[str]) -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make(*args, **kwargs)
+        if isinstance(record.msg, str):
+            record.msg = _scrub(record.msg, literal)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_mask(a, literal) for a in record.args)
         try:
-            record.msg, record.args = _scrub(record.getMessage(), literal), None
+            message = record.getMessage()
         except (TypeError, ValueError):
-            record.msg, record.args = _scrub(str(record.msg), literal), None
+            message = str(record.msg)
+        clean = _scrub(message, literal)
+        if clean != message:  # a secret inside an argument's text: keep the masked text only
+            record.msg, record.args = clean, None
         if record.exc_info:
             record.exc_text = _scrub(logging.Formatter().formatException(record.exc_info), literal)
             record.exc_info = None

@@ -327,6 +327,7 @@ async def _run_with_secrets(
     assert all(text.count("\n") > 20 for text in outputs.values()), outputs  # DEBUG really on
     joined = "\n".join(outputs.values())
     assert "SEC-BAD" in joined  # the failures were logged, only without the secrets
+    assert "--- Logging error ---" not in joined  # masking kept every record printable
     leaks = [
         f"{what} in {name}: …{text[max(0, i - 150) : i + 60]}…"
         for name, text in outputs.items()
