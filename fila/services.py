@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from fila.settings import Settings
@@ -403,19 +404,24 @@ class S3(Service):
                 raise ServiceError(f"s3 answered {resp.status_code}")
 
 
-async def ensure_bucket(settings: Settings) -> None:
-    """Create the audio bucket if it does not exist (idempotent)."""
+def s3_client(settings: Settings) -> Any:
+    """An aioboto3 S3 client (async context manager) for the configured endpoint and keys."""
     import aioboto3
-    from botocore.exceptions import ClientError
 
-    session = aioboto3.Session()
-    async with session.client(
+    return aioboto3.Session().client(
         "s3",
         endpoint_url=settings.s3_endpoint_url or None,
         aws_access_key_id=settings.s3_access_key,
         aws_secret_access_key=settings.s3_secret_key,
         region_name=settings.s3_region,
-    ) as s3:
+    )
+
+
+async def ensure_bucket(settings: Settings) -> None:
+    """Create the audio bucket if it does not exist (idempotent)."""
+    from botocore.exceptions import ClientError
+
+    async with s3_client(settings) as s3:
         try:
             await s3.head_bucket(Bucket=settings.s3_bucket)
         except ClientError:

@@ -64,16 +64,7 @@ async def _database(settings: Settings, name: str, create: bool) -> str:
 
 
 async def _drop_bucket(settings: Settings) -> None:
-    import aioboto3
-
-    session = aioboto3.Session()
-    async with session.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url or None,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    ) as s3:
+    async with services.s3_client(settings) as s3:
         paginator = s3.get_paginator("list_objects_v2")
         async for page in paginator.paginate(Bucket=settings.s3_bucket):
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]

@@ -15,7 +15,7 @@ import aio_pika
 import httpx
 import msgspec
 
-from fila import redisconn
+from fila import redisconn, services
 from fila.keys import Keys
 from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket
@@ -132,17 +132,8 @@ async def redis_token_bucket(settings: Settings, seconds: float) -> HopResult:
 
 async def s3_put(settings: Settings, seconds: float) -> HopResult:
     """PutObject of a 32 KB object (16 in flight)."""
-    import aioboto3
-
     data = os.urandom(32 * 1024)
-    session = aioboto3.Session()
-    async with session.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url or None,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    ) as s3:
+    async with services.s3_client(settings) as s3:
 
         async def put(n: int) -> None:
             await s3.put_object(Bucket=settings.s3_bucket, Key=f"rawhop/{n}.ogg", Body=data)
