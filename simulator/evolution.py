@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from simulator.httpserver import LoopbackServer, Request, Response, json_response
+from simulator.httpserver import Request, Response, json_response
+from simulator.served import Served
 
 Route = Literal["sendReaction", "sendText", "getBase64", "media"]
 ROUTES: tuple[Route, ...] = ("sendReaction", "sendText", "getBase64", "media")
@@ -41,12 +42,12 @@ class _Media(msgspec.Struct):
     mimetype: str
 
 
-class EvolutionStub:
+class EvolutionStub(Served):
     """`async with EvolutionStub(api_key) as stub:` a real HTTP server on 127.0.0.1."""
 
     def __init__(self, api_key: str, port: int = 0, keep: int = 5000) -> None:
         self.api_key = api_key
-        self._server = LoopbackServer(self._handle, port=port)
+        super().__init__(self._handle, port)
         self.calls: list[EvolutionCall] = []
         self.keep = max(1, keep)
         """Media and blobs kept, newest first: a long demo must not grow without bound."""
@@ -55,21 +56,6 @@ class EvolutionStub:
         self._failures: dict[str, list[int]] = {}
         self._latency: dict[str, float] = {}
         self._called = asyncio.Event()
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    async def __aenter__(self) -> EvolutionStub:
-        await self._server.start()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._server.stop()
 
     # ------------------------------------------------------------------ setup
 

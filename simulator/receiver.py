@@ -13,8 +13,9 @@ from typing import Any
 import msgspec
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from simulator.httpserver import LoopbackServer, Request, Response, json_response
+from simulator.httpserver import Request, Response, json_response
 from simulator.ids import sent_at_ms
+from simulator.served import Served
 
 STATS_PATH = "/_receiver/stats"
 CONTROL_PREFIX = "/_receiver/"
@@ -43,12 +44,12 @@ class _Failure(msgspec.Struct):
     retry_after: int | None
 
 
-class Receiver:
+class Receiver(Served):
     """`async with Receiver(secret) as r:` a real HTTP server recording each delivery."""
 
     def __init__(self, secret: str | None = None, port: int = 0) -> None:
         self._verifier = Webhook(secret) if secret else None
-        self._server = LoopbackServer(self._handle, port=port)
+        super().__init__(self._handle, port)
         self.deliveries: list[Delivery] = []
         self._failures: list[_Failure] = []
         self._latency = 0.0
@@ -58,24 +59,12 @@ class Receiver:
 
     # ------------------------------------------------------------------ lifecycle
 
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    async def __aenter__(self) -> Receiver:
-        await self._server.start()
-        return self
-
     async def __aexit__(self, *exc: Any) -> None:
         if self._outage is not None:
             self._outage.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._outage
-        await self._server.stop()
+        await super().__aexit__(*exc)
 
     async def go_down(self) -> None:
         """Stop listening: new connections are refused until `come_up()`."""
