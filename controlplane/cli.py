@@ -15,21 +15,25 @@ def _settings() -> Settings:
     return settings_or_exit()
 
 
+def _migrate_or_exit(settings: Settings) -> None:
+    """Apply migrations; on failure one line on stderr and exit status 1."""
+    from controlplane.db import migrate as run
+
+    try:
+        ok = asyncio.run(run(settings.database_url))
+    except OSError as exc:
+        typer.echo(f"error: postgresql unreachable: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not ok:
+        typer.echo("error: migrations failed", err=True)
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("migrate")
     def migrate() -> None:
         """Apply the control plane's PostgreSQL migrations (idempotent)."""
-        from controlplane.db import migrate as run
-
-        settings = _settings()
-        try:
-            ok = asyncio.run(run(settings.database_url))
-        except OSError as exc:
-            typer.echo(f"error: postgresql unreachable: {exc}", err=True)
-            raise typer.Exit(1) from None
-        if not ok:
-            typer.echo("error: migrations failed", err=True)
-            raise typer.Exit(1)
+        _migrate_or_exit(_settings())
 
     @app.command("controlplane")
     def controlplane(
@@ -38,19 +42,11 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Serve the REST API (uvicorn + uvloop) on FILA_HTTP_HOST:FILA_HTTP_PORT."""
-        from controlplane.db import migrate as run
         from controlplane.server import serve
         from fila import logging as flog
 
         settings = _settings()
         flog.setup(settings, "controlplane")
         if migrate_first:
-            try:
-                ok = asyncio.run(run(settings.database_url))
-            except OSError as exc:
-                typer.echo(f"error: postgresql unreachable: {exc}", err=True)
-                raise typer.Exit(1) from None
-            if not ok:
-                typer.echo("error: migrations failed", err=True)
-                raise typer.Exit(1)
+            _migrate_or_exit(settings)
         serve(settings)
