@@ -8,6 +8,7 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from fila.keys import Keys
 
@@ -63,6 +64,11 @@ class Counters:
     async def bump(self, instance: str | None, counts: Mapping[str, int]) -> None:
         """Add `counts` to the global hash and to the instance's (which is marked seen)."""
         pipe = self.redis.pipeline(transaction=False)
+        self.bump_on(pipe, instance, counts)
+        await pipe.execute()
+
+    def bump_on(self, pipe: Pipeline, instance: str | None, counts: Mapping[str, int]) -> None:
+        """`bump`'s commands queued on the caller's pipeline, to share its round trip."""
         for field, n in counts.items():
             pipe.hincrby(self.keys.stats_global, field, n)
             if instance:
@@ -73,7 +79,6 @@ class Counters:
                 pipe.expire(day_key, 3 * 86400)
         if instance:
             pipe.zadd(self.keys.instances, {instance: time.time()})
-        await pipe.execute()
 
     async def global_counts(self) -> dict[str, int]:
         raw = await self.redis.hgetall(self.keys.stats_global)

@@ -46,6 +46,20 @@ _MAX_PENDING_MONITORING = 1000
 """Unsent queue.error events kept in memory; beyond that they are dropped, never awaited."""
 _NAME_RESERVATION_SECONDS = 3600
 """How long an object name stays reserved (clashes only happen within the same millisecond)."""
+_CLAIM_SCRIPT = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+local stamp = tonumber(ARGV[2])
+local name = ''
+for _ = 1, 1000 do
+  name = ARGV[4] .. string.format('%.0f', stamp) .. ARGV[5]
+  if redis.call('SET', ARGV[3] .. name, ARGV[1], 'NX', 'EX', ARGV[6]) then break end
+  stamp = stamp + 1
+end
+redis.call('SET', KEYS[1], name, 'EX', ARGV[7])
+return name
+"""
+"""`_claim_key` in one atomic round trip: the event's own name, else the first free millisecond."""
 
 Outcome = Literal[
     "queued",
@@ -113,6 +127,7 @@ class Pipeline:
         self.config = config
         self.fetcher = fetcher
         self.store = store
+        self._claim = redis.register_script(_CLAIM_SCRIPT)
         self._background: set[asyncio.Task[None]] = set()
 
     async def process(
@@ -154,15 +169,19 @@ class Pipeline:
     ) -> Outcome:
         instance = event.instance
         seconds = audio.seconds or 0
+        idem = event.idempotency_key
+        # One round trip: count it as received and learn whether it was already queued.
+        pipe = self.redis.pipeline(transaction=False)
         if first:
-            await self.counters.bump(instance, {stats.RECEIVED: 1})
+            self.counters.bump_on(pipe, instance, {stats.RECEIVED: 1})
+        pipe.exists(self.keys.seen(idem))
+        already_seen = bool((await pipe.execute())[-1])
         verdict = (await self.config.filter_for(instance)).verdict(seconds)
         if verdict != "ok":
             await self.counters.bump(instance, {verdict: 1})
             log.debug("filtered", instance=instance, seconds=seconds, verdict=verdict)
             return verdict
-        idem = event.idempotency_key
-        if await self.redis.exists(self.keys.seen(idem)):
+        if already_seen:
             await self.counters.bump(instance, {stats.DUPLICATES: 1})
             log.info("duplicate ignored", id=idem)
             return "duplicate"
@@ -208,10 +227,10 @@ class Pipeline:
         )
         encoded = encode(item)
         await self.publisher.queue_audio(item)
-        await self.redis.set(
-            self.keys.seen(idem), encoded, ex=self.settings.idempotency_ttl_seconds
-        )
-        await self.counters.bump(instance, {stats.PROCESSED: 1})
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.seen(idem), encoded, ex=self.settings.idempotency_ttl_seconds)
+        self.counters.bump_on(pipe, instance, {stats.PROCESSED: 1})
+        await pipe.execute()
         log.info(
             "queued",
             id=idem,
@@ -229,25 +248,21 @@ class Pipeline:
         `audio_<ms>_<instance>` name, so each name is reserved in Redis (a clash takes the
         next millisecond); a redelivered event overwrites its own object instead of adding one.
         """
-        mine = f"{self.keys.prefix}ingest:event-object:{idem}"
-        existing = await self.redis.get(mine)
-        if existing is not None:
-            return existing.decode() if isinstance(existing, bytes) else str(existing)
         stamp = int(time.time() * 1000)
-        name = object_key(instance, mimetype, stamp)
-        for _ in range(1000):
-            name = object_key(instance, mimetype, stamp)
-            reserved = f"{self.keys.prefix}ingest:object:{name}"
-            if await self.redis.set(reserved, idem, nx=True, ex=_NAME_RESERVATION_SECONDS):
-                break
-            stamp += 1
-        ttl = self.settings.idempotency_ttl_seconds
-        if await self.redis.set(mine, name, nx=True, ex=ttl):
-            return name
-        raced = await self.redis.get(mine)  # a concurrent copy of this event claimed first
-        if raced is None:
-            return name
-        return raced.decode() if isinstance(raced, bytes) else str(raced)
+        head, _, tail = object_key(instance, mimetype, stamp).partition(str(stamp))
+        claimed = await self._claim(
+            keys=[f"{self.keys.prefix}ingest:event-object:{idem}"],
+            args=[
+                idem,
+                stamp,
+                f"{self.keys.prefix}ingest:object:",
+                head,
+                tail,
+                _NAME_RESERVATION_SECONDS,
+                self.settings.idempotency_ttl_seconds,
+            ],
+        )
+        return claimed.decode() if isinstance(claimed, bytes) else str(claimed)
 
     async def _defer(
         self, body: bytes, headers: dict[str, Any], idem: str, retry_after_ms: int
