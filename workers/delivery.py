@@ -289,11 +289,13 @@ class DeliveryConsumer:
             log.info("endpoint healthy again, circuit closed", endpoint=url)
             self._hold_until = 0.0
         self._hold_reason = ""
-        await self.counters.bump(audio.instance, {stats.DELIVERED: 1})
-        await stats.record_latency(self.redis, self.keys, "delivery", attempt.seconds)
+        pipe = self.redis.pipeline(transaction=False)  # one round trip for all three
+        self.counters.bump_on(pipe, audio.instance, {stats.DELIVERED: 1})
+        stats.record_latency_on(pipe, self.keys, "delivery", attempt.seconds)
         if audio.receivedAt > 0:
             end_to_end = max(0.0, time.time() - audio.receivedAt / 1000)
-            await stats.record_latency(self.redis, self.keys, "end_to_end", end_to_end)
+            stats.record_latency_on(pipe, self.keys, "end_to_end", end_to_end)
+        await pipe.execute()
 
     async def _retry(
         self,
