@@ -156,6 +156,34 @@ async def test_private_targets_of_every_shape_are_refused_when_blocked(
         assert ok.status_code == 200, ok.text
 
 
+async def test_a_partial_update_judges_only_what_it_sets(
+    settings: Settings, migrated: Settings
+) -> None:
+    """A target stored before the guard was on does not block changing the other one."""
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        client.headers["apikey"] = settings.api_key
+        stored = await client.post(
+            "/webhook/global/config",
+            json={"principal": {"enabled": True, "url": "http://127.0.0.1:9/hook"}},
+        )
+        assert stored.status_code == 200, stored.text
+    guarded = settings.replace(webhook_block_private=True)
+    async with AsyncTestClient(app=create_app(guarded)) as client:
+        client.headers["apikey"] = settings.api_key
+        public = "http://93.184.215.14/monitor"
+        ok = await client.put(
+            "/webhook/global/config", json={"monitoramento": {"enabled": True, "url": public}}
+        )
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["data"]["monitoramento"]["url"] == public
+        refused = await client.put(
+            "/webhook/global/config",
+            json={"monitoramento": {"enabled": True, "url": "http://10.1.2.3/x"}},
+        )
+        assert refused.status_code == 400
+        assert refused.json()["field"] == "monitoramento.url"
+
+
 # ---------------------------------------------------------------------------------- secrets in logs
 
 TAG = uuid.uuid4().hex[:8]

@@ -78,12 +78,15 @@ class WebhookService:
             data=_data(_config(row), iso(row["created_at"]), iso(row["updated_at"])),
         )
 
-    async def _validate(self, value: WebhookConfig) -> None:
+    async def _validate(self, value: WebhookConfig, touched: set[str] | None = None) -> None:
+        """Check what a request sets; a stored target it leaves alone is not judged again."""
         block = self.rt.settings.webhook_block_private
         for name, target in (
             ("principal", value.principal),
             ("monitoramento", value.monitoramento),
         ):
+            if touched is not None and name not in touched:
+                continue
             if target.url:
                 await webhook_url(f"{name}.url", target.url, block)
             elif target.enabled:
@@ -141,7 +144,15 @@ class WebhookService:
             ),
             headers=current.headers if patch.headers is None else patch.headers,
         )
-        await self._validate(value)
+        touched = {
+            name
+            for name, part in (
+                ("principal", patch.principal),
+                ("monitoramento", patch.monitoramento),
+            )
+            if part is not None
+        }
+        await self._validate(value, touched)
         row = await self._save(value)
         return WebhookResponse(
             success=True, data=_data(value, iso(row["created_at"]), iso(row["updated_at"]))
