@@ -207,9 +207,10 @@ class FilaApp(App[None]):
     # ------------------------------------------------------------ editing
 
     def edit_thresholds(self, instances: list[str] | None, row: InstanceRow | None) -> None:
+        defaults = self.settings
         current = AudioFilter(
-            minDurationSeconds=row.minDurationSeconds if row else 3,
-            maxDurationSeconds=row.maxDurationSeconds if row else 7200,
+            minDurationSeconds=row.minDurationSeconds if row else defaults.audio_min_seconds,
+            maxDurationSeconds=row.maxDurationSeconds if row else defaults.audio_max_seconds,
             enabled=row.enabled if row else True,
         )
         self.push_screen(EditThresholds(instances, current), self._applied)

@@ -256,5 +256,5 @@ class InstancesScreen(FilaScreen):
             self.fila.edit_thresholds(names, self.rows.get(names[0]))
 
     def action_edit_all(self) -> None:
-        first = next(iter(self.rows.values()), None)
-        self.fila.edit_thresholds(None, first)
+        """Starts from the fleet defaults, not from whichever instance happens to be first."""
+        self.fila.edit_thresholds(None, None)
