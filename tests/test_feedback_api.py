@@ -3,10 +3,6 @@ with real Redis, PostgreSQL and an Evolution API stub over HTTP."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -21,32 +17,12 @@ from controlplane.app import create_app
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub
 from tests.support import Proc, wait_for
+from tests.test_controlplane_support import free_port, migrated
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = "5511988887777@s.whatsapp.net"
 SPIN, WAIT = "🔄", "⏳"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def feedback_db(base_settings: Settings) -> Settings:
-    """This run's database with the control plane's migrations applied (`fila migrate`)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "fila", "migrate"],
-        env={**os.environ, **base_settings.to_env()},
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return base_settings
+__all__ = ["migrated"]
 
 
 @pytest.fixture
@@ -89,7 +65,7 @@ async def serving(proc: Proc, port: int) -> None:
 
 async def test_control_plane_restart_and_replica_keep_one_loop_per_session(
     settings: Settings,
-    feedback_db: Settings,
+    migrated: Settings,
     stub: EvolutionStub,
     spawn: Callable[..., Proc],
 ) -> None:
@@ -188,7 +164,7 @@ async def test_control_plane_restart_and_replica_keep_one_loop_per_session(
 
 @pytest.fixture
 async def cp(
-    settings: Settings, feedback_db: Settings, stub: EvolutionStub
+    settings: Settings, migrated: Settings, stub: EvolutionStub
 ) -> AsyncIterator[AsyncTestClient[Any]]:
     async with AsyncTestClient(app=create_app(fast(settings, stub)), timeout=30) as client:
         client.headers["apikey"] = settings.api_key

@@ -192,17 +192,20 @@ class Pipeline:
                 await self._defer(body, headers, idem, admission.retryAfterMs)
                 await self.counters.bump(instance, {stats.DEFERRED: 1})
                 return "deferred"
-            await self.counters.bump(instance, {stats.RATE_LIMITED: 1})
-            self._monitor(
-                instance,
-                {
-                    "error": "Rate limit exceeded",
-                    "messageId": event.data.key.id,
-                    "instance": instance,
-                    "retryAfterMs": admission.retryAfterMs,
-                    "tokens": round(admission.globalTokens, 3),
-                },
+            # A rejection is the event's only trace: its report is confirmed before the ack.
+            await self.publisher.monitoring(
+                self._error_event(
+                    instance,
+                    {
+                        "error": "Rate limit exceeded",
+                        "messageId": event.data.key.id,
+                        "instance": instance,
+                        "retryAfterMs": admission.retryAfterMs,
+                        "tokens": round(admission.globalTokens, 3),
+                    },
+                )
             )
+            await self.counters.bump(instance, {stats.RATE_LIMITED: 1})
             return "rateLimited"
         media = await self.fetcher.fetch(event, audio)
         s3_key = await self._claim_key(idem, instance, media.mimetype)
@@ -322,16 +325,18 @@ class Pipeline:
         if len(self._background) >= _MAX_PENDING_MONITORING:
             log.warning("monitoring backlog full, queue.error dropped", instance=instance)
             return
-        event = MonitoringEvent(
+        task = asyncio.create_task(self._send_monitoring(self._error_event(instance, data)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _error_event(self, instance: str | None, data: dict[str, Any]) -> MonitoringEvent:
+        return MonitoringEvent(
             event="queue.error",
             timestamp=iso_now(),
             data=data,
             server_url=self.settings.server_url,
             instance=instance,
         )
-        task = asyncio.create_task(self._send_monitoring(event))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def _send_monitoring(self, event: MonitoringEvent) -> None:
         try:
