@@ -6,9 +6,23 @@ what operators and clients already see on the wire.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import msgspec
+
+_BAD_INSTANCE = re.compile(r"[/\\\x00-\x1f\x7f]")
+"""Characters that would break the `audio_<ms>_<instance>.<ext>` object key or an API path."""
+
+
+def instance_problem(instance: str) -> str | None:
+    """Why an instance name cannot be used, or None; both inputs and the worker apply it."""
+    if not instance.strip():
+        return "is empty"
+    if _BAD_INSTANCE.search(instance):
+        return "has '/', '\\' or control characters"
+    return None
+
 
 # ---------------------------------------------------------------- Evolution API events
 

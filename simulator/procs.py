@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from fila import lifetime
 from fila.settings import Settings
 
 
@@ -56,7 +57,12 @@ class ProcessGroup:
         environ = {**os.environ, **self.settings.to_env(), **(env or {})}
         if foreground:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "fila", *args, env=environ
+                sys.executable,
+                "-m",
+                "fila",
+                *args,
+                env=environ,
+                preexec_fn=lifetime.die_with_parent(),
             )
         else:
             handle = await asyncio.to_thread(log.open, "wb")
@@ -70,8 +76,10 @@ class ProcessGroup:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=handle,
                     stderr=asyncio.subprocess.STDOUT,
-                    # Ctrl-C reaches only the demo, which stops its children in order.
+                    # Ctrl-C reaches only the demo, which stops its children in order;
+                    # a demo killed hard still takes them down.
                     start_new_session=True,
+                    preexec_fn=lifetime.die_with_parent(),
                 )
             finally:
                 handle.close()

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from fila import redisconn, services
+from fila import lifetime, redisconn, services
 from fila.keys import Keys
 from fila.settings import Settings, from_env
 from tests.support import Proc
@@ -158,6 +158,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
             stdout=handle,
             stderr=subprocess.STDOUT,
             cwd=str(ROOT),
+            preexec_fn=lifetime.die_with_parent(),
         )
         handle.close()
         proc = Proc(popen, log)

@@ -97,7 +97,8 @@ async def test_bad_events_on_both_inputs_and_the_good_ones_flow_on(
                 202,
                 "oversized",
             ),
-            ("http", audio_event("shop/1", "HTTP-SLASH", 10, data=noise(10)), 202, "invalid_event"),
+            ("http", audio_event("shop/1", "HTTP-SLASH", 10, data=noise(10)), 400, "instance"),
+            ("http", audio_event("shop\x01", "HTTP-CTRL", 10, data=noise(10)), 400, "instance"),
             ("amqp", b"\x00\xff garbage \xfe", 0, "bad_json"),
             (
                 "amqp",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -151,3 +152,46 @@ async def test_next_execution_honours_the_timezone(cp: AsyncTestClient[Any]) -> 
     assert scheduler.next_run() is None
     schedule = (await cp.get("/cleanup/schedule")).json()
     assert schedule["timezone"] == "America/Sao_Paulo" and schedule["dailyTime"] == "03:15"
+
+
+async def test_the_cron_fires_at_daily_time_in_its_timezone(
+    cp: AsyncTestClient[Any], s3: Any, settings: Settings
+) -> None:
+    """The scheduled run itself: set dailyTime to the coming minute in Kolkata (UTC+05:30)."""
+    zone = zoneinfo.ZoneInfo("Asia/Kolkata")
+    local = dt.datetime.now(zone)
+    due = (local + dt.timedelta(minutes=2 if local.second >= 50 else 1)).replace(
+        second=0, microsecond=0
+    )
+    await _put(s3, settings.s3_bucket, ["audio_1_cron.ogg"])
+    put = await cp.put(
+        "/cleanup/schedule",
+        json={
+            "enabled": True,
+            "dailyTime": due.strftime("%H:%M"),
+            "timezone": "Asia/Kolkata",
+            "retentionDays": 1,
+        },
+    )
+    assert put.status_code == 200, put.text
+    status = (await cp.get("/cleanup/status")).json()
+    assert dt.datetime.fromisoformat(status["nextExecution"]) == due
+
+    async def last_run() -> dict[str, Any] | None:
+        """Nothing else runs a cleanup meanwhile: a run stamped at or after `due` is the cron's."""
+        last = (await cp.get("/cleanup/status")).json()["lastCleanup"]
+        if last and dt.datetime.fromisoformat(last["timestamp"]) >= due:
+            return dict(last)
+        return None
+
+    try:
+        await wait_for(last_run, timeout=(due - local).total_seconds() + 30, interval=0.5)
+        run = await last_run()
+        assert run is not None
+        assert dt.datetime.fromisoformat(run["timestamp"]) - due < dt.timedelta(seconds=10), run
+        assert run["deletedCount"] == 0 and run["errorCount"] == 0, run
+        assert "audio_1_cron.ogg" in await _keys(s3, settings.s3_bucket)
+        status = (await cp.get("/cleanup/status")).json()
+        assert dt.datetime.fromisoformat(status["nextExecution"]) == due + dt.timedelta(days=1)
+    finally:
+        await cp.put("/cleanup/schedule", json={"enabled": False})

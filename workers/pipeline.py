@@ -7,7 +7,6 @@ event is either queued, counted as filtered, refused, held for later, or dead-le
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Any, Literal
 
@@ -17,7 +16,14 @@ import redis.asyncio as aioredis
 from fila import logging as flog
 from fila import stats, topology
 from fila.keys import Keys
-from fila.models import AudioMessage, EvolutionEvent, MonitoringEvent, QueuedAudio, encode
+from fila.models import (
+    AudioMessage,
+    EvolutionEvent,
+    MonitoringEvent,
+    QueuedAudio,
+    encode,
+    instance_problem,
+)
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
 from workers.enqueue import (
@@ -40,8 +46,6 @@ log = flog.get("ingest")
 
 _BROKER_HEADERS = ("x-death", "x-first-death", "x-last-death")
 """Set by RabbitMQ when a delay queue hands an event back; not carried onto what we publish."""
-_BAD_INSTANCE = re.compile(r"[/\\\x00-\x1f\x7f]")
-"""Characters that would break the `audio_<ms>_<instance>.<ext>` object key or the API path."""
 _MAX_PENDING_MONITORING = 1000
 """Unsent queue.error events kept in memory; beyond that they are dropped, never awaited."""
 _NAME_RESERVATION_SECONDS = 3600
@@ -82,12 +86,9 @@ def parse_event(body: bytes) -> EvolutionEvent:
         raise IngestError("invalid_event", str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise IngestError("bad_json", str(exc)) from exc
-    if not event.instance.strip():
-        raise IngestError("invalid_event", "instance is empty - at `$.instance`")
-    if _BAD_INSTANCE.search(event.instance):
-        raise IngestError(
-            "invalid_event", "instance has '/' or control characters - at `$.instance`"
-        )
+    problem = instance_problem(event.instance)
+    if problem:
+        raise IngestError("invalid_event", f"instance {problem} - at `$.instance`")
     if not event.data.key.id.strip():
         raise IngestError("invalid_event", "message id is empty - at `$.data.key.id`")
     return event

@@ -14,6 +14,7 @@ from pamqp.commands import Basic
 
 from controlplane.errors import DependencyDown, FieldError
 from controlplane.runtime import Runtime
+from fila.models import instance_problem
 
 
 class Accepted(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -43,6 +44,9 @@ def event_id(body: dict[str, Any]) -> str:
     instance = body.get("instance")
     if not isinstance(instance, str) or not instance:
         raise FieldError("instance", "is required (string)")
+    problem = instance_problem(instance)
+    if problem:
+        raise FieldError("instance", problem)
     data = body.get("data")
     key = data.get("key") if isinstance(data, dict) else None
     message_id = key.get("id") if isinstance(key, dict) else None
