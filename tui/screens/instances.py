@@ -15,6 +15,7 @@ from fila.views import InstanceRow
 from tui.fleetdata import FleetData
 from tui.screens.base import FilaScreen
 from tui.widgets.cell import Cell
+from tui.widgets.fleettable import FleetTable
 
 
 def age(seconds: float | None, now: float) -> str:
@@ -84,15 +85,15 @@ class InstancesScreen(FilaScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="filter instances (/)", id="filter")
-        table: DataTable[Cell] = DataTable(id="instances", cursor_type="row", zebra_stripes=True)
+        table = FleetTable(id="instances", cursor_type="row", zebra_stripes=True)
         for key, label, _, _ in COLUMNS:
             table.add_column(label, key=key)
         yield table
         yield Static(id="status")
 
     @property
-    def table(self) -> DataTable[Cell]:
-        return self.query_one("#instances", DataTable)
+    def table(self) -> FleetTable:
+        return self.query_one("#instances", FleetTable)
 
     def on_mount(self) -> None:
         self.table.focus()
@@ -110,6 +111,7 @@ class InstancesScreen(FilaScreen):
         table = self.table
         self.now = now
         resort = False
+        changes: list[tuple[str, str, Cell]] = []
         rows_before = self.rows
         self.rows = dict(rows_before)
         for row in rows:
@@ -129,9 +131,10 @@ class InstancesScreen(FilaScreen):
             else:
                 for key, old, new in zip(KEYS, before, texts, strict=True):
                     if old != new:
-                        table.update_cell(row.instance, key, cell(key, new))
+                        changes.append((row.instance, key, cell(key, new)))
                         resort = resort or key == self.sort_key
             self.shown[row.instance] = texts
+        table.set_cells(changes)
         if resort and self.sort_key:
             self._sort()
 
