@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 import zoneinfo
 from typing import Any
 from urllib.parse import urlsplit
 
 from controlplane.errors import FieldError
+from fila.addresses import is_private
 
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -65,12 +65,6 @@ def retention_days(field: str, value: Any) -> int:
     return days
 
 
-def _private(address: str) -> bool:
-    """Anything not globally routable (private, loopback, link-local, CGNAT, multicast…)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local
-
-
 async def webhook_url(field: str, value: Any, block_private: bool) -> str:
     """http/https with a host; with `block_private`, no private, loopback or link-local target."""
     if not isinstance(value, str):
@@ -90,7 +84,7 @@ async def webhook_url(field: str, value: Any, block_private: bool) -> str:
             infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 80)
         except OSError:
             raise FieldError(field, f"host {host!r} does not resolve") from None
-        if any(_private(str(info[4][0])) for info in infos):
+        if any(is_private(str(info[4][0])) for info in infos):
             raise FieldError(field, "must not point at a private or loopback address")
     return value
 

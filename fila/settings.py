@@ -106,7 +106,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     monitoring_batch_size: int = 50
     monitoring_flush_seconds: float = 5.0
     webhook_block_private: bool = False
-    """Refuse webhook URLs that resolve to private/loopback ranges."""
+    """Refuse webhook targets in private/loopback ranges: when saved and at every connection."""
 
     # --- Evolution API ---
     evolution_url: str = "http://127.0.0.1:38091"

@@ -24,6 +24,7 @@ from fila.settings import Settings
 from simulator.receiver import Receiver
 from tests.conftest import ROOT
 from tests.support import Proc, wait_for
+from workers.webhook import Webhooks
 
 Spawn = Callable[..., Proc]
 
@@ -270,6 +271,47 @@ async def test_400_goes_to_dead_letters_and_replay_delivers_it(
         await wait_for(lambda: len(receiver.accepted()) == 2, timeout=60)
         assert sorted(d.webhook_id or "" for d in receiver.accepted()) == [first.id, second.id]
         assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+
+
+async def test_private_target_is_refused_at_connect_time_when_blocked(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """A target stored before the block (or whose DNS moved since) is refused by the worker."""
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        host_url = receiver.url.replace("127.0.0.1", "localhost")
+        await ConfigStore(redis, keys, settings).set_webhook(
+            WebhookConfig(principal=WebhookTarget(enabled=True, url=host_url))
+        )
+        spawn(["worker", "delivery"], fast(settings, webhook_block_private=True))
+        item = audio("inst-private", 40)
+        await publish(channel, item)
+
+        async def dead() -> list[deadletters.DeadLetter]:
+            return await deadletters.browse(channel, topology.GLOBAL_DLQ)
+
+        await wait_for(dead, timeout=60)
+        [letter] = await dead()
+        assert letter.id == item.id and letter.attempts == 1
+        assert letter.reason.startswith("blocked: localhost resolves to private address"), letter
+        assert receiver.deliveries == []
+        assert (await counts(redis, keys, settings))[stats.DELIVERY_FAILED] == 1
+
+
+async def test_public_target_is_not_blocked(settings: Settings, redis: aioredis.Redis) -> None:
+    """The guard refuses private addresses only: a global one is tried, whatever answers."""
+    guarded = settings.replace(webhook_block_private=True, webhook_timeout_seconds=2.0)
+    hooks = Webhooks(guarded, ConfigStore(redis, Keys(settings.redis_prefix), guarded))
+    try:
+        public = await hooks.post("http://93.184.215.14:9/", b"{}", "id-1", {})
+        private = await hooks.post("http://10.1.2.3:9/", b"{}", "id-2", {})
+    finally:
+        await hooks.aclose()
+    assert public.blocked is None
+    assert private.blocked == "10.1.2.3 resolves to private address 10.1.2.3"
 
 
 async def test_receiver_down_for_a_while_loses_nothing(

@@ -264,6 +264,12 @@ class DeliveryConsumer:
             url, payload(audio, self.settings), message_id, config.headers
         )
         attempts = _attempts(message) + 1
+        if attempt.blocked:
+            # A configuration problem, not the receiver's: no retry, no breaker count.
+            await self._dead_letter(
+                message, audio, f"blocked: {attempt.blocked}", attempt, attempts
+            )
+            return
         verdict = retry.verdict(attempt.status)
         if verdict == "delivered":
             await message.ack()

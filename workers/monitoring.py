@@ -125,6 +125,13 @@ class MonitoringSender:
         ):
             with attempt:
                 result = await self.webhooks.post(url, body, message_id, config.headers)
+                if result.blocked:
+                    log.warning(
+                        "monitoring webhook blocked",
+                        monitoring_event=item.event,
+                        reason=result.blocked,
+                    )
+                    return
                 if result.status is None or result.status == 429 or result.status >= 500:
                     raise MonitoringRetry(f"{url}: {result.status} {result.response}")
                 if result.status >= 300:

@@ -12,6 +12,7 @@ from fila.configstore import ConfigStore
 from fila.models import WebhookConfig, WebhookTarget
 from fila.settings import Settings
 from fila.signing import Signer
+from workers.addressguard import blocked_reason, public_only_transport
 
 RESPONSE_SNIPPET = 500
 
@@ -26,6 +27,8 @@ class Attempt(msgspec.Struct, kw_only=True):
     response: str | None
     retry_after: str | None = None
     seconds: float = 0.0
+    blocked: str | None = None
+    """Set when the target resolved to an address the settings forbid (no retry helps)."""
 
 
 def event_url(target: WebhookTarget, by_events: bool, event: str) -> str | None:
@@ -43,10 +46,12 @@ class Webhooks:
     def __init__(self, settings: Settings, store: ConfigStore) -> None:
         self.store = store
         self.signer = Signer(settings.webhook_secret)
+        limits = httpx.Limits(max_connections=max(settings.delivery_concurrency * 2, 20))
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.webhook_timeout_seconds),
-            limits=httpx.Limits(max_connections=max(settings.delivery_concurrency * 2, 20)),
+            limits=limits,
             follow_redirects=False,
+            transport=public_only_transport(limits) if settings.webhook_block_private else None,
         )
         self._config: WebhookConfig | None = None
 
@@ -74,6 +79,7 @@ class Webhooks:
                 status=None,
                 response=f"{type(exc).__name__}: {exc}"[:RESPONSE_SNIPPET],
                 seconds=time.perf_counter() - started,
+                blocked=blocked_reason(exc),
             )
         return Attempt(
             status=response.status_code,
