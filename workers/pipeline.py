@@ -40,7 +40,8 @@ from workers.enqueue import (
 from workers.filtercache import ConfigCache
 from workers.ingesterrors import IngestError
 from workers.media import MediaFetcher
-from workers.storage import AudioStore, object_key
+from workers.objectnames import ObjectNames
+from workers.storage import AudioStore
 
 log = flog.get("ingest")
 
@@ -48,22 +49,6 @@ _BROKER_HEADERS = ("x-death", "x-first-death", "x-last-death")
 """Set by RabbitMQ when a delay queue hands an event back; not carried onto what we publish."""
 _MAX_PENDING_MONITORING = 1000
 """Unsent queue.error events kept in memory; beyond that they are dropped, never awaited."""
-_NAME_RESERVATION_SECONDS = 3600
-"""How long an object name stays reserved (clashes only happen within the same millisecond)."""
-_CLAIM_SCRIPT = """
-local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
-local stamp = tonumber(ARGV[2])
-local name = ''
-for _ = 1, 1000 do
-  name = ARGV[4] .. string.format('%.0f', stamp) .. ARGV[5]
-  if redis.call('SET', ARGV[3] .. name, ARGV[1], 'NX', 'EX', ARGV[6]) then break end
-  stamp = stamp + 1
-end
-redis.call('SET', KEYS[1], name, 'EX', ARGV[7])
-return name
-"""
-"""`_claim_key` in one atomic round trip: the event's own name, else the first free millisecond."""
 
 Outcome = Literal[
     "queued",
@@ -128,7 +113,7 @@ class Pipeline:
         self.config = config
         self.fetcher = fetcher
         self.store = store
-        self._claim = redis.register_script(_CLAIM_SCRIPT)
+        self.names = ObjectNames(redis, self.keys, settings.idempotency_ttl_seconds)
         self._background: set[asyncio.Task[None]] = set()
 
     async def process(
@@ -209,7 +194,7 @@ class Pipeline:
             await self.counters.bump(instance, {stats.RATE_LIMITED: 1})
             return "rateLimited"
         media = await self.fetcher.fetch(event, audio)
-        s3_key = await self._claim_key(idem, instance, media.mimetype)
+        s3_key = await self.names.claim(idem, instance, media.mimetype)
         await self.store.upload(s3_key, media.data, media.mimetype)
         url = await self.store.url_for(s3_key)
         received_at = header_float(headers, H_RECEIVED_AT) or time.time() * 1000
@@ -244,29 +229,6 @@ class Pipeline:
             seconds=seconds,
         )
         return "queued"
-
-    async def _claim_key(self, idem: str, instance: str, mimetype: str) -> str:
-        """One object key per event, unique fleet-wide, reused when the event comes again.
-
-        Two voice notes of one instance in the same millisecond would share the contract's
-        `audio_<ms>_<instance>` name, so each name is reserved in Redis (a clash takes the
-        next millisecond); a redelivered event overwrites its own object instead of adding one.
-        """
-        stamp = int(time.time() * 1000)
-        head, _, tail = object_key(instance, mimetype, stamp).partition(str(stamp))
-        claimed = await self._claim(
-            keys=[f"{self.keys.prefix}ingest:event-object:{idem}"],
-            args=[
-                idem,
-                stamp,
-                f"{self.keys.prefix}ingest:object:",
-                head,
-                tail,
-                _NAME_RESERVATION_SECONDS,
-                self.settings.idempotency_ttl_seconds,
-            ],
-        )
-        return claimed.decode() if isinstance(claimed, bytes) else str(claimed)
 
     async def _defer(
         self, body: bytes, headers: dict[str, Any], idem: str, retry_after_ms: int
