@@ -428,6 +428,17 @@ async def ensure_bucket(settings: Settings) -> None:
             await s3.create_bucket(Bucket=settings.s3_bucket)
 
 
+async def drop_bucket(settings: Settings) -> None:
+    """Delete the bucket and everything in it (namespaces made for a test or a bench run)."""
+    async with s3_client(settings) as s3:
+        paginator = s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=settings.s3_bucket):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                await s3.delete_objects(Bucket=settings.s3_bucket, Delete={"Objects": keys})
+        await s3.delete_bucket(Bucket=settings.s3_bucket)
+
+
 SERVICES: tuple[type[Service], ...] = (Redis, Postgres, RabbitMQ, S3)
 
 

@@ -63,16 +63,6 @@ async def _database(settings: Settings, name: str, create: bool) -> str:
     return urlunsplit(urlsplit(settings.database_url)._replace(path=f"/{name}"))
 
 
-async def _drop_bucket(settings: Settings) -> None:
-    async with services.s3_client(settings) as s3:
-        paginator = s3.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=settings.s3_bucket):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                await s3.delete_objects(Bucket=settings.s3_bucket, Delete={"Objects": keys})
-        await s3.delete_bucket(Bucket=settings.s3_bucket)
-
-
 async def _drop_redis(settings: Settings) -> None:
     client = redisconn.connect(settings)
     try:
@@ -113,7 +103,7 @@ async def isolated(base: Settings) -> AsyncIterator[Settings]:
             with contextlib.suppress(Exception):
                 await _drop_redis(settings)
             with contextlib.suppress(Exception):
-                await _drop_bucket(settings)
+                await services.drop_bucket(settings)
         if db_url:
             with contextlib.suppress(Exception):
                 await _database(base, db_name, create=False)

@@ -7,6 +7,7 @@ test runs at once) never see each other's messages; PostgreSQL gets one database
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -122,6 +123,9 @@ async def settings(base_settings: Settings) -> AsyncIterator[Settings]:
     await services.ensure_bucket(isolated)
     yield isolated
     await asyncio.to_thread(delete_vhost, base_settings, vhost)
+    # The embedded S3 keeps objects in memory: a whole run's buckets would add up.
+    with contextlib.suppress(Exception):
+        await services.drop_bucket(isolated)
     client = aioredis.from_url(base_settings.redis_url)
     try:
         keys = [k async for k in client.scan_iter(match=f"test:{tag}:*", count=1000)]
