@@ -9,11 +9,11 @@ with exactly the styles the stock path would give it (tests compare the two).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
 
 from tui.widgets.cell import Cell
 
@@ -28,13 +28,22 @@ class FleetTable(DataTable[Cell]):
 
         Like `update_cell(..., update_width=False)`: column widths stay as they are.
         """
-        data = self._data
+        data: dict[Any, dict[Any, Cell]] = self._data  # str keys find their Row/ColumnKey
         count = 0
         for row, column, value in changes:
-            data[RowKey(row)][ColumnKey(column)] = value
+            data[row][column] = value
             count += 1
         if count:
             self._update_count += 1
+            # entries keyed by an older update count can never be hit again: let them go now
+            # rather than leave ~1000 lines of segments to the garbage collector's full passes
+            for cache in (
+                self._line_cache,
+                self._row_render_cache,
+                self._cell_render_cache,
+                self._row_renderable_cache,
+            ):
+                cache.clear()
             self.refresh()
 
     def _render_cell(
