@@ -24,6 +24,7 @@ from fila.topology import (
     H_RESPONSE,
     H_STAGE,
     H_STATUS,
+    publish_confirmed,
     queue_depth,
 )
 
@@ -205,7 +206,8 @@ async def replay(
         if progress:
             progress(0, len(matching))
         for message, _letter in matching:
-            await channel.default_exchange.publish(
+            await publish_confirmed(
+                channel,
                 aio_pika.Message(
                     message.body,
                     message_id=message.message_id,
@@ -215,7 +217,7 @@ async def replay(
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     timestamp=message.timestamp,
                 ),
-                routing_key=target,
+                target,
             )
             await message.ack()
             done += 1

@@ -6,6 +6,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+from pamqp.commands import Basic
 
 from fila.settings import Settings
 
@@ -16,6 +17,8 @@ GLOBAL_EXPIRED = "global.messages.expired"
 """Copies of what RabbitMQ itself dead-letters from global.messages (TTL), to be reported."""
 INGEST_DLQ = "fila.ingest.dlq"
 MONITORING_QUEUE = "fila.monitoring"
+MONITORING_DLQ = "fila.monitoring.dlq"
+"""Monitoring events the receiver refused or never took within the retry schedule."""
 MAX_PRIORITY = 10
 GLOBAL_TTL_MS = 3_600_000
 
@@ -37,6 +40,28 @@ GLOBAL_QUEUE_ARGS: dict[str, Any] = {
 async def connect(settings: Settings) -> AbstractRobustConnection:
     """A connection that reconnects by itself and re-declares what was declared on it."""
     return await aio_pika.connect_robust(settings.rabbitmq_url, client_properties={"app": "fila"})
+
+
+class Unroutable(Exception):
+    """RabbitMQ took a publish but no queue received it (the queue is missing)."""
+
+
+async def publish_confirmed(
+    channel: AbstractChannel,
+    message: aio_pika.Message,
+    routing_key: str,
+    timeout: float | None = None,
+) -> None:
+    """Publish to a queue by name; returns only once RabbitMQ has it in that queue.
+
+    The channel must have publisher confirms. A message no queue takes comes back as a
+    return, not an error, so it is raised here: the caller must not ack its source.
+    """
+    confirm = await channel.default_exchange.publish(
+        message, routing_key=routing_key, mandatory=True, timeout=timeout
+    )
+    if not isinstance(confirm, Basic.Ack):
+        raise Unroutable(f"queue {routing_key!r} does not exist: message not taken")
 
 
 async def declare_global(channel: AbstractChannel) -> AbstractQueue:
@@ -73,6 +98,8 @@ async def declare_ingest(channel: AbstractChannel, settings: Settings) -> Abstra
 
 
 async def declare_monitoring(channel: AbstractChannel) -> AbstractQueue:
+    """`fila.monitoring` (no TTL: a report waits for its receiver) and its dead letters."""
+    await channel.declare_queue(MONITORING_DLQ, durable=True)
     return await channel.declare_queue(MONITORING_QUEUE, durable=True)
 
 

@@ -327,7 +327,15 @@ class DeliveryConsumer:
         headers[topology.H_ATTEMPTS] = attempts
         if attempt.status is not None:
             headers[topology.H_STATUS] = attempt.status
-        await self.channel.default_exchange.publish(self._copy(message, headers), routing_key=name)
+        copy = self._copy(message, headers)
+        try:
+            await topology.publish_confirmed(self.channel, copy, name)
+        except topology.Unroutable:
+            # Deleted since we declared it (an operator, a broker reset): declare again, once.
+            self._delays.discard(name)
+            await topology.declare_delay(self.channel, topology.GLOBAL_QUEUE, delay)
+            self._delays.add(name)
+            await topology.publish_confirmed(self.channel, copy, name)
         await message.ack()
         log.info(
             "delivery retried later",
@@ -372,9 +380,12 @@ class DeliveryConsumer:
             headers[topology.H_STATUS] = attempt.status
         if attempt.response:
             headers[topology.H_RESPONSE] = attempt.response[:500]
-        await self.channel.default_exchange.publish(
-            self._copy(message, headers), routing_key=topology.GLOBAL_DLQ
-        )
+        copy = self._copy(message, headers)
+        try:
+            await topology.publish_confirmed(self.channel, copy, topology.GLOBAL_DLQ)
+        except topology.Unroutable:
+            await topology.declare_global(self.channel)  # deleted under us: declare it again
+            await topology.publish_confirmed(self.channel, copy, topology.GLOBAL_DLQ)
         await message.ack()
         self.fleet.record(False)
         instance = audio.instance if audio else None

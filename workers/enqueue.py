@@ -24,6 +24,7 @@ RETRY_TIERS_MS = (1000, 5000, 15000, 30000, 60000)
 H_DEFERRALS = "x-fila-deferrals"
 H_RECEIVED_AT = "x-fila-received-at"
 H_DETAIL = "x-fila-detail"
+_DECLARED_HERE = (topology.GLOBAL_QUEUE, topology.INGEST_DLQ, topology.MONITORING_QUEUE)
 
 
 def priority_for(instance: str) -> int:
@@ -62,7 +63,14 @@ class Publisher:
         await self._channel.declare_queue(topology.INGEST_DLQ, durable=True)
 
     async def _publish(self, message: aio_pika.Message, routing_key: str) -> None:
-        await self._channel.default_exchange.publish(message, routing_key=routing_key)
+        try:
+            await topology.publish_confirmed(self._channel, message, routing_key)
+        except topology.Unroutable:
+            if routing_key not in _DECLARED_HERE:
+                raise
+            # Deleted under us (an operator, a broker reset): declare the topology again, once.
+            await self.declare()
+            await topology.publish_confirmed(self._channel, message, routing_key)
 
     async def queue_audio(self, item: QueuedAudio) -> None:
         await self._publish(
@@ -113,19 +121,24 @@ class Publisher:
     ) -> None:
         """Back onto the ingest queue after `delay_ms`, via a TTL queue."""
         name = topology.delay_queue_name(self._settings.ingest_queue, delay_ms)
+        message = aio_pika.Message(
+            body,
+            headers=headers,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+        )
         if name not in self._delays:
             await topology.declare_delay(self._channel, self._settings.ingest_queue, delay_ms)
             self._delays.add(name)
-        await self._publish(
-            aio_pika.Message(
-                body,
-                headers=headers,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=message_id,
-            ),
-            name,
-        )
+        try:
+            await self._publish(message, name)
+        except topology.Unroutable:
+            # Deleted since we declared it (an operator, a broker reset): declare again, once.
+            self._delays.discard(name)
+            await topology.declare_delay(self._channel, self._settings.ingest_queue, delay_ms)
+            self._delays.add(name)
+            await self._publish(message, name)
 
     async def monitoring(self, event: MonitoringEvent) -> None:
         await self._publish(

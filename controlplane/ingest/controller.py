@@ -10,10 +10,10 @@ import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
-from pamqp.commands import Basic
 
 from controlplane.errors import DependencyDown, FieldError
 from controlplane.runtime import Runtime
+from fila import topology
 from fila.models import instance_problem
 
 
@@ -65,13 +65,13 @@ async def enqueue(rt: Runtime, raw: bytes, ident: str) -> None:
         headers={"x-fila-source": "http"},
     )
     try:
-        confirm = await rt.channel.default_exchange.publish(
-            message, routing_key=rt.settings.ingest_queue, mandatory=True, timeout=10
-        )
+        await topology.publish_confirmed(rt.channel, message, rt.settings.ingest_queue, timeout=10)
+    except topology.Unroutable:
+        raise DependencyDown(
+            "rabbitmq", f"ingest queue {rt.settings.ingest_queue!r} refused it"
+        ) from None
     except (aiormq.exceptions.AMQPError, TimeoutError, ConnectionError) as exc:
         raise DependencyDown("rabbitmq", str(exc) or type(exc).__name__) from None
-    if not isinstance(confirm, Basic.Ack):
-        raise DependencyDown("rabbitmq", f"ingest queue {rt.settings.ingest_queue!r} refused it")
 
 
 class IngestController(Controller):
