@@ -27,11 +27,14 @@ def instance_problem(instance: str) -> str | None:
 # ---------------------------------------------------------------- Evolution API events
 
 
-class MessageKey(msgspec.Struct, kw_only=True, omit_defaults=True):
+class MessageKey(msgspec.Struct, kw_only=True):
+    """`fromMe` is always written (the contract's key{remoteJid, fromMe, id}), false if absent;
+    `participant` (group messages) only when the event had one."""
+
     remoteJid: str
     id: str
     fromMe: bool = False
-    participant: str | None = None
+    participant: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class AudioMessage(msgspec.Struct, kw_only=True, omit_defaults=True):

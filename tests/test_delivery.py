@@ -65,7 +65,8 @@ def contract_body(item: QueuedAudio, settings: Settings) -> dict[str, Any]:
         "event": "messages.upsert",
         "instance": item.instance,
         "data": {
-            "key": msgspec.to_builtins(item.key),
+            # Written out, not encoded by the same model: fromMe must be there even when false.
+            "key": {"remoteJid": item.key.remoteJid, "fromMe": item.key.fromMe, "id": item.key.id},
             "message": item.message,
             "audioUrl": item.audioUrl,
             "audioDuration": item.audioDuration,
