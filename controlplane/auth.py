@@ -16,12 +16,14 @@ PUBLIC = {"public": True}
 def require_apikey(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Constant-time comparison, so the key cannot be guessed byte by byte from timings."""
+    """Constant-time comparison, so the key cannot be guessed byte by byte from timings.
+
+    An empty header never passes, even against a key that is empty by mistake."""
     if handler.opt.get("public"):
         return
     expected: str = connection.app.state.settings.api_key
     given = connection.headers.get("apikey")
-    if given is None:
+    if not given:
         raise NotAuthorizedException("apikey: header is required")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise NotAuthorizedException("apikey: wrong key")

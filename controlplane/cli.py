@@ -29,6 +29,17 @@ def _migrate_or_exit(settings: Settings) -> None:
         raise typer.Exit(1)
 
 
+def _redis_or_exit(settings: Settings) -> None:
+    """Wait (bounded) for Redis; if it never answers, one line on stderr and exit status 1."""
+    from fila import redisconn
+
+    try:
+        asyncio.run(redisconn.wait_ready(settings))
+    except redisconn.RedisUnreachable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command("migrate")
     def migrate() -> None:
@@ -49,4 +60,5 @@ def register(app: typer.Typer) -> None:
         flog.setup(settings, "controlplane")
         if migrate_first:
             _migrate_or_exit(settings)
+        _redis_or_exit(settings)
         serve(settings)

@@ -6,6 +6,8 @@ raises `SettingsError` whose message is one line naming the variable.
 
 from __future__ import annotations
 
+import binascii
+import math
 import os
 import re
 import zoneinfo
@@ -50,6 +52,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str = "redis://127.0.0.1:36379/0"
     redis_prefix: str = "fila:"
     """Prefix of every Redis key and pub/sub channel (lets several deployments share a server)."""
+    redis_wait_seconds: float = 30.0
+    """How long a starting worker or control plane waits for Redis before exiting with one line."""
 
     # --- PostgreSQL ---
     database_url: str = "postgresql://fila:fila@127.0.0.1:35432/fila"
@@ -204,7 +208,11 @@ _POSITIVE = (
     "s3_multipart_threshold",
     "max_audio_bytes",
     "filter_cache_ttl_seconds",
+    "redis_wait_seconds",
 )
+_NAMES = ("evolution_exchange", "evolution_routing_key", "ingest_queue", "s3_bucket", "api_key")
+"""Strings that name something (queue, exchange, bucket) or guard the API: never blank."""
+_WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/]+={0,2}")
 
 
 def _fail(field: str, message: str) -> SettingsError:
@@ -223,7 +231,26 @@ def _check_url(field: str, value: str, schemes: tuple[str, ...]) -> None:
         raise _fail(field, f"URL has a bad port (got {value!r})") from None
 
 
+def _check_webhook_secret(secret: str) -> None:
+    """Decoded as `fila.signing` will (standardwebhooks), so a bad one fails here, not later."""
+    from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
+
+    if not _WEBHOOK_SECRET.fullmatch(secret):
+        raise _fail("webhook_secret", "must be whsec_ followed by standard base64")
+    try:
+        Webhook(secret)
+    except (binascii.Error, ValueError, EmptyWebhookSecretError):
+        raise _fail("webhook_secret", "must be whsec_ followed by standard base64") from None
+
+
 def _validate(s: Settings) -> None:
+    for field in s.__struct_fields__:
+        value = getattr(s, field)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _fail(field, f"must be finite (got {value})")
+    for field in _NAMES:
+        if not getattr(s, field).strip():
+            raise _fail(field, "must not be empty")
     for field, schemes in _URL_SCHEMES.items():
         _check_url(field, getattr(s, field), schemes)
     for field, schemes in _OPTIONAL_URLS.items():
@@ -232,6 +259,8 @@ def _validate(s: Settings) -> None:
     for field in _POSITIVE:
         if getattr(s, field) <= 0:
             raise _fail(field, f"must be greater than 0 (got {getattr(s, field)})")
+    if s.http_port > 65535:
+        raise _fail("http_port", f"must be a TCP port, 1 to 65535 (got {s.http_port})")
     if not 1 <= s.audio_min_seconds <= 300:
         raise _fail("audio_min_seconds", f"must be between 1 and 300 (got {s.audio_min_seconds})")
     if not s.audio_min_seconds <= s.audio_max_seconds <= 7200:
@@ -247,12 +276,11 @@ def _validate(s: Settings) -> None:
         schedule = s.retry_schedule
     except ValueError:
         raise _fail("delivery_retry_schedule", "must be comma-separated seconds") from None
-    if any(x <= 0 for x in schedule):
-        raise _fail("delivery_retry_schedule", "every delay must be greater than 0")
+    if not all(math.isfinite(x) and x > 0 for x in schedule):
+        raise _fail("delivery_retry_schedule", "every delay must be a finite number above 0")
     if not s.feedback_cycle:
         raise _fail("feedback_emojis", "needs at least one emoji")
-    if not s.webhook_secret.startswith("whsec_"):
-        raise _fail("webhook_secret", "must start with whsec_ (Standard Webhooks secret)")
+    _check_webhook_secret(s.webhook_secret)
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise _fail("log_level", f"must be DEBUG, INFO, WARNING or ERROR (got {s.log_level!r})")
 

@@ -57,7 +57,7 @@ async def frames(
 def summary(ms: list[float]) -> str:
     ordered = sorted(ms)
     p95 = ordered[max(0, int(0.95 * len(ordered)) - 1)]
-    return f"median {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms"
+    return f"median {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms, max {ordered[-1]:.1f} ms"
 
 
 async def cpu_share(rows: int, seconds: float, server: str | None) -> tuple[float, int]:

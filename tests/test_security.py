@@ -19,7 +19,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from controlplane.app import create_app
@@ -68,6 +70,27 @@ async def test_near_miss_keys_are_refused_on_every_route(cp: AsyncTestClient[Any
                 assert response.json()["message"] == "apikey: wrong key"
                 checked += 1
     assert checked >= 30 * 6
+    assert (await cp.get("/queue/stats")).status_code == 200  # the right key still works
+
+
+async def test_an_empty_header_is_refused_even_against_an_empty_key(
+    cp: AsyncTestClient[Any], settings: Settings
+) -> None:
+    """Settings refuse FILA_API_KEY=""; should an empty key reach the guard anyway,
+    `compare_digest(b"", b"")` is true, so the empty header must be refused before it."""
+    app = cp.app
+    assert isinstance(app, Litestar)
+    for key in ("", settings.api_key):
+        forced = settings.replace()
+        msgspec.structs.force_setattr(forced, "api_key", key)  # past the settings check
+        app.state.settings = forced
+        for headers in ({"apikey": ""}, {}):
+            request = cp.build_request("GET", "/queue/stats")
+            request.headers.pop("apikey", None)
+            request.headers.update(headers)
+            response = await cp.send(request)
+            assert response.status_code == 401, (key, headers, response.text)
+            assert response.json()["message"] == "apikey: header is required"
     assert (await cp.get("/queue/stats")).status_code == 200  # the right key still works
 
 

@@ -29,6 +29,25 @@ def test_defaults_match_reference_design() -> None:
         ("FILA_CLEANUP_TIMEZONE", "Mars/Olympus", "FILA_CLEANUP_TIMEZONE: unknown IANA"),
         ("FILA_RATE_POLICY", "drop", "FILA_RATE_POLICY"),
         ("FILA_AUDIO_MIN_SECONDS", "301", "FILA_AUDIO_MIN_SECONDS"),
+        ("FILA_API_KEY", "", "FILA_API_KEY: must not be empty"),
+        ("FILA_API_KEY", "  ", "FILA_API_KEY: must not be empty"),
+        ("FILA_FEEDBACK_INTERVAL_SECONDS", "nan", "FILA_FEEDBACK_INTERVAL_SECONDS: must be finite"),
+        ("FILA_RATE_REFILL_PER_MINUTE", "nan", "FILA_RATE_REFILL_PER_MINUTE: must be finite"),
+        ("FILA_WEBHOOK_TIMEOUT_SECONDS", "inf", "FILA_WEBHOOK_TIMEOUT_SECONDS: must be finite"),
+        ("FILA_BREAKER_PROBE_SECONDS", "-inf", "FILA_BREAKER_PROBE_SECONDS: must be finite"),
+        ("FILA_DELIVERY_RETRY_SCHEDULE", "1,nan", "FILA_DELIVERY_RETRY_SCHEDULE"),
+        ("FILA_DELIVERY_RETRY_SCHEDULE", "1,inf", "FILA_DELIVERY_RETRY_SCHEDULE"),
+        ("FILA_HTTP_PORT", "70000", "FILA_HTTP_PORT: must be a TCP port"),
+        ("FILA_HTTP_PORT", "65536", "FILA_HTTP_PORT: must be a TCP port"),
+        ("FILA_HTTP_PORT", "0", "FILA_HTTP_PORT"),
+        ("FILA_WEBHOOK_SECRET", "whsec_not base64!", "FILA_WEBHOOK_SECRET: must be whsec_"),
+        ("FILA_WEBHOOK_SECRET", "whsec_a", "FILA_WEBHOOK_SECRET: must be whsec_"),
+        ("FILA_WEBHOOK_SECRET", "whsec_", "FILA_WEBHOOK_SECRET: must be whsec_"),
+        ("FILA_WEBHOOK_SECRET", "c2VjcmV0", "FILA_WEBHOOK_SECRET: must be whsec_"),
+        ("FILA_INGEST_QUEUE", "", "FILA_INGEST_QUEUE: must not be empty"),
+        ("FILA_EVOLUTION_EXCHANGE", "", "FILA_EVOLUTION_EXCHANGE: must not be empty"),
+        ("FILA_EVOLUTION_ROUTING_KEY", " ", "FILA_EVOLUTION_ROUTING_KEY: must not be empty"),
+        ("FILA_S3_BUCKET", "", "FILA_S3_BUCKET: must not be empty"),
     ],
 )
 def test_bad_value_names_the_variable(var: str, value: str, needle: str) -> None:
@@ -36,6 +55,15 @@ def test_bad_value_names_the_variable(var: str, value: str, needle: str) -> None
         from_env({var: value}, dotenv=None)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_every_secret_accepted_is_one_the_signer_takes() -> None:
+    """The check is `fila.signing`'s own decoding: what passes here cannot crash delivery."""
+    from fila.signing import Signer
+
+    for secret in ("whsec_c2VjcmV0", "whsec_c2VjcmV0IQ", "whsec_c2VjcmV0IQ=="):
+        s = from_env({"FILA_WEBHOOK_SECRET": secret}, dotenv=None)
+        assert Signer(s.webhook_secret).headers("msg_1", b"{}")["webhook-signature"]
 
 
 def test_env_round_trip() -> None:

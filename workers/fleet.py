@@ -230,4 +230,17 @@ def run(
     except SettingsError as exc:
         raise SystemExit(f"error: {exc}") from None
     flog.setup(settings, f"worker-{role}")
-    uvloop.run(serve(settings, role, build))
+    try:
+        uvloop.run(_serve_when_redis_answers(settings, role, build))
+    except redisconn.RedisUnreachable as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+async def _serve_when_redis_answers(
+    settings: Settings,
+    role: WorkerRole,
+    build: Callable[[Settings, aioredis.Redis, Fleet], Awaitable[Consumer]],
+) -> None:
+    """A dead Redis stops the start in one line rather than a traceback from deep inside."""
+    await redisconn.wait_ready(settings)
+    await serve(settings, role, build)
