@@ -162,6 +162,14 @@ async def test_export_then_import_round_trip(cp: AsyncTestClient[Any]) -> None:
     assert refused.status_code == 400
     assert refused.json()["field"] == "filters.ex-3.minDurationSeconds"
     assert "ex-3" not in (await cp.get("/config/export")).json()["filters"]  # nothing written
+    # A bad webhook URL is refused before the (valid) filters ahead of it are written.
+    late = json.loads(json.dumps(changed))
+    late["filters"]["ex-4"] = _filter(4, 40, True)
+    late["webhook"]["principal"] = {"enabled": True, "url": "ftp://example.com/in"}
+    refused = await cp.post("/config/import", json=late)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["field"] == "webhook.principal.url"
+    assert "ex-4" not in (await cp.get("/config/export")).json()["filters"]
     exported["ratelimit"]["capacity"] = 500
     assert (await cp.post("/config/import", json=exported)).status_code == 200
 

@@ -28,7 +28,7 @@ class ConfigService:
             emergency=await FilterService(self.rt).emergency(),
         )
 
-    def _check(self, doc: ConfigDocument) -> None:
+    async def _check(self, doc: ConfigDocument) -> None:
         for name, f in doc.filters.items():
             audio_bounds(
                 f.minDurationSeconds, f.maxDurationSeconds, f.enabled, prefix=f"filters.{name}."
@@ -42,9 +42,11 @@ class ConfigService:
         if doc.emergency is not None:
             e = doc.emergency
             audio_bounds(e.minDurationSeconds, e.maxDurationSeconds, e.enabled, "emergency.")
+        if doc.webhook is not None:
+            await WebhookService(self.rt).validate(doc.webhook, prefix="webhook.")
 
     async def load(self, doc: ConfigDocument) -> ImportResult:
-        self._check(doc)
+        await self._check(doc)
         filters = FilterService(self.rt)
         by_value: dict[tuple[int, int, bool], list[str]] = {}
         for name, f in doc.filters.items():

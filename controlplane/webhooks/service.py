@@ -78,7 +78,9 @@ class WebhookService:
             data=_data(_config(row), iso(row["created_at"]), iso(row["updated_at"])),
         )
 
-    async def _validate(self, value: WebhookConfig, touched: set[str] | None = None) -> None:
+    async def validate(
+        self, value: WebhookConfig, touched: set[str] | None = None, prefix: str = ""
+    ) -> None:
         """Check what a request sets; a stored target it leaves alone is not judged again."""
         block = self.rt.settings.webhook_block_private
         for name, target in (
@@ -88,10 +90,10 @@ class WebhookService:
             if touched is not None and name not in touched:
                 continue
             if target.url:
-                await webhook_url(f"{name}.url", target.url, block)
+                await webhook_url(f"{prefix}{name}.url", target.url, block)
             elif target.enabled:
-                raise FieldError(f"{name}.url", "is required when enabled")
-        header_map("headers", value.headers)
+                raise FieldError(f"{prefix}{name}.url", "is required when enabled")
+        header_map(f"{prefix}headers", value.headers)
 
     async def _save(self, value: WebhookConfig, disabled: bool = False) -> dict[str, Any]:
         at = now()
@@ -152,7 +154,7 @@ class WebhookService:
             )
             if part is not None
         }
-        await self._validate(value, touched)
+        await self.validate(value, touched)
         row = await self._save(value)
         return WebhookResponse(
             success=True, data=_data(value, iso(row["created_at"]), iso(row["updated_at"]))
@@ -160,7 +162,7 @@ class WebhookService:
 
     async def replace(self, value: WebhookConfig) -> None:
         """Set the whole configuration (config import)."""
-        await self._validate(value)
+        await self.validate(value)
         await self._save(value)
 
     async def disable(self) -> DisabledResponse:
