@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fila.configstore import ConfigStore
@@ -64,3 +65,32 @@ async def test_cache_serves_until_ttl_or_matching_invalidation(
     assert (await cache.ratelimit()).capacity == settings.rate_capacity
     cache.invalidate(_msg("all"))
     assert (await cache.ratelimit()).capacity == 7
+
+
+class SlowStore(ConfigStore):
+    """Holds each filter read, after it has read Redis, until the test lets it go."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def filter_for(self, instance: str) -> AudioFilter:
+        value = await super().filter_for(instance)
+        self.read.set()
+        await self.release.wait()
+        return value
+
+
+async def test_a_change_announced_during_a_read_is_not_hidden_by_it(
+    settings: Settings, redis: Any, keys: Keys
+) -> None:
+    store = SlowStore(redis, keys, settings)
+    cache = ConfigCache(store, ttl=300)
+    reading = asyncio.create_task(cache.filter_for("race"))
+    await store.read.wait()  # the old value is read, not yet cached
+    await store.set_filter("race", AudioFilter(minDurationSeconds=9, maxDurationSeconds=90))
+    cache.invalidate(_msg("filters", "race"))
+    store.release.set()
+    assert (await reading).minDurationSeconds == settings.audio_min_seconds  # was in flight
+    assert (await cache.filter_for("race")).minDurationSeconds == 9  # not the stale read

@@ -28,6 +28,8 @@ class ConfigCache:
         self._filters: dict[str, tuple[float, AudioFilter]] = {}
         self._emergency: tuple[float, EmergencyFilter] | None = None
         self._ratelimit: tuple[float, RateLimitConfig] | None = None
+        self._generation = 0
+        """Bumped by every invalidation: a read that started before one is not cached."""
 
     def _fresh(self, stamp: float) -> bool:
         return self._clock() - stamp < self._ttl
@@ -44,26 +46,33 @@ class ConfigCache:
         cached = self._filters.get(instance)
         if cached and self._fresh(cached[0]):
             return cached[1]
+        generation = self._generation
         value = await self._store.filter_for(instance)
-        self._filters[instance] = (self._clock(), value)
+        if generation == self._generation:
+            self._filters[instance] = (self._clock(), value)
         return value
 
     async def emergency(self) -> EmergencyFilter:
         if self._emergency and self._fresh(self._emergency[0]):
             return self._emergency[1]
+        generation = self._generation
         value = await self._store.emergency()
-        self._emergency = (self._clock(), value)
+        if generation == self._generation:
+            self._emergency = (self._clock(), value)
         return value
 
     async def ratelimit(self) -> RateLimitConfig:
         if self._ratelimit and self._fresh(self._ratelimit[0]):
             return self._ratelimit[1]
+        generation = self._generation
         value = await self._store.ratelimit()
-        self._ratelimit = (self._clock(), value)
+        if generation == self._generation:
+            self._ratelimit = (self._clock(), value)
         return value
 
     def invalidate(self, message: ControlMessage) -> None:
         """Forget what `message` says changed (instance-specific for filter edits)."""
+        self._generation += 1
         scope = message.scope
         if scope in ("filters", "all", None):
             if message.instance and scope == "filters":
