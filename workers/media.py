@@ -17,6 +17,7 @@ import stamina
 from fila import logging as flog
 from fila import mediacrypto
 from fila.models import AudioMessage, EvolutionEvent
+from fila.offload import off_loop
 from fila.settings import Settings
 from workers.ingesterrors import IngestError
 
@@ -24,6 +25,7 @@ log = flog.get("ingest.media")
 
 
 _ENC_OVERHEAD = 16 + mediacrypto.MAC_LENGTH
+
 """Padding plus MAC: an `.enc` of allowed audio is at most this much larger than the limit."""
 
 
@@ -71,7 +73,7 @@ class MediaFetcher:
         limit = self._settings.max_audio_bytes
         inline = event.base64()
         if inline is not None:
-            data = decode_base64(inline, limit, "message.base64")
+            data = await off_loop(len(inline), decode_base64, inline, limit, "message.base64")
             return Media(data=data, mimetype=audio.mimetype, source="base64")
         evolution_error: IngestError | None = None
         try:
@@ -119,7 +121,8 @@ class MediaFetcher:
         text = payload.get("base64") if isinstance(payload, dict) else None
         if not isinstance(text, str) or not text:
             return None
-        data = decode_base64(text, self._settings.max_audio_bytes, "getBase64 base64")
+        limit = self._settings.max_audio_bytes
+        data = await off_loop(len(text), decode_base64, text, limit, "getBase64 base64")
         mimetype = payload.get("mimetype") or audio.mimetype
         return Media(data=data, mimetype=str(mimetype), source="evolution")
 
@@ -149,8 +152,13 @@ class MediaFetcher:
         except _Transient as exc:
             raise IngestError("download_failed", str(exc), transient=True) from exc
         try:
-            data = mediacrypto.decrypt(
-                enc, media_key, file_sha256=file_sha, file_enc_sha256=file_enc_sha
+            data = await off_loop(
+                len(enc),
+                mediacrypto.decrypt,
+                enc,
+                media_key,
+                file_sha256=file_sha,
+                file_enc_sha256=file_enc_sha,
             )
         except mediacrypto.MediaError as exc:
             raise IngestError(exc.reason, exc.detail) from exc

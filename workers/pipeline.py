@@ -24,6 +24,7 @@ from fila.models import (
     encode,
     instance_problem,
 )
+from fila.offload import off_loop
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
 from workers.enqueue import (
@@ -124,7 +125,7 @@ class Pipeline:
         attempts = header_int(headers, topology.H_ATTEMPTS)
         event: EvolutionEvent | None = None
         try:
-            event = parse_event(body)
+            event = await off_loop(len(body), parse_event, body)
             audio = audio_of(event)
             if audio is None:
                 await self._non_audio(event)

@@ -15,6 +15,7 @@ from controlplane.errors import DependencyDown, FieldError
 from controlplane.runtime import Runtime
 from fila import topology
 from fila.models import instance_problem
+from fila.offload import off_loop
 
 
 class Accepted(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -96,7 +97,7 @@ class IngestController(Controller):
 async def accept(rt: Runtime, raw: bytes, path_event: str | None) -> Response[Accepted]:
     """Events other than the one the ingest queue is bound to are answered 200, not queued,
     as the RabbitMQ binding would skip them (Evolution API posts every enabled event)."""
-    body = parse(raw)
+    body = await off_loop(len(raw), parse, raw)
     named = body.get("event") if isinstance(body.get("event"), str) else path_event
     wanted = _normal(rt.settings.evolution_routing_key)
     if named is not None and _normal(str(named)) != wanted:
