@@ -85,6 +85,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audio_min_seconds: int = 3
     audio_max_seconds: int = 7200
     filter_cache_ttl_seconds: float = 300.0
+    """How long a worker trusts its cached filters and webhook config if no change is announced."""
 
     # --- workers ---
     ingest_concurrency: int = 16
@@ -109,6 +110,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stats_interval_seconds: float = 60.0
     monitoring_batch_size: int = 50
     monitoring_flush_seconds: float = 5.0
+    monitoring_retry_schedule: str = "5,30,60,300,600,900,1800,3600"
+    """Seconds between tries of a monitoring event not taken (~2 h), then fila.monitoring.dlq."""
     webhook_block_private: bool = False
     """Refuse webhook targets in private/loopback ranges: when saved and at every connection."""
 
@@ -144,6 +147,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def retry_schedule(self) -> list[float]:
         """Delivery retry delays in seconds."""
         return [float(x) for x in self.delivery_retry_schedule.split(",") if x.strip()]
+
+    @property
+    def monitoring_retries(self) -> list[float]:
+        """Monitoring retry delays in seconds."""
+        return [float(x) for x in self.monitoring_retry_schedule.split(",") if x.strip()]
 
     @property
     def feedback_cycle(self) -> list[str]:
@@ -278,6 +286,12 @@ def _validate(s: Settings) -> None:
         raise _fail("delivery_retry_schedule", "must be comma-separated seconds") from None
     if not all(math.isfinite(x) and x > 0 for x in schedule):
         raise _fail("delivery_retry_schedule", "every delay must be a finite number above 0")
+    try:
+        monitoring = s.monitoring_retries
+    except ValueError:
+        raise _fail("monitoring_retry_schedule", "must be comma-separated seconds") from None
+    if not monitoring or not all(math.isfinite(x) and x > 0 for x in monitoring):
+        raise _fail("monitoring_retry_schedule", "needs delays, each a finite number above 0")
     if not s.feedback_cycle:
         raise _fail("feedback_emojis", "needs at least one emoji")
     _check_webhook_secret(s.webhook_secret)

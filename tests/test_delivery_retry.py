@@ -31,8 +31,21 @@ def test_retry_after_rounds_up_to_a_tier() -> None:
     assert retry.delay_ms(SCHEDULE, 1, retry_after=3) == 5000
     assert retry.delay_ms(SCHEDULE, 1, retry_after=0.5) == 1000
     assert retry.delay_ms(SCHEDULE, 2, retry_after=2) == 5000
-    assert retry.delay_ms(SCHEDULE, 1, retry_after=90.2) == 91000
+    assert retry.delay_ms(SCHEDULE, 1, retry_after=90.2) == 120_000
+    assert retry.delay_ms(SCHEDULE, 1, retry_after=31) == 60_000
+    assert retry.delay_ms(SCHEDULE, 1, retry_after=1801) == 3_600_000
     assert retry.delay_ms(SCHEDULE, 1, retry_after=10**6) == 3_600_000
+    assert retry.delay_ms([7.0], 1, retry_after=6) == 7000  # the schedule's own tiers count too
+
+
+def test_retry_after_makes_few_delay_queues() -> None:
+    """Every Retry-After from 0 s to over an hour lands on the ladder or a schedule tier."""
+    delays = {
+        retry.delay_ms(SCHEDULE, 1, retry_after=tenths / 10) for tenths in range(0, 40_000, 7)
+    }
+    allowed = {int(s * 1000) for s in (*SCHEDULE, *retry.RETRY_AFTER_LADDER)}
+    assert delays <= allowed
+    assert len(delays) <= len(allowed) == 13
 
 
 def test_retry_after_header_forms() -> None:

@@ -1,7 +1,9 @@
 """The monitoring webhook: events from every worker, batched, POSTed in parallel, retried.
 
 Nothing here may block or fail deliveries: publishing is best effort, sending happens on its
-own channel and tasks, and an event that cannot be sent is acknowledged after a log line.
+own channel and tasks. An event the receiver does not take goes back to RabbitMQ through a delay
+queue (`monitoring_retry_schedule`) and, once that is exhausted or the receiver refuses it, to
+fila.monitoring.dlq with a reason: a report is never acknowledged unsent.
 """
 
 from __future__ import annotations
@@ -9,25 +11,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
 import aio_pika
 import msgspec
-import stamina
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from fila import logging as flog
+from fila import topology
+from fila.deadletters import fresh_headers
 from fila.models import MonitoringEvent, MonitoringKind, encode
 from fila.settings import Settings
 from fila.topology import MONITORING_QUEUE, declare_monitoring
-from workers.webhook import Webhooks, event_url
+from workers import retry
+from workers.webhook import Attempt, Webhooks, event_url
 
 log = flog.get("monitoring")
 
 
-class MonitoringRetry(Exception):
-    """The monitoring receiver answered something worth another try."""
+def _attempts(message: AbstractIncomingMessage) -> int:
+    try:
+        return int((message.headers or {}).get(topology.H_ATTEMPTS, 0) or 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body,
+        message_id=message.message_id,
+        content_type=message.content_type or "application/json",
+        headers=headers,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        timestamp=message.timestamp,
+    )
 
 
 def event(
@@ -70,6 +89,10 @@ class MonitoringSender:
         self._tag: str | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._timer: asyncio.Task[None] | None = None
+        self._schedule = settings.monitoring_retries
+        self._resting: dict[str, tuple[float, Attempt]] = {}
+        """Per failing receiver URL: no POST before this monotonic time, and its last failure."""
+        self._delays: set[str] = set()
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=self.settings.monitoring_batch_size * 2)
@@ -100,46 +123,135 @@ class MonitoringSender:
 
     async def _send_one(self, message: AbstractIncomingMessage) -> None:
         try:
-            item = msgspec.json.decode(message.body, type=MonitoringEvent)
-        except msgspec.DecodeError as exc:
-            log.warning("bad monitoring event dropped", error=str(exc))
-            await message.ack()
-            return
-        try:
-            await self._post(item, message.message_id or uuid.uuid4().hex)
+            await self._handle(message)
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
-            log.warning("monitoring event given up", monitoring_event=item.event, error=str(exc))
-        await message.ack()
+            # Not acked: RabbitMQ keeps it (requeued now, or redelivered if the channel died).
+            log.error("monitoring event requeued after an error", error=str(exc))
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
 
-    async def _post(self, item: MonitoringEvent, message_id: str) -> None:
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        """POST one event; ack it only once delivered, delayed or dead-lettered (confirmed)."""
+        attempts = _attempts(message) + 1
+        try:
+            item = msgspec.json.decode(message.body, type=MonitoringEvent)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            failed = Attempt(status=None, response=None)
+            await self._dead_letter(message, f"invalid body: {exc}", failed, attempts)
+            return
         config = await self.webhooks.config()
         url = event_url(config.monitoramento, config.webhookByEvents, item.event)
         if url is None:
+            # Nobody to report to: holding events would grow fila.monitoring without bound.
             log.debug(
                 "no monitoring webhook configured, event dropped", monitoring_event=item.event
             )
+            await message.ack()
             return
-        body = encode(item)
-        async for attempt in stamina.retry_context(
-            on=MonitoringRetry, attempts=4, timeout=30.0, wait_initial=0.2, wait_max=5.0
-        ):
-            with attempt:
-                result = await self.webhooks.post(url, body, message_id, config.headers)
-                if result.blocked:
-                    log.warning(
-                        "monitoring webhook blocked",
-                        monitoring_event=item.event,
-                        reason=result.blocked,
-                    )
-                    return
-                if result.status is None or result.status == 429 or result.status >= 500:
-                    raise MonitoringRetry(f"{url}: {result.status} {result.response}")
-                if result.status >= 300:
-                    log.warning(
-                        "monitoring webhook refused event",
-                        monitoring_event=item.event,
-                        status=result.status,
-                    )
+        rest = self._resting.get(url)
+        resting = rest is not None and rest[0] > time.monotonic()
+        if rest is not None and resting:
+            # The receiver failed moments ago: wait with it instead of knocking again.
+            result = rest[1]
+        else:
+            message_id = message.message_id or uuid.uuid4().hex
+            result = await self.webhooks.post(url, encode(item), message_id, config.headers)
+        if result.blocked:
+            await self._dead_letter(message, f"blocked: {result.blocked}", result, attempts)
+            return
+        verdict = retry.verdict(result.status)
+        if verdict == "delivered":
+            self._resting.pop(url, None)
+            await message.ack()
+        elif verdict == "reject":
+            await self._dead_letter(message, f"rejected: HTTP {result.status}", result, attempts)
+        else:
+            retry_after = retry.retry_after_seconds(result.retry_after)
+            if not resting:
+                self._rest(url, result, retry_after)
+            await self._later(message, item, result, attempts, retry_after)
+
+    def _rest(self, url: str, failure: Attempt, retry_after: float | None) -> None:
+        """Hold POSTs to `url` for the first retry tier (or what it asked) after a failure."""
+        seconds = max(self._schedule[0], min(retry_after or 0.0, retry.MAX_RETRY_AFTER))
+        if url not in self._resting:
+            log.warning(
+                "monitoring receiver failing, resting",
+                endpoint=url,
+                status=failure.status,
+                seconds=seconds,
+            )
+        self._resting[url] = (time.monotonic() + seconds, failure)
+
+    async def _later(
+        self,
+        message: AbstractIncomingMessage,
+        item: MonitoringEvent,
+        result: Attempt,
+        attempts: int,
+        retry_after: float | None,
+    ) -> None:
+        """Back onto fila.monitoring through a delay queue, or dead-lettered when exhausted."""
+        if attempts > len(self._schedule):
+            await self._dead_letter(message, "retries exhausted", result, attempts)
+            return
+        delay = retry.rounded_up_ms(
+            max(self._schedule[attempts - 1], retry_after or 0.0), self._schedule
+        )
+        headers = fresh_headers(message.headers or {})
+        headers[topology.H_ATTEMPTS] = attempts
+        if result.status is not None:
+            headers[topology.H_STATUS] = result.status
+        name = topology.delay_queue_name(MONITORING_QUEUE, delay)
+        copy = _copy(message, headers)
+        if name not in self._delays:
+            await topology.declare_delay(self.channel, MONITORING_QUEUE, delay)
+            self._delays.add(name)
+        try:
+            await topology.publish_confirmed(self.channel, copy, name)
+        except topology.Unroutable:
+            # Deleted since we declared it (an operator, a broker reset): declare again, once.
+            await topology.declare_delay(self.channel, MONITORING_QUEUE, delay)
+            await topology.publish_confirmed(self.channel, copy, name)
+        await message.ack()
+        log.info(
+            "monitoring event retried later",
+            monitoring_event=item.event,
+            attempts=attempts,
+            status=result.status,
+            delay_ms=delay,
+        )
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, reason: str, result: Attempt, attempts: int
+    ) -> None:
+        headers = fresh_headers(message.headers or {})
+        headers.update(
+            {
+                topology.H_REASON: reason,
+                topology.H_STAGE: "monitoring",
+                topology.H_ATTEMPTS: attempts,
+                topology.H_FAILED_AT: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            }
+        )
+        if result.status is not None:
+            headers[topology.H_STATUS] = result.status
+        if result.response:
+            headers[topology.H_RESPONSE] = result.response[:500]
+        await topology.publish_confirmed(
+            self.channel, _copy(message, headers), topology.MONITORING_DLQ
+        )
+        await message.ack()
+        log.warning(
+            "monitoring event dead-lettered",
+            message_id=message.message_id,
+            reason=reason,
+            status=result.status,
+            attempts=attempts,
+        )
 
     async def stop(self, grace: float) -> None:
         """Stop taking events, send what is batched within `grace`; the rest is requeued."""

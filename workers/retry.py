@@ -6,11 +6,15 @@ import datetime as dt
 import email.utils
 import math
 import random
+from collections.abc import Sequence
 from typing import Literal
 
 Verdict = Literal["delivered", "retry", "reject"]
 MAX_RETRY_AFTER = 3600.0
 """A receiver cannot park a message longer than global.messages' own TTL."""
+
+RETRY_AFTER_LADDER = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
+"""Delays a Retry-After is rounded up to: whatever receivers ask, a few delay queues at most."""
 
 JITTER_SLOTS = (0.8, 0.9, 1.0, 1.1, 1.2)
 """Each tier spreads its retries over a few fixed delays: jitter without a queue per message."""
@@ -43,6 +47,13 @@ def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> fl
     return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 
+def rounded_up_ms(seconds: float, schedule: Sequence[float] = ()) -> int:
+    """`seconds` (an hour at most) rounded up to a schedule tier or a ladder step, in ms."""
+    wanted = min(seconds, MAX_RETRY_AFTER)
+    steps = sorted({*schedule, *RETRY_AFTER_LADDER})
+    return math.ceil(next((t for t in steps if t >= wanted), MAX_RETRY_AFTER) * 1000)
+
+
 def delay_ms(
     schedule: list[float],
     attempts: int,
@@ -51,15 +62,13 @@ def delay_ms(
 ) -> int | None:
     """Delay before attempt `attempts + 1`, or None when the schedule is exhausted.
 
-    A `Retry-After` is rounded up to the first tier that honours it (past the last tier: to
-    whole seconds, an hour at most), so the number of delay queues stays small.
+    A `Retry-After` is rounded up to the first tier or ladder step that honours it (an hour
+    at most), so the number of delay queues stays bounded whatever receivers ask.
     """
     if attempts > len(schedule) or attempts < 1:
         return None
     tier = schedule[attempts - 1]
     if retry_after is not None:
-        wanted = min(max(retry_after, tier), MAX_RETRY_AFTER)
-        tier = next((t for t in sorted(schedule) if t >= wanted), math.ceil(wanted))
-        return math.ceil(tier * 1000)
+        return rounded_up_ms(max(retry_after, tier), schedule)
     slot = (rng or random).choice(JITTER_SLOTS)
     return max(1, math.ceil(tier * 1000 * slot))

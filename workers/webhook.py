@@ -1,9 +1,14 @@
-"""POSTing signed bodies to the configured webhooks, with the configuration cached per process."""
+"""POSTing signed bodies to the configured webhooks, with the configuration cached per process.
+
+The cache lasts `filter_cache_ttl_seconds` like the filter cache: a missed announcement only
+delays a webhook change, it never leaves a worker on the old target for good.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import httpx
 import msgspec
@@ -41,10 +46,17 @@ def event_url(target: WebhookTarget, by_events: bool, event: str) -> str | None:
 
 
 class Webhooks:
-    """One HTTP client per process, the webhook config read once until invalidated."""
+    """One HTTP client per process, the webhook config re-read on a TTL or when invalidated."""
 
-    def __init__(self, settings: Settings, store: ConfigStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ConfigStore,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
+        self._ttl = settings.filter_cache_ttl_seconds
+        self._clock = clock
         self.signer = Signer(settings.webhook_secret)
         limits = httpx.Limits(max_connections=max(settings.delivery_concurrency * 2, 20))
         self.http = httpx.AsyncClient(
@@ -53,12 +65,14 @@ class Webhooks:
             follow_redirects=False,
             transport=public_only_transport(limits) if settings.webhook_block_private else None,
         )
-        self._config: WebhookConfig | None = None
+        self._config: tuple[float, WebhookConfig] | None = None
 
     async def config(self) -> WebhookConfig:
-        if self._config is None:
-            self._config = await self.store.webhook()
-        return self._config
+        if self._config is not None and self._clock() - self._config[0] < self._ttl:
+            return self._config[1]
+        value = await self.store.webhook()
+        self._config = (self._clock(), value)
+        return value
 
     def invalidate(self) -> None:
         self._config = None
