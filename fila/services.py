@@ -340,6 +340,9 @@ class RabbitMQ(Service):
             RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
             RABBITMQ_NODE_PORT=str(AMQP_PORT),
             RABBITMQ_DIST_PORT=str(ERL_DIST_PORT),
+            # Erlang distribution listens on every interface unless told, guarded by the cookie
+            # alone: keep it (and epmd, below) on loopback like every other port.
+            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
             ERL_EPMD_PORT=str(EPMD_PORT),
             ERL_EPMD_ADDRESS="127.0.0.1",
             RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"),
