@@ -24,7 +24,7 @@ from fila import topology
 from fila.deadletters import fresh_headers
 from fila.models import MonitoringEvent, MonitoringKind, encode
 from fila.settings import Settings
-from fila.topology import MONITORING_QUEUE, declare_monitoring
+from fila.topology import MONITORING_QUEUE, declare_monitoring, publish_confirmed
 from workers import retry
 from workers.webhook import Attempt, Webhooks, event_url
 
@@ -64,14 +64,15 @@ def event(
 async def publish(channel: AbstractChannel, item: MonitoringEvent) -> None:
     """Queue one event for the monitoring webhook; failures are logged, never raised."""
     try:
-        await channel.default_exchange.publish(
+        await publish_confirmed(
+            channel,
             aio_pika.Message(
                 encode(item),
                 content_type="application/json",
                 message_id=uuid.uuid4().hex,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
-            routing_key=MONITORING_QUEUE,
+            MONITORING_QUEUE,
         )
     except Exception as exc:
         log.warning("monitoring event not queued", monitoring_event=item.event, error=str(exc))
