@@ -12,12 +12,13 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import msgspec
 
-from fila import topology
+from fila import services, topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import AudioFilter, EmergencyFilter, MonitoringEvent, QueuedAudio, RateLimitConfig
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub
+from tests.faults import TcpProxy
 from tests.support import Proc, wait_for
 from tests.test_ingest_support import (
     audio_event,
@@ -385,3 +386,35 @@ async def test_noisy_instance_cannot_starve_the_others(
         assert noisy["rateLimited"] == 15 - noisy["processed"]
         for i in range(3):
             assert (await counters(redis, keys, f"quiet-{i}"))["processed"] == 1
+
+
+async def test_a_retried_event_does_not_take_a_second_token(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    """Admitted, then S3 fails: the retry goes on with the token it had, never rate-limited."""
+    s3 = TcpProxy("127.0.0.1", services.S3_PORT)
+    await s3.start()
+    settings = settings.replace(s3_endpoint_url=f"http://{s3.url_host}")
+    store = ConfigStore(redis, keys, settings)
+    # One token, and the next one in about an hour: a second take would be refused.
+    await store.set_ratelimit(
+        RateLimitConfig(
+            capacity=1, refillPerMinute=0.02, instanceCapacity=1, instanceRefillPerMinute=0.02
+        )
+    )
+    try:
+        async with rabbit(settings) as mq:
+            worker = spawn(["worker", "ingest"], settings)
+            await _fleet(redis, keys, 1)
+            await s3.cut()
+            await mq.publish(audio_event("tok", "T1", 10, data=noise(300)))
+            # The first retry tier is 1 s: restore S3 as soon as the retry is on its way.
+            await wait_for(lambda: "retry later" in worker.output(), timeout=60, interval=0.05)
+            await s3.restore()
+            await wait_for(lambda: _count_for(redis, keys, "tok", "processed", 1), timeout=60)
+            got = await counters(redis, keys, "tok")
+            assert got.get("rateLimited", 0) == 0, got
+            [queued] = await mq.drain(topology.GLOBAL_QUEUE)
+            assert queued.message_id == "tok:T1"
+    finally:
+        await s3.close()

@@ -24,6 +24,8 @@ RETRY_TIERS_MS = (1000, 5000, 15000, 30000, 60000)
 H_DEFERRALS = "x-fila-deferrals"
 H_RECEIVED_AT = "x-fila-received-at"
 H_DETAIL = "x-fila-detail"
+H_ADMITTED = "x-fila-admitted"
+"""On a retried event that already had its token from the bucket."""
 _DECLARED_HERE = (topology.GLOBAL_QUEUE, topology.INGEST_DLQ, topology.MONITORING_QUEUE)
 
 

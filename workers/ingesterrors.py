@@ -11,3 +11,5 @@ class IngestError(Exception):
         self.reason = reason
         self.detail = detail
         self.transient = transient
+        self.admitted = False
+        """Set once the event had its token: a retry must not take another."""

@@ -28,6 +28,7 @@ from fila.offload import off_loop
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
 from workers.enqueue import (
+    H_ADMITTED,
     H_DEFERRALS,
     H_RECEIVED_AT,
     Publisher,
@@ -172,6 +173,21 @@ class Pipeline:
             await self.counters.bump(instance, {stats.DUPLICATES: 1})
             log.info("duplicate ignored", id=idem)
             return "duplicate"
+        if not header_int(headers, H_ADMITTED):
+            outcome = await self._admit(event, body, headers, idem)
+            if outcome is not None:
+                return outcome
+        try:
+            return await self._store_and_queue(event, audio, headers, idem, seconds)
+        except IngestError as exc:
+            exc.admitted = True
+            raise
+
+    async def _admit(
+        self, event: EvolutionEvent, body: bytes, headers: dict[str, Any], idem: str
+    ) -> Outcome | None:
+        """Take a token; None when admitted, else what happened to the event instead."""
+        instance = event.instance
         limit = await self.config.ratelimit()
         admission = await self.bucket.acquire(instance, limit)
         if not admission.admitted:
@@ -194,6 +210,17 @@ class Pipeline:
             )
             await self.counters.bump(instance, {stats.RATE_LIMITED: 1})
             return "rateLimited"
+        return None
+
+    async def _store_and_queue(
+        self,
+        event: EvolutionEvent,
+        audio: AudioMessage,
+        headers: dict[str, Any],
+        idem: str,
+        seconds: int,
+    ) -> Outcome:
+        instance = event.instance
         media = await self.fetcher.fetch(event, audio)
         s3_key = await self.names.claim(idem, instance, media.mimetype)
         await self.store.upload(s3_key, media.data, media.mimetype)
@@ -256,6 +283,8 @@ class Pipeline:
             retry[topology.H_ATTEMPTS] = attempt
             retry[topology.H_REASON] = exc.reason
             retry.setdefault(H_RECEIVED_AT, time.time() * 1000)
+            if exc.admitted:
+                retry[H_ADMITTED] = 1
             delay = retry_delay_ms(attempt)
             await self.publisher.later(body, delay_ms=delay, headers=retry, message_id=idem)
             log.warning("retry later", id=idem, reason=exc.reason, attempt=attempt, delay_ms=delay)
