@@ -28,6 +28,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   for svc in rabbitmq-server redis-server postgresql; do
     service "$svc" stop >/dev/null 2>&1 || true
   done
+  # The package's RabbitMQ leaves its epmd on 0.0.0.0:4369; Fila's own listens on loopback.
+  command -v epmd >/dev/null && epmd -kill >/dev/null 2>&1 || true
 fi
 
 stamp=.venv/.fila-installed
