@@ -140,12 +140,15 @@ async def test_evolution_webhook_puts_the_raw_body_on_the_ingest_queue(
     assert garbage.status_code == 400 and garbage.json()["field"] == "body"
 
 
-@pytest.mark.parametrize("queue", ["delivery", "ingest"])
+@pytest.mark.parametrize("queue", ["delivery", "ingest", "monitoring"])
 async def test_dead_letters_browse_then_replay(
     cp: AsyncTestClient[Any], settings: Settings, queue: str
 ) -> None:
-    dlq = topology.GLOBAL_DLQ if queue == "delivery" else topology.INGEST_DLQ
-    target = topology.GLOBAL_QUEUE if queue == "delivery" else settings.ingest_queue
+    dlq, target = {
+        "delivery": (topology.GLOBAL_DLQ, topology.GLOBAL_QUEUE),
+        "ingest": (topology.INGEST_DLQ, settings.ingest_queue),
+        "monitoring": (topology.MONITORING_DLQ, topology.MONITORING_QUEUE),
+    }[queue]
     async with rabbit(settings) as mq:
         for n, instance in enumerate(("dl-a", "dl-b", "dl-a")):
             await mq.channel.default_exchange.publish(

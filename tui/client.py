@@ -33,7 +33,7 @@ from tui.contract import (
 
 T = TypeVar("T")
 Role = Literal["ingest", "delivery"]
-DeadQueue = Literal["delivery", "ingest"]
+DeadQueue = Literal["delivery", "ingest", "monitoring"]
 
 
 class ControlPlaneError(Exception):

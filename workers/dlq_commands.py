@@ -27,9 +27,12 @@ T = TypeVar("T")
 class Stage(StrEnum):
     delivery = "delivery"
     ingest = "ingest"
+    monitoring = "monitoring"
 
 
-QueueOpt = typer.Option(Stage.delivery, "--queue", help="Which dead letters: delivery or ingest.")
+QueueOpt = typer.Option(
+    Stage.delivery, "--queue", help="Which dead letters: delivery, ingest or monitoring."
+)
 InstanceOpt = typer.Option(None, "--instance", help="Only this instance.")
 ReasonOpt = typer.Option(None, "--reason", help="Only reasons containing this text.")
 
@@ -46,8 +49,22 @@ def _settings() -> Settings:
         raise _fail(str(exc)) from None
 
 
+_QUEUES = {
+    Stage.delivery: topology.GLOBAL_DLQ,
+    Stage.ingest: topology.INGEST_DLQ,
+    Stage.monitoring: topology.MONITORING_DLQ,
+}
+
+
 def _queue(stage: Stage) -> str:
-    return topology.GLOBAL_DLQ if stage is Stage.delivery else topology.INGEST_DLQ
+    return _QUEUES[stage]
+
+
+def _target(stage: Stage, settings: Settings) -> str:
+    """The work queue a replayed dead letter goes back to."""
+    if stage is Stage.ingest:
+        return settings.ingest_queue
+    return topology.MONITORING_QUEUE if stage is Stage.monitoring else topology.GLOBAL_QUEUE
 
 
 def _with_channel(settings: Settings, work: Callable[[AbstractChannel], Awaitable[T]]) -> T:
@@ -59,6 +76,7 @@ def _with_channel(settings: Settings, work: Callable[[AbstractChannel], Awaitabl
             channel = await connection.channel(publisher_confirms=True)
             await topology.declare_global(channel)
             await channel.declare_queue(topology.INGEST_DLQ, durable=True)
+            await topology.declare_monitoring(channel)
             return await work(channel)
         finally:
             await connection.close()
@@ -75,7 +93,7 @@ def _with_channel(settings: Settings, work: Callable[[AbstractChannel], Awaitabl
 
 
 def register(app: typer.Typer) -> None:
-    dlq = typer.Typer(help="Dead letters of delivery and ingest: list, show, replay.")
+    dlq = typer.Typer(help="Dead letters of delivery, ingest and monitoring: list, show, replay.")
     app.add_typer(dlq, name="dlq")
 
     @dlq.command("list")
@@ -129,7 +147,7 @@ def register(app: typer.Typer) -> None:
         """Send dead letters back to their work queue with their original id."""
         settings = _settings()
         name = _queue(queue)
-        target = topology.GLOBAL_QUEUE if queue is Stage.delivery else settings.ingest_queue
+        target = _target(queue, settings)
         with Progress(
             TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=console
         ) as bar:

@@ -19,7 +19,7 @@ from controlplane.runtime import Runtime
 from fila import deadletters, topology
 from fila.deadletters import DeadLetter, ReplayResult
 
-QueueName = Literal["delivery", "ingest"]
+QueueName = Literal["delivery", "ingest", "monitoring"]
 
 
 class DeadLetters(msgspec.Struct, kw_only=True):
@@ -40,7 +40,9 @@ def _names(rt: Runtime, queue: str) -> tuple[str, str]:
         return topology.GLOBAL_DLQ, topology.GLOBAL_QUEUE
     if queue == "ingest":
         return topology.INGEST_DLQ, rt.settings.ingest_queue
-    raise FieldError("queue", "must be delivery or ingest")
+    if queue == "monitoring":
+        return topology.MONITORING_DLQ, topology.MONITORING_QUEUE
+    raise FieldError("queue", "must be delivery, ingest or monitoring")
 
 
 @contextlib.asynccontextmanager

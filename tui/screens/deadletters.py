@@ -1,4 +1,4 @@
-"""Dead letters of delivery or ingest: browse (filter by instance/reason) and replay."""
+"""Dead letters of delivery, ingest or monitoring: browse (filter by instance/reason) and replay."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class DeadLettersScreen(FilaScreen):
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="filters"):
             yield Select(
-                [("delivery", "delivery"), ("ingest", "ingest")],
+                [("delivery", "delivery"), ("ingest", "ingest"), ("monitoring", "monitoring")],
                 value="delivery",
                 allow_blank=False,
                 id="queue",
