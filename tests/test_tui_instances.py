@@ -116,3 +116,18 @@ async def test_server_messages_with_brackets_are_shown_verbatim() -> None:
         await pilot.pause()
         status = app.screen.query_one("#status")
         assert message in status.render().plain  # type: ignore[union-attr]
+
+
+async def test_select_shown_marks_every_shown_row_then_clears() -> None:
+    app = FilaApp(Settings(), fixed=demo.fleet(500), start="instances")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = page(app)
+        table = screen.table
+        await pilot.press("A")
+        await pilot.pause()
+        assert screen.selected == set(screen.shown)
+        assert {row_text(table, name)["sel"] for name in screen.shown} == {"●"}
+        await pilot.press("A")
+        await pilot.pause()
+        assert screen.selected == set()
+        assert {row_text(table, name)["sel"] for name in screen.shown} == {""}

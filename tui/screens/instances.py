@@ -241,9 +241,13 @@ class InstancesScreen(FilaScreen):
     def action_select_visible(self) -> None:
         every = set(self.shown)
         self.selected = set() if every <= self.selected else every
+        changes = []
         for name, texts in self.shown.items():
-            texts[0] = "●" if name in self.selected else ""
-            self.table.update_cell(name, "sel", cell("sel", texts[0]))
+            mark = "●" if name in self.selected else ""
+            if texts[0] != mark:
+                texts[0] = mark
+                changes.append((name, "sel", cell("sel", mark)))
+        self.table.set_cells(changes)
         self._status(None)
 
     def targets(self) -> list[str]:
