@@ -29,13 +29,18 @@ def _migrate_or_exit(settings: Settings) -> None:
         raise typer.Exit(1)
 
 
-def _redis_or_exit(settings: Settings) -> None:
-    """Wait (bounded) for Redis; if it never answers, one line on stderr and exit status 1."""
-    from fila import redisconn
+def _dependencies_or_exit(settings: Settings) -> None:
+    """Wait (bounded) for each dependency; one that never answers: one line, exit status 1."""
+    from fila import startup
+
+    async def check() -> None:
+        await startup.postgres(settings)
+        await startup.redis(settings)
+        await startup.rabbitmq(settings)
 
     try:
-        asyncio.run(redisconn.wait_ready(settings))
-    except redisconn.RedisUnreachable as exc:
+        asyncio.run(check())
+    except startup.Unreachable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -58,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
         settings = _settings()
         flog.setup(settings, "controlplane")
+        _dependencies_or_exit(settings)
         if migrate_first:
             _migrate_or_exit(settings)
-        _redis_or_exit(settings)
         serve(settings)

@@ -35,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Public URL of the control plane, sent as `server_url` in webhooks."""
     http_host: str = "127.0.0.1"
     http_port: int = 38080
+    startup_wait_seconds: float = 30.0
+    """How long a starting process waits for Redis, RabbitMQ, PostgreSQL before a one-line exit."""
     timezone: str = "America/Sao_Paulo"
     """Timezone of 'today' in counters (processedToday)."""
 
@@ -52,8 +54,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str = "redis://127.0.0.1:36379/0"
     redis_prefix: str = "fila:"
     """Prefix of every Redis key and pub/sub channel (lets several deployments share a server)."""
-    redis_wait_seconds: float = 30.0
-    """How long a starting worker or control plane waits for Redis before exiting with one line."""
 
     # --- PostgreSQL ---
     database_url: str = "postgresql://fila:fila@127.0.0.1:35432/fila"
@@ -216,7 +216,7 @@ _POSITIVE = (
     "s3_multipart_threshold",
     "max_audio_bytes",
     "filter_cache_ttl_seconds",
-    "redis_wait_seconds",
+    "startup_wait_seconds",
 )
 _NAMES = ("evolution_exchange", "evolution_routing_key", "ingest_queue", "s3_bucket", "api_key")
 """Strings that name something (queue, exchange, bucket) or guard the API: never blank."""

@@ -1,4 +1,4 @@
-"""Starting against a dead Redis: a bounded wait, then one line naming FILA_REDIS_URL."""
+"""Starting against a dead dependency: a bounded wait, then one line naming its variable."""
 
 from __future__ import annotations
 
@@ -9,23 +9,41 @@ import pytest
 from fila.settings import Settings
 from tests.support import Proc
 
-DEAD_REDIS = "redis://127.0.0.1:1/0"
+DEAD = {
+    "redis_url": ("redis://127.0.0.1:1/0", "FILA_REDIS_URL: Redis unreachable at 127.0.0.1:1"),
+    "rabbitmq_url": (
+        "amqp://guest:guest@127.0.0.1:1/",
+        "FILA_RABBITMQ_URL: RabbitMQ unreachable at 127.0.0.1:1",
+    ),
+    "database_url": (
+        "postgresql://fila:fila@127.0.0.1:1/fila",
+        "FILA_DATABASE_URL: PostgreSQL unreachable at 127.0.0.1:1",
+    ),
+}
+CASES = [
+    (["worker", "ingest"], "redis_url"),
+    (["worker", "delivery"], "redis_url"),
+    (["controlplane", "--no-migrate"], "redis_url"),
+    (["worker", "ingest"], "rabbitmq_url"),
+    (["worker", "delivery"], "rabbitmq_url"),
+    (["controlplane", "--no-migrate"], "rabbitmq_url"),
+    (["controlplane", "--no-migrate"], "database_url"),
+    (["controlplane"], "database_url"),
+]
 
 
-@pytest.mark.parametrize(
-    "args",
-    [["worker", "ingest"], ["worker", "delivery"], ["controlplane", "--no-migrate"]],
-    ids=["ingest", "delivery", "controlplane"],
-)
-def test_dead_redis_ends_the_start_in_one_line(
-    args: list[str], base_settings: Settings, spawn: Callable[..., Proc]
+@pytest.mark.parametrize(("args", "field"), CASES, ids=[f"{' '.join(a)}-{f}" for a, f in CASES])
+def test_a_dead_dependency_ends_the_start_in_one_line(
+    args: list[str], field: str, base_settings: Settings, spawn: Callable[..., Proc]
 ) -> None:
-    dead = base_settings.replace(redis_url=DEAD_REDIS, redis_wait_seconds=1.0)
+    url, message = DEAD[field]
+    dead = base_settings.replace(**{field: url, "startup_wait_seconds": 1.0})
     proc = spawn(args, dead)
     code = proc.popen.wait(timeout=120)
     out = proc.output()
     assert code != 0, out
     assert "Traceback" not in out, out
-    naming = [line for line in out.splitlines() if "FILA_REDIS_URL" in line]
+    variable = message.split(":", 1)[0]
+    naming = [line for line in out.splitlines() if variable in line]
     assert len(naming) == 1, out
-    assert naming[0].startswith("error: FILA_REDIS_URL: Redis unreachable at 127.0.0.1:1"), out
+    assert naming[0].startswith(f"error: {message}"), out

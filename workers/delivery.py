@@ -30,7 +30,7 @@ from fila.configstore import ConfigStore
 from fila.deadletters import fresh_headers
 from fila.keys import Keys
 from fila.models import ControlMessage, MainWebhookData, MainWebhookPayload, QueuedAudio, encode
-from fila.settings import Settings
+from fila.settings import Settings, env_name
 from workers import monitoring, retry
 from workers.breaker import Breaker
 from workers.expiry import ExpiryReporter
@@ -45,8 +45,6 @@ MAIN_EVENT = "messages.upsert"
 NO_ENDPOINT_RECHECK = 2.0
 """Seconds between looks at the config while no main webhook is configured."""
 GATE_TICK = 0.25
-CONNECT_TIMEOUT = 60.0
-"""Seconds a starting worker waits for RabbitMQ before giving up with one line."""
 
 
 def payload(audio: QueuedAudio, settings: Settings) -> bytes:
@@ -112,13 +110,17 @@ class DeliveryConsumer:
         """Wait (bounded) for RabbitMQ, e.g. while a compose stack is still starting."""
         try:
             async for attempt in stamina.retry_context(
-                on=(OSError, AMQPConnectionError), attempts=None, timeout=CONNECT_TIMEOUT
+                on=(OSError, AMQPConnectionError),
+                attempts=None,
+                timeout=self.settings.startup_wait_seconds,
             ):
                 with attempt:
                     return await topology.connect(self.settings)
         except (OSError, AMQPConnectionError) as exc:
             where = self.settings.rabbitmq_url.rsplit("@", 1)[-1]
-            raise SystemExit(f"error: RabbitMQ unreachable at {where}: {exc}") from None
+            raise SystemExit(
+                f"error: {env_name('rabbitmq_url')}: RabbitMQ unreachable at {where}: {exc}"
+            ) from None
         raise AssertionError("unreachable")
 
     async def start(self) -> None:

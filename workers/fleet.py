@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import uvloop
 
 from fila import logging as flog
-from fila import redisconn
+from fila import redisconn, startup
 from fila.configstore import decode_control
 from fila.keys import Keys
 from fila.models import ControlMessage, WorkerInfo, WorkerRole, encode
@@ -231,16 +231,17 @@ def run(
         raise SystemExit(f"error: {exc}") from None
     flog.setup(settings, f"worker-{role}")
     try:
-        uvloop.run(_serve_when_redis_answers(settings, role, build))
-    except redisconn.RedisUnreachable as exc:
+        uvloop.run(_serve_when_dependencies_answer(settings, role, build))
+    except startup.Unreachable as exc:
         raise SystemExit(f"error: {exc}") from None
 
 
-async def _serve_when_redis_answers(
+async def _serve_when_dependencies_answer(
     settings: Settings,
     role: WorkerRole,
     build: Callable[[Settings, aioredis.Redis, Fleet], Awaitable[Consumer]],
 ) -> None:
-    """A dead Redis stops the start in one line rather than a traceback from deep inside."""
-    await redisconn.wait_ready(settings)
+    """A dead Redis or RabbitMQ stops the start in one line, not a traceback from deep inside."""
+    await startup.redis(settings)
+    await startup.rabbitmq(settings)
     await serve(settings, role, build)

@@ -26,7 +26,7 @@ from fila import topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import ControlMessage
-from fila.settings import Settings
+from fila.settings import Settings, env_name
 from workers import fleet as fleet_mod
 from workers.enqueue import Publisher
 from workers.filtercache import ConfigCache
@@ -162,12 +162,18 @@ async def _connect(settings: Settings) -> AbstractRobustConnection:
     where = f"{urlsplit(settings.rabbitmq_url).hostname}:{urlsplit(settings.rabbitmq_url).port}"
     try:
         async for attempt in stamina.retry_context(
-            on=(OSError, AMQPError), attempts=None, timeout=30.0, wait_max=3.0
+            on=(OSError, AMQPError),
+            attempts=None,
+            timeout=settings.startup_wait_seconds,
+            wait_max=3.0,
         ):
             with attempt:
                 return await topology.connect(settings)
     except (OSError, AMQPError) as exc:
-        raise SystemExit(f"error: cannot reach RabbitMQ at {where}: {type(exc).__name__}") from None
+        raise SystemExit(
+            f"error: {env_name('rabbitmq_url')}: RabbitMQ unreachable at {where}: "
+            f"{type(exc).__name__}"
+        ) from None
     raise AssertionError("unreachable")
 
 
