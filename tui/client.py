@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -78,6 +79,18 @@ def _message(response: httpx.Response) -> str:
     return response.text.strip()
 
 
+USE_DEFAULT = httpx.USE_CLIENT_DEFAULT
+CLEANUP_WAIT = 3600.0
+"""Seconds the TUI waits for a cleanup run it started (its progress shows meanwhile)."""
+WEBHOOK_TEST_WAIT = 15.0
+"""The control plane gives a webhook test 10 s; this leaves room for its answer."""
+
+
+def _seg(value: str) -> str:
+    """One path segment: an instance or session name with '/', '#' or '?' stays one segment."""
+    return quote(value, safe="")
+
+
 class FilaClient:
     """One httpx connection pool to the control plane (`apikey` header on every call)."""
 
@@ -102,7 +115,9 @@ class FilaClient:
         *,
         body: Any = None,
         params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> T:
+        """`timeout` (read) for calls that are slow by design; the client's default otherwise."""
         content = msgspec.json.encode(body) if body is not None else None
         headers = {"content-type": "application/json"} if content is not None else None
         try:
@@ -112,6 +127,9 @@ class FilaClient:
                 content=content,
                 headers=headers,
                 params={k: v for k, v in (params or {}).items() if v not in (None, "")},
+                timeout=httpx.Timeout(timeout, connect=3.0)
+                if timeout
+                else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
             raise Unreachable(
@@ -143,11 +161,11 @@ class FilaClient:
     # ------------------------------------------------------------ filters and limits
 
     async def audio_filter(self, instance: str) -> AudioFilter:
-        return await self._call("GET", f"/instance/{instance}/filters/audio", AudioFilter)
+        return await self._call("GET", f"/instance/{_seg(instance)}/filters/audio", AudioFilter)
 
     async def set_audio_filter(self, instance: str, rule: AudioFilter) -> FilterRecord:
         return await self._call(
-            "PUT", f"/instance/{instance}/filters/audio", FilterRecord, body=rule
+            "PUT", f"/instance/{_seg(instance)}/filters/audio", FilterRecord, body=rule
         )
 
     async def set_audio_filters(self, instances: list[str] | None, rule: AudioFilter) -> int:
@@ -173,7 +191,7 @@ class FilaClient:
         return await self._call("GET", "/process/status", ProcessStatus)
 
     async def cancel_session(self, session_id: str) -> SessionCancelled:
-        return await self._call("DELETE", f"/process/{session_id}", SessionCancelled)
+        return await self._call("DELETE", f"/process/{_seg(session_id)}", SessionCancelled)
 
     # ------------------------------------------------------------ cleanup
 
@@ -187,7 +205,8 @@ class FilaClient:
         return await self._call("GET", "/cleanup/status", CleanupStatus)
 
     async def run_cleanup(self) -> CleanupResult:
-        return await self._call("POST", "/cleanup/execute", CleanupResult)
+        # The contract's execute answers when the run is over: minutes on a large bucket.
+        return await self._call("POST", "/cleanup/execute", CleanupResult, timeout=CLEANUP_WAIT)
 
     # ------------------------------------------------------------ webhooks
 
@@ -203,7 +222,13 @@ class FilaClient:
         self, url: str, kind: Literal["principal", "monitoramento"]
     ) -> WebhookTestResponse:
         body = {"url": url, "type": kind}
-        return await self._call("POST", "/webhook/global/test", WebhookTestResponse, body=body)
+        return await self._call(
+            "POST",
+            "/webhook/global/test",
+            WebhookTestResponse,
+            body=body,
+            timeout=WEBHOOK_TEST_WAIT,
+        )
 
     # ------------------------------------------------------------ dead letters
 
