@@ -25,6 +25,9 @@ class _Transient(Exception):
 class EvolutionClient:
     """Sends reactions and texts; each call gives up after its time budget, never raises raw."""
 
+    PER_CALL_TIMEOUT = 10.0
+    """One HTTP attempt; a call's retries stop starting new ones when its budget is spent."""
+
     def __init__(self, settings: Settings) -> None:
         self._client = httpx.AsyncClient(
             base_url=settings.evolution_url.rstrip("/"),
@@ -46,7 +49,7 @@ class EvolutionClient:
         await self._post(f"/message/sendText/{quote(instance, safe='')}", body, budget)
 
     async def _post(self, path: str, body: dict[str, Any], budget: float) -> None:
-        per_call = min(10.0, budget)
+        per_call = min(self.PER_CALL_TIMEOUT, budget)
         try:
             async for attempt in stamina.retry_context(
                 on=(httpx.TransportError, _Transient),

@@ -26,10 +26,10 @@ from fila.settings import Settings
 
 log = flog.get("controlplane.feedback")
 
-END_LEASE_MS = 60_000
-"""How long an end (final reaction + text) may take before another replica takes it over."""
 END_CALL_BUDGET = 20.0
 """Seconds of retries for each call of an end."""
+END_CALL_WORST = END_CALL_BUDGET + EvolutionClient.PER_CALL_TIMEOUT
+"""A call's last attempt may start just before its budget runs out and take a full timeout."""
 MAX_END_ATTEMPTS = 5
 """Ends still failing after this many takes are completed anyway (and logged)."""
 BATCH = 200
@@ -63,6 +63,9 @@ class FeedbackService:
         self.timeout_ms = max(1, int(settings.feedback_timeout_seconds * 1000))
         self.tick_budget = max(settings.feedback_interval_seconds, 5.0)
         self.sending_lease_ms = int((self.tick_budget + 5.0) * 1000)
+        # How long an end (wait for the reaction in flight, final reaction, text) may take before
+        # another replica takes it over: above its worst case, or the text could go out twice.
+        self.end_lease_ms = self.sending_lease_ms + int(2 * END_CALL_WORST * 1000) + 15_000
         self.poll_cap = min(0.5, settings.feedback_interval_seconds / 2)
         self.orphan_grace_ms = max(60_000, 10 * self.interval_ms)
         self.finals = {
@@ -157,7 +160,7 @@ class FeedbackService:
         reaction = self.finals[body.status]
         text = body.texto or ""
         outcome = await self.store.begin_end(
-            sid, body.status, reaction, text, _now_ms(), END_LEASE_MS
+            sid, body.status, reaction, text, _now_ms(), self.end_lease_ms
         )
         if outcome == "missing":
             raise NotFound(f"sessionId: no active session {sid}")
@@ -286,7 +289,7 @@ class FeedbackService:
                 now,
                 interval_ms=self.interval_ms,
                 sending_lease_ms=self.sending_lease_ms,
-                end_lease_ms=END_LEASE_MS,
+                end_lease_ms=self.end_lease_ms,
                 timeout_emoji=self.settings.feedback_timeout_emoji,
                 cycle=len(self.cycle),
             )
@@ -350,7 +353,7 @@ class FeedbackService:
                     error=str(exc),
                 )
                 if s.endAttempts < MAX_END_ATTEMPTS:
-                    await self.store.reschedule(sid, _now_ms() + min(END_LEASE_MS, 5_000))
+                    await self.store.reschedule(sid, _now_ms() + min(self.end_lease_ms, 5_000))
                     return None
             done = await self.store.complete(sid, _now_ms(), s.endStatus)
             if done is None:
