@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import aiormq
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -17,8 +18,11 @@ from prometheus_client.registry import Collector
 from controlplane.queue.service import PEEK_INSTANCE, depth
 from controlplane.runtime import Runtime
 from controlplane.tables import CleanupRun
+from fila import logging as flog
 from fila import stats, topology
 from fila.stats import read_latency
+
+log = flog.get("controlplane.metrics")
 
 Metric = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
 
@@ -34,20 +38,42 @@ class Snapshot(Collector):
 
 
 async def gather(rt: Runtime) -> list[Metric]:
+    """Each source read on its own: one that fails is reported down, the others still show."""
     out: list[Metric] = []
+    up = GaugeMetricFamily(
+        "fila_source_up", "1 when the source answered this scrape, else 0", labels=["source"]
+    )
+    for source, read in (("rabbitmq", _queues), ("redis", _redis), ("postgresql", _cleanup)):
+        try:
+            out.extend(await read(rt))
+        except Exception as exc:
+            log.warning("metrics source down", source=source, error=str(exc) or type(exc).__name__)
+            up.add_metric([source], 0)
+        else:
+            up.add_metric([source], 1)
+    out.append(up)
+    return out
+
+
+async def _queues(rt: Runtime) -> list[Metric]:
     queues = GaugeMetricFamily("fila_queue_depth", "Ready messages per queue", labels=["queue"])
     for name in (
         topology.GLOBAL_QUEUE,
         rt.settings.ingest_queue,
         topology.GLOBAL_DLQ,
         topology.INGEST_DLQ,
+        topology.MONITORING_QUEUE,
+        topology.MONITORING_DLQ,
     ):
         try:
             queues.add_metric([name], await depth(rt, name))
-        except Exception:
-            continue
-    out.append(queues)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            continue  # not declared yet (no worker of that stage has started): no series
+    return [queues]
 
+
+async def _redis(rt: Runtime) -> list[Metric]:
+    out: list[Metric] = []
     totals = await rt.counters.global_counts()
     events = CounterMetricFamily(
         "fila_events",
@@ -85,17 +111,16 @@ async def gather(rt: Runtime) -> list[Metric]:
         GaugeMetricFamily(
             "fila_configured_filters",
             "Instances with their own audio filter",
-            len(await rt.config.all_filters()),
+            int(await rt.redis.hlen(rt.keys.config_filters)),
         )
     )
     out.append(
         GaugeMetricFamily(
             "fila_feedback_sessions",
-            "Active processing-feedback sessions",
+            "Processing-feedback sessions (running or ending)",
             int(await rt.redis.zcard(rt.keys.feedback_sessions)),
         )
     )
-    out.extend(await _cleanup(rt))
     for name in ("delivery", "end_to_end"):
         buckets, total, _count = await read_latency(rt.redis, rt.keys, name)
         out.append(

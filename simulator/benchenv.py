@@ -48,7 +48,7 @@ async def _vhost(settings: Settings, vhost: str, create: bool) -> str:
     return urlunsplit(urlsplit(settings.rabbitmq_url)._replace(path="/" + name))
 
 
-async def _database(settings: Settings, name: str, create: bool) -> str:
+async def database(settings: Settings, name: str, create: bool) -> str:
     import asyncpg
 
     admin = urlunsplit(urlsplit(settings.database_url)._replace(path="/postgres"))
@@ -83,7 +83,7 @@ async def isolated(base: Settings) -> AsyncIterator[Settings]:
     db_url = ""
     settings = base
     try:
-        db_url = await _database(base, db_name, create=True)
+        db_url = await database(base, db_name, create=True)
         port = free_port()
         settings = base.replace(
             rabbitmq_url=amqp,
@@ -106,4 +106,4 @@ async def isolated(base: Settings) -> AsyncIterator[Settings]:
                 await services.drop_bucket(settings)
         if db_url:
             with contextlib.suppress(Exception):
-                await _database(base, db_name, create=False)
+                await database(base, db_name, create=False)

@@ -3,7 +3,9 @@ filters, configuration export/import, readiness naming what is down."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -17,7 +19,8 @@ from fila.models import AudioFilter, EmergencyFilter
 from fila.settings import Settings
 from fila.stats import Counters, record_latency
 from fila.views import FleetOverview, InstancesView
-from tests.test_controlplane_support import cp, cp_proc, migrated
+from simulator.benchenv import database
+from tests.test_controlplane_support import cp, cp_proc, migrated, run_migrations
 from workers.fleet import Fleet
 
 __all__ = ["cp", "cp_proc", "migrated"]
@@ -105,6 +108,30 @@ async def test_metrics_expose_fleet_figures(
     assert 'fila_end_to_end_latency_seconds_bucket{le="2.5"} 0.0' in text
     assert "fila_end_to_end_latency_seconds_count 1.0" in text
     assert "fila_cleanup_runs_total" in text
+    for source in ("rabbitmq", "redis", "postgresql"):
+        assert f'fila_source_up{{source="{source}"}} 1.0' in text
+
+
+async def test_metrics_show_what_answers_when_a_source_is_down(settings: Settings) -> None:
+    """PostgreSQL lost under a running control plane: its figures are missing and said to be,
+    the other sources are still scraped."""
+    name = f"fila_metrics_{uuid.uuid4().hex[:8]}"
+    url = await database(settings, name, create=True)
+    try:
+        await asyncio.to_thread(run_migrations, settings.replace(database_url=url))
+        async with AsyncTestClient(app=create_app(settings.replace(database_url=url))) as client:
+            client.headers["apikey"] = settings.api_key
+            assert 'fila_source_up{source="postgresql"} 1.0' in (await client.get("/metrics")).text
+            await database(settings, name, create=False)  # dropped, its sessions terminated
+            response = await client.get("/metrics")
+            assert response.status_code == 200, response.text
+            text = response.text
+            assert 'fila_source_up{source="postgresql"} 0.0' in text
+            assert 'fila_source_up{source="redis"} 1.0' in text
+            assert "fila_cleanup_runs_total" not in text
+            assert 'fila_queue_depth{queue="global.messages"}' in text
+    finally:
+        await database(settings, name, create=False)
 
 
 def _filter(lo: int, hi: int, on: bool) -> dict[str, Any]:

@@ -27,20 +27,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def run_migrations(settings: Settings) -> None:
+    """`fila migrate` as operators run it, against `settings.database_url`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "fila", "migrate"],
+        env={**os.environ, **settings.to_env()},
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.fixture(scope="session")
 def migrated(base_settings: Settings) -> Settings:
     """`fila migrate` applied once to this run's database (idempotent: run twice)."""
     for _ in range(2):
-        done = subprocess.run(
-            [sys.executable, "-m", "fila", "migrate"],
-            env={**os.environ, **base_settings.to_env()},
-            cwd=str(ROOT),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        run_migrations(base_settings)
     return base_settings
 
 
