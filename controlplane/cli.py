@@ -30,13 +30,19 @@ def _migrate_or_exit(settings: Settings) -> None:
 
 
 def _dependencies_or_exit(settings: Settings) -> None:
-    """Wait (bounded) for each dependency; one that never answers: one line, exit status 1."""
+    """Wait (bounded) for each dependency and ensure the audio bucket; one that never answers:
+    one line, exit status 1."""
+    from fila import logging as flog
     from fila import startup
 
     async def check() -> None:
         await startup.postgres(settings)
         await startup.redis(settings)
         await startup.rabbitmq(settings)
+        # The control plane owns the bucket: a fresh MinIO (compose) has none.
+        warning = await startup.s3(settings)
+        if warning:
+            flog.get("controlplane").warning(warning)
 
     try:
         asyncio.run(check())

@@ -11,6 +11,9 @@ import uvloop
 
 from fila.settings import Settings
 
+GRACEFUL_SHUTDOWN_SECONDS = 20
+"""Open requests get this long on SIGTERM; the lifespan's shutdown (feedback stop) follows."""
+
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises the signal it caught once stopped; a clean stop should exit 0."""
@@ -36,7 +39,7 @@ def serve(settings: Settings) -> None:
         port=settings.http_port,
         loop="none",
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         lifespan="on",
     )
     uvloop.run(_Server(config).serve())

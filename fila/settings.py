@@ -36,7 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     http_port: int = 38080
     startup_wait_seconds: float = 30.0
-    """How long a starting process waits for Redis, RabbitMQ, PostgreSQL before a one-line exit."""
+    """How long a starting process waits for each of its dependencies before a one-line exit."""
     timezone: str = "America/Sao_Paulo"
     """Timezone of 'today' in counters (processedToday)."""
 
@@ -62,12 +62,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_endpoint_url: str = "http://127.0.0.1:39000"
     """Empty for AWS S3 itself."""
     s3_bucket: str = "fila-audio"
+    """Created by the control plane at start when missing (keys that may not: a warning)."""
     s3_access_key: str = "fila"
     s3_secret_key: str = "fila-secret"
     s3_region: str = "us-east-1"
     s3_url_mode: Literal["presigned", "public"] = "presigned"
+    s3_public_endpoint_url: str = ""
+    """S3 as webhook receivers reach it; audio URLs are built on it (empty: s3_endpoint_url)."""
     s3_public_base_url: str = ""
-    """Base of public audio URLs when `s3_url_mode=public` (default: endpoint/bucket)."""
+    """Audio URL base when `s3_url_mode=public`, e.g. a CDN (default: public endpoint/bucket)."""
     s3_presign_seconds: int = 7 * 24 * 3600
     s3_multipart_threshold: int = 8 * 1024 * 1024
     max_audio_bytes: int = 16 * 1024 * 1024
@@ -187,6 +190,7 @@ _URL_SCHEMES: dict[str, tuple[str, ...]] = {
 }
 _OPTIONAL_URLS: dict[str, tuple[str, ...]] = {
     "s3_endpoint_url": ("http", "https"),
+    "s3_public_endpoint_url": ("http", "https"),
     "s3_public_base_url": ("http", "https"),
     "webhook_principal_url": ("http", "https"),
     "webhook_monitoring_url": ("http", "https"),

@@ -7,6 +7,7 @@ starting; one that never answers ends the process with the variable to fix, not 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -14,6 +15,15 @@ import aiormq
 import asyncpg
 import redis.asyncio as aioredis
 import stamina
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError
@@ -43,6 +53,8 @@ def _transient(exc: Exception) -> bool:
         return False
     if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
         return False
+    if isinstance(exc, ClientError):
+        return _status(exc) >= 500
     return isinstance(
         exc,
         OSError
@@ -50,7 +62,11 @@ def _transient(exc: Exception) -> bool:
         | RedisConnectionError
         | RedisTimeoutError
         | aiormq.exceptions.AMQPConnectionError
-        | asyncpg.CannotConnectNowError,
+        | asyncpg.CannotConnectNowError
+        | EndpointConnectionError
+        | ConnectTimeoutError
+        | ReadTimeoutError
+        | ConnectionClosedError,
     )
 
 
@@ -108,3 +124,91 @@ async def rabbitmq(settings: Settings) -> None:
 
     where = _where(settings.rabbitmq_url, 5672)
     await wait_until(settings, "rabbitmq_url", "RabbitMQ", where, probe)
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _s3_client(settings: Settings) -> Any:
+    import aioboto3
+
+    return aioboto3.Session().client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url or None,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        region_name=settings.s3_region,
+        config=Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=CONNECT_TIMEOUT,
+            retries={"max_attempts": 1},
+        ),
+    )
+
+
+async def s3(settings: Settings) -> str | None:
+    """Wait for S3, then create the audio bucket if it is missing (a fresh MinIO has none).
+
+    Credentials that may not read or create buckets (a restricted IAM role) are not fatal:
+    the bucket may well exist; the returned one-line warning says what to check.
+    """
+    bucket = settings.s3_bucket
+    endpoint = settings.s3_endpoint_url
+    where = _where(endpoint, 443 if endpoint.startswith("https") else 80) if endpoint else "AWS"
+    found: list[int] = []
+
+    async def head() -> None:
+        async with _s3_client(settings) as client:
+            try:
+                await client.head_bucket(Bucket=bucket)
+                found.append(200)
+            except ClientError as exc:
+                if _transient(exc):
+                    raise
+                found.append(_status(exc))
+
+    await wait_until(settings, "s3_endpoint_url", "S3", where, head)
+    status = found[-1]
+    keys = f"{env_name('s3_access_key')}/{env_name('s3_secret_key')}"
+    if status == 200:
+        return None
+    if status == 403:
+        return (
+            f"{env_name('s3_bucket')}: S3 at {where} refused to show bucket {bucket!r} (403): "
+            f"assuming it exists; check {keys} if uploads fail"
+        )
+    if status != 404:
+        raise Unreachable(
+            f"{env_name('s3_bucket')}: S3 at {where} answered {status} for bucket {bucket!r} "
+            f"(check {env_name('s3_region')} and the bucket name)"
+        )
+    return await _create_bucket(settings, where, keys)
+
+
+async def _create_bucket(settings: Settings, where: str, keys: str) -> str | None:
+    bucket = settings.s3_bucket
+    extra: dict[str, Any] = {}
+    if settings.s3_region != "us-east-1":
+        extra["CreateBucketConfiguration"] = {"LocationConstraint": settings.s3_region}
+    async with _s3_client(settings) as client:
+        try:
+            await client.create_bucket(Bucket=bucket, **extra)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "BucketAlreadyOwnedByYou":
+                return None
+            if _status(exc) == 403:
+                return (
+                    f"{env_name('s3_bucket')}: bucket {bucket!r} does not exist at {where} and "
+                    f"{keys} may not create it (403): create it, or every upload will fail"
+                )
+            raise Unreachable(
+                f"{env_name('s3_bucket')}: S3 at {where} would not create bucket {bucket!r}: "
+                f"{code or _status(exc)}"
+            ) from None
+        except BotoCoreError as exc:
+            raise Unreachable(
+                f"{env_name('s3_endpoint_url')}: S3 unreachable at {where}: {exc}"
+            ) from None
+    return None

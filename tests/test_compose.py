@@ -68,3 +68,50 @@ def test_installed_fila_migrates_from_any_directory(base_settings: object, tmp_p
         [str(fila), "migrate"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|m)", duration)
+    assert match, duration
+    return float(match[1]) * (60 if match[2] == "m" else 1)
+
+
+def test_audio_urls_name_a_host_receivers_can_reach() -> None:
+    """Presigned URLs are signed for FILA_S3_PUBLIC_ENDPOINT_URL: never a compose-internal host,
+    and by default MinIO's published port."""
+    names = set(COMPOSE["services"])
+    minio_ports = {str(p).split(":")[0] for p in COMPOSE["services"]["minio"]["ports"]}
+    for name in ("controlplane", "worker-ingest"):
+        env = _env(COMPOSE["services"][name])
+        value = env["FILA_S3_PUBLIC_ENDPOINT_URL"]
+        assert value.startswith("${FILA_S3_PUBLIC_ENDPOINT_URL:-"), "operators must set it"
+        default = urlsplit(value.split(":-", 1)[1].rstrip("}"))
+        assert default.hostname not in names, f"{name}: {default.hostname} is internal"
+        assert str(default.port) in minio_ports, f"{name}: {default.port} is not published"
+
+
+def test_the_control_plane_makes_the_bucket_the_workers_write() -> None:
+    """No service creates the bucket but the control plane (`fila controlplane` at start): every
+    process must name the same bucket, endpoint and keys, and the controlplane must run."""
+    assert COMPOSE["services"]["controlplane"]["command"] == ["controlplane"]
+    s3 = {"FILA_S3_BUCKET", "FILA_S3_ENDPOINT_URL", "FILA_S3_ACCESS_KEY", "FILA_S3_SECRET_KEY"}
+    views = {name: {k: _env(COMPOSE["services"][name])[k] for k in s3} for name in FILA_SERVICES}
+    assert len({tuple(sorted(v.items())) for v in views.values()}) == 1, views
+    minio = COMPOSE["services"]["minio"]["environment"]
+    env = _env(COMPOSE["services"]["controlplane"])
+    assert env["FILA_S3_ACCESS_KEY"] == minio["MINIO_ROOT_USER"]
+    assert env["FILA_S3_SECRET_KEY"] == minio["MINIO_ROOT_PASSWORD"]
+
+
+def test_the_control_plane_stops_within_its_grace() -> None:
+    """Docker's SIGKILL must not cut the feedback loops' stop short."""
+    from controlplane.app import FEEDBACK_STOP_TIMEOUT
+    from controlplane.server import GRACEFUL_SHUTDOWN_SECONDS
+
+    grace = _seconds(COMPOSE["services"]["controlplane"]["stop_grace_period"])
+    assert grace >= GRACEFUL_SHUTDOWN_SECONDS + FEEDBACK_STOP_TIMEOUT + 10
+
+
+def test_the_build_context_leaves_local_state_out() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", ".fila", ".env", ".git"} <= ignored

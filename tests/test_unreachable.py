@@ -19,6 +19,10 @@ DEAD = {
         "postgresql://fila:fila@127.0.0.1:1/fila",
         "FILA_DATABASE_URL: PostgreSQL unreachable at 127.0.0.1:1",
     ),
+    "s3_endpoint_url": (
+        "http://127.0.0.1:1",
+        "FILA_S3_ENDPOINT_URL: S3 unreachable at 127.0.0.1:1",
+    ),
 }
 CASES = [
     (["worker", "ingest"], "redis_url"),
@@ -29,6 +33,7 @@ CASES = [
     (["controlplane", "--no-migrate"], "rabbitmq_url"),
     (["controlplane", "--no-migrate"], "database_url"),
     (["controlplane"], "database_url"),
+    (["controlplane", "--no-migrate"], "s3_endpoint_url"),
 ]
 
 

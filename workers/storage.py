@@ -56,28 +56,37 @@ class AudioStore:
         self._settings = settings
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+        self._signer: Any = None
 
     async def open(self) -> None:
-        session = aioboto3.Session()
+        settings = self._settings
         self._client = await self._stack.enter_async_context(
-            session.client(
-                "s3",
-                endpoint_url=self._settings.s3_endpoint_url or None,
-                aws_access_key_id=self._settings.s3_access_key,
-                aws_secret_access_key=self._settings.s3_secret_key,
-                region_name=self._settings.s3_region,
-                config=Config(
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    connect_timeout=5,
-                    read_timeout=30,
-                    max_pool_connections=max(10, self._settings.ingest_concurrency),
-                ),
-            )
+            self._new_client(settings.s3_endpoint_url)
+        )
+        self._signer = self._client
+        public = settings.s3_public_endpoint_url
+        if public and public != settings.s3_endpoint_url:
+            # Presigning is offline: a client set to the public host signs for that host.
+            self._signer = await self._stack.enter_async_context(self._new_client(public))
+
+    def _new_client(self, endpoint_url: str) -> Any:
+        return aioboto3.Session().client(
+            "s3",
+            endpoint_url=endpoint_url or None,
+            aws_access_key_id=self._settings.s3_access_key,
+            aws_secret_access_key=self._settings.s3_secret_key,
+            region_name=self._settings.s3_region,
+            config=Config(
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=max(10, self._settings.ingest_concurrency),
+            ),
         )
 
     async def close(self) -> None:
         await self._stack.aclose()
-        self._client = None
+        self._client = self._signer = None
 
     async def upload(self, key: str, data: bytes, mimetype: str) -> None:
         """Store `data` at `key`; S3 trouble is transient (the event is retried later)."""
@@ -123,17 +132,17 @@ class AudioStore:
         log.debug("multipart upload", key=key, parts=len(parts))
 
     async def url_for(self, key: str) -> str:
-        """Public or presigned GET URL, per `s3_url_mode`."""
+        """Public or presigned GET URL, per `s3_url_mode`, on the host receivers can reach."""
         settings = self._settings
         if settings.s3_url_mode == "presigned":
-            url: str = await self._client.generate_presigned_url(
+            url: str = await self._signer.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": settings.s3_bucket, "Key": key},
                 ExpiresIn=settings.s3_presign_seconds,
             )
             return url
+        endpoint = settings.s3_public_endpoint_url or settings.s3_endpoint_url
         base = settings.s3_public_base_url or (
-            f"{(settings.s3_endpoint_url or 'https://s3.amazonaws.com').rstrip('/')}"
-            f"/{settings.s3_bucket}"
+            f"{(endpoint or 'https://s3.amazonaws.com').rstrip('/')}/{settings.s3_bucket}"
         )
         return f"{base.rstrip('/')}/{quote(key)}"
