@@ -125,6 +125,29 @@ async def declare_delay(channel: AbstractChannel, target: str, delay_ms: int) ->
     return name
 
 
+async def publish_later(
+    channel: AbstractChannel,
+    message: aio_pika.Message,
+    target: str,
+    delay_ms: int,
+    declared: set[str],
+) -> None:
+    """`message` back onto `target` after `delay_ms`, confirmed as routed.
+
+    `declared` remembers the delay queues this channel already declared; one deleted since
+    (an operator, a broker reset) is declared again, once.
+    """
+    name = delay_queue_name(target, delay_ms)
+    if name not in declared:
+        await declare_delay(channel, target, delay_ms)
+        declared.add(name)
+    try:
+        await publish_confirmed(channel, message, name)
+    except Unroutable:
+        await declare_delay(channel, target, delay_ms)
+        await publish_confirmed(channel, message, name)
+
+
 async def declare_all(channel: AbstractChannel, settings: Settings) -> None:
     await declare_ingest(channel, settings)
     await declare_global(channel)

@@ -79,3 +79,19 @@ async def _queued(mq: Any, n: int) -> bool:
         return False
     finally:
         await connection.close()
+
+
+async def test_a_deleted_delay_queue_is_declared_again(settings: Settings) -> None:
+    async with rabbit(settings) as mq:
+        declared: set[str] = set()
+        first = aio_pika.Message(b"{}", message_id="d1")
+        await topology.publish_later(mq.channel, first, topology.GLOBAL_QUEUE, 200, declared)
+        name = topology.delay_queue_name(topology.GLOBAL_QUEUE, 200)
+        assert declared == {name}
+        await wait_for(lambda: _queued(mq, 1), timeout=30)
+        await mq.channel.queue_delete(name)  # remembered as declared, but gone
+        second = aio_pika.Message(b"{}", message_id="d2")
+        await topology.publish_later(mq.channel, second, topology.GLOBAL_QUEUE, 200, declared)
+        await wait_for(lambda: _queued(mq, 2), timeout=30)
+        back = await mq.drain(topology.GLOBAL_QUEUE)
+        assert [m.message_id for m in back] == ["d1", "d2"]

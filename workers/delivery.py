@@ -321,23 +321,13 @@ class DeliveryConsumer:
             await self._dead_letter(message, audio, "retries exhausted", attempt, attempts)
             return
         assert self.channel is not None
-        name = topology.delay_queue_name(topology.GLOBAL_QUEUE, delay)
-        if name not in self._delays:
-            await topology.declare_delay(self.channel, topology.GLOBAL_QUEUE, delay)
-            self._delays.add(name)
         headers = fresh_headers(message.headers or {})
         headers[topology.H_ATTEMPTS] = attempts
         if attempt.status is not None:
             headers[topology.H_STATUS] = attempt.status
-        copy = self._copy(message, headers)
-        try:
-            await topology.publish_confirmed(self.channel, copy, name)
-        except topology.Unroutable:
-            # Deleted since we declared it (an operator, a broker reset): declare again, once.
-            self._delays.discard(name)
-            await topology.declare_delay(self.channel, topology.GLOBAL_QUEUE, delay)
-            self._delays.add(name)
-            await topology.publish_confirmed(self.channel, copy, name)
+        await topology.publish_later(
+            self.channel, self._copy(message, headers), topology.GLOBAL_QUEUE, delay, self._delays
+        )
         await message.ack()
         log.info(
             "delivery retried later",

@@ -122,7 +122,6 @@ class Publisher:
         self, body: bytes, *, delay_ms: int, headers: dict[str, Any], message_id: str | None
     ) -> None:
         """Back onto the ingest queue after `delay_ms`, via a TTL queue."""
-        name = topology.delay_queue_name(self._settings.ingest_queue, delay_ms)
         message = aio_pika.Message(
             body,
             headers=headers,
@@ -130,17 +129,9 @@ class Publisher:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
         )
-        if name not in self._delays:
-            await topology.declare_delay(self._channel, self._settings.ingest_queue, delay_ms)
-            self._delays.add(name)
-        try:
-            await self._publish(message, name)
-        except topology.Unroutable:
-            # Deleted since we declared it (an operator, a broker reset): declare again, once.
-            self._delays.discard(name)
-            await topology.declare_delay(self._channel, self._settings.ingest_queue, delay_ms)
-            self._delays.add(name)
-            await self._publish(message, name)
+        await topology.publish_later(
+            self._channel, message, self._settings.ingest_queue, delay_ms, self._delays
+        )
 
     async def monitoring(self, event: MonitoringEvent) -> None:
         await self._publish(

@@ -206,17 +206,9 @@ class MonitoringSender:
         headers[topology.H_ATTEMPTS] = attempts
         if result.status is not None:
             headers[topology.H_STATUS] = result.status
-        name = topology.delay_queue_name(MONITORING_QUEUE, delay)
-        copy = _copy(message, headers)
-        if name not in self._delays:
-            await topology.declare_delay(self.channel, MONITORING_QUEUE, delay)
-            self._delays.add(name)
-        try:
-            await topology.publish_confirmed(self.channel, copy, name)
-        except topology.Unroutable:
-            # Deleted since we declared it (an operator, a broker reset): declare again, once.
-            await topology.declare_delay(self.channel, MONITORING_QUEUE, delay)
-            await topology.publish_confirmed(self.channel, copy, name)
+        await topology.publish_later(
+            self.channel, _copy(message, headers), MONITORING_QUEUE, delay, self._delays
+        )
         await message.ack()
         log.info(
             "monitoring event retried later",
