@@ -224,6 +224,8 @@ _POSITIVE = (
 )
 _NAMES = ("evolution_exchange", "evolution_routing_key", "ingest_queue", "s3_bucket", "api_key")
 """Strings that name something (queue, exchange, bucket) or guard the API: never blank."""
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+"""S3's bucket naming rule (checked here so a bad name is not reported as S3 being down)."""
 _WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/]+={0,2}")
 
 
@@ -263,6 +265,8 @@ def _validate(s: Settings) -> None:
     for field in _NAMES:
         if not getattr(s, field).strip():
             raise _fail(field, "must not be empty")
+    if not _BUCKET.fullmatch(s.s3_bucket):
+        raise _fail("s3_bucket", "must be 3-63 of a-z, 0-9, '.', '-', starting and ending alnum")
     for field, schemes in _URL_SCHEMES.items():
         _check_url(field, getattr(s, field), schemes)
     for field, schemes in _OPTIONAL_URLS.items():

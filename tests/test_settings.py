@@ -45,6 +45,7 @@ def test_defaults_match_reference_design() -> None:
         ("FILA_WEBHOOK_SECRET", "whsec_", "FILA_WEBHOOK_SECRET: must be whsec_"),
         ("FILA_WEBHOOK_SECRET", "c2VjcmV0", "FILA_WEBHOOK_SECRET: must be whsec_"),
         ("FILA_INGEST_QUEUE", "", "FILA_INGEST_QUEUE: must not be empty"),
+        ("FILA_S3_BUCKET", "Audio_Bucket", "FILA_S3_BUCKET: must be 3-63 of a-z"),
         ("FILA_EVOLUTION_EXCHANGE", "", "FILA_EVOLUTION_EXCHANGE: must not be empty"),
         ("FILA_EVOLUTION_ROUTING_KEY", " ", "FILA_EVOLUTION_ROUTING_KEY: must not be empty"),
         ("FILA_S3_BUCKET", "", "FILA_S3_BUCKET: must not be empty"),
