@@ -120,6 +120,10 @@ class Keys:
         """Hash scanned/deleted/errors of the cleanup running now (absent when none runs)."""
         return f"{self.prefix}cleanup:progress"
 
+    def cleanup_fired(self, fire: str) -> str:
+        """Claimed by the one replica that runs the scheduled cleanup of `fire` (local time)."""
+        return f"{self.prefix}cleanup:fired:{fire}"
+
     # --- delivery circuit breakers ---
     @property
     def breakers(self) -> str:

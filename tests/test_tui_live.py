@@ -7,6 +7,7 @@ control plane, the Redis mirror, and what the worker applies to the next event.
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,6 +19,8 @@ import msgspec
 import pytest
 from textual.widgets import DataTable, Input, Static, Switch
 
+from controlplane.cleanup.service import CleanupService
+from controlplane.runtime import open_runtime
 from fila import topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
@@ -436,6 +439,12 @@ def _plain(widget: Static) -> str:
 
 
 async def test_cleanup_run_now_reports_the_run(live: Settings) -> None:
+    """'r' runs a cleanup that keeps young objects; a run that deletes shows its count.
+
+    S3 stamps LastModified itself and retentionDays is at least 1, so nothing uploaded here is
+    expired for a run the TUI starts: that run must keep every object and be shown as recorded.
+    The deleting run is the service's with `at=` ten years ahead (as in tests/test_cleanup.py).
+    """
     args = {
         "endpoint_url": live.s3_endpoint_url,
         "aws_access_key_id": live.s3_access_key,
@@ -447,11 +456,12 @@ async def test_cleanup_run_now_reports_the_run(live: Settings) -> None:
             key = f"audio_{1700000000000 + i}_tui-old.ogg"
             await s3.put_object(Bucket=live.s3_bucket, Key=key, Body=b"OggS")
 
-        async def count() -> int:
-            listed = await s3.list_objects_v2(Bucket=live.s3_bucket)
-            return len(listed.get("Contents", []))
+        async def listed() -> set[str]:
+            found = await s3.list_objects_v2(Bucket=live.s3_bucket)
+            return {o["Key"] for o in found.get("Contents", [])}
 
-        before = await count()
+        before = await listed()
+        assert len(before) == 4
         app = FilaApp(live, poll_seconds=0.5, start="cleanup")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(lambda: app.data.cleanup is not None, timeout=60)
@@ -470,9 +480,33 @@ async def test_cleanup_run_now_reports_the_run(live: Settings) -> None:
             assert app.data.cleanup is not None
             last = app.data.cleanup.lastCleanup
             assert last is not None
+            async with httpx.AsyncClient(
+                base_url=live.server_url, headers={"apikey": live.api_key}
+            ) as client:
+                recorded = (await client.get("/cleanup/status")).json()["lastCleanup"]
+            assert recorded == {
+                "timestamp": last.timestamp,
+                "deletedCount": 0,
+                "errorCount": 0,
+            }
+            assert await listed() == before
             status = app.screen.query_one("#cleanup-status", Static)
-            await wait_for(lambda: f"deleted {last.deletedCount}" in _plain(status), timeout=10)
-        assert before - await count() == last.deletedCount
+            line = f"{last.timestamp} · deleted 0 · errors 0"
+            await wait_for(lambda: line in _plain(status), timeout=10)
+
+            rt = await open_runtime(live)
+            try:
+                far = dt.datetime.now(dt.UTC) + dt.timedelta(days=3650)
+                result = await CleanupService(rt).run(trigger="manual", at=far)
+            finally:
+                await rt.close()
+            assert (result.success, result.deletedCount) == (True, 4), result
+            assert await listed() == set()
+            line = f"{result.executedAt} · deleted 4 · errors 0"
+            try:
+                await wait_for(lambda: line in _plain(status), timeout=30)
+            except AssertionError:
+                raise AssertionError(_plain(status)) from None
 
 
 async def test_feedback_screen_lists_and_cancels_a_session(

@@ -6,8 +6,9 @@ import datetime as dt
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from controlplane.cleanup.schemas import Schedule
-from controlplane.cleanup.service import CleanupService, trigger_for
+from controlplane.cleanup.schemas import RunResult, Schedule
+from controlplane.cleanup.service import CleanupService, fire_label, trigger_for
+from controlplane.clock import now
 from controlplane.errors import Conflict
 from controlplane.runtime import Runtime
 from fila import logging as flog
@@ -64,10 +65,20 @@ class CleanupScheduler:
         except Exception as exc:
             log.warning("cleanup schedule sync failed", error=str(exc))
 
-    async def _run(self) -> None:
+    async def _run(self) -> RunResult | None:
+        """The cron's job: runs only on the replica that claims this fire time first."""
+        schedule = self.current
+        if schedule is None:
+            return None
+        at = now()
         try:
-            await CleanupService(self.rt).run(trigger="scheduled")
+            service = CleanupService(self.rt)
+            if not await service.claim(schedule, at):
+                log.info("scheduled cleanup already claimed", fire=fire_label(schedule, at))
+                return None
+            return await service.run(trigger="scheduled")
         except Conflict:
             log.info("cleanup already running elsewhere")
         except Exception as exc:
             log.error("scheduled cleanup failed", error=str(exc))
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 import zoneinfo
@@ -33,6 +34,10 @@ BATCH = 1000
 LOCK_MS = 120_000
 """The lock outlives a crashed holder by this much; it is refreshed after every page."""
 ROW = "global"
+FIRED_MS = 2 * 86_400_000
+"""A scheduled fire time stays claimed this long (past any replica's misfire grace)."""
+FIRE_SLACK = dt.timedelta(minutes=1)
+"""A cron job that starts a little early still belongs to its own fire time."""
 
 _EXTEND = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -53,6 +58,28 @@ return 0
 def trigger_for(schedule: Schedule) -> CronTrigger:
     hour, minute = (int(x) for x in schedule.dailyTime.split(":"))
     return CronTrigger(hour=hour, minute=minute, timezone=zoneinfo.ZoneInfo(schedule.timezone))
+
+
+class LockLost(Exception):
+    """Another run owns the cleanup lock now: this one stops deleting."""
+
+
+def fire_label(schedule: Schedule, at: dt.datetime) -> str:
+    """Local date and dailyTime of the latest fire at or before `at`: one label per scheduled day.
+
+    Every replica, and both firings of a repeated hour (DST fall-back), get the same label.
+    """
+    tz = zoneinfo.ZoneInfo(schedule.timezone)
+    hour, minute = (int(x) for x in schedule.dailyTime.split(":"))
+    day = at.astimezone(tz).date()
+    for back in range(3):
+        wall = dt.datetime.combine(day - dt.timedelta(days=back), dt.time(hour, minute), tz)
+        first = min(
+            wall.replace(fold=0).astimezone(dt.UTC), wall.replace(fold=1).astimezone(dt.UTC)
+        )
+        if first <= at + FIRE_SLACK:
+            return f"{wall.date().isoformat()}T{schedule.dailyTime}"
+    return f"{day.isoformat()}T{schedule.dailyTime}"
 
 
 def next_execution(schedule: Schedule, after: dt.datetime | None = None) -> dt.datetime | None:
@@ -167,19 +194,33 @@ class CleanupService:
             timezone=schedule.timezone,
         )
 
+    async def claim(self, schedule: Schedule, at: dt.datetime) -> bool:
+        """True for the first replica to claim the fire time due at `at`; False for the others."""
+        key = self.rt.keys.cleanup_fired(fire_label(schedule, at))
+        return bool(await self.rt.redis.set(key, "1", nx=True, px=FIRED_MS))
+
     async def run(self, trigger: str = "manual", at: dt.datetime | None = None) -> RunResult:
         """Delete what is older than retentionDays before `at` (default now); Conflict if busy."""
         keys = self.rt.keys
         token = uuid.uuid4().hex
         if not await self.rt.redis.set(keys.lock("cleanup"), token, nx=True, px=LOCK_MS):
             raise Conflict("cleanup: a cleanup is already running")
+        try:
+            return await self._locked_run(trigger, at, token)
+        finally:
+            await self.rt.redis.eval(
+                _RELEASE, 2, keys.lock("cleanup"), keys.cleanup_progress, token
+            )
+
+    async def _locked_run(self, trigger: str, at: dt.datetime | None, token: str) -> RunResult:
+        """The run itself; whatever ends it is written on its row (re-raised if unexpected)."""
         started = now()
-        schedule = await self.schedule()
-        cutoff = (at or started) - dt.timedelta(days=schedule.retentionDays)
-        run_id = None
+        run_id: int | None = None
         counts = {"scanned": 0, "deleted": 0, "errors": 0}
         failure = ""
         try:
+            schedule = await self.schedule()
+            cutoff = (at or started) - dt.timedelta(days=schedule.retentionDays)
             rows = await CleanupRun.insert(
                 CleanupRun(
                     trigger=trigger, started_at=started, retention_days=schedule.retentionDays
@@ -187,29 +228,23 @@ class CleanupService:
             ).returning(CleanupRun._meta.primary_key)
             run_id = rows[0]["id"]
             await self._publish(counts, token)
+            await self._sweep(cutoff, counts, token)
+        except (ClientError, BotoCoreError) as exc:
+            failure = f"s3: {exc}"
+            counts["errors"] += 1
+            log.warning("cleanup listing failed", error=str(exc))
+        except LockLost as exc:
+            failure = str(exc)
+        except BaseException as exc:
+            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else repr(exc)
+            log.error("cleanup failed", trigger=trigger, error=reason, **counts)
             try:
-                await self._sweep(cutoff, counts, token)
-            except (ClientError, BotoCoreError) as exc:
-                failure = f"s3: {exc}"
-                counts["errors"] += 1
-                log.warning("cleanup listing failed", error=str(exc))
-        finally:
-            finished = now()
-            if run_id is not None:
-                await CleanupRun.update(
-                    {
-                        CleanupRun.finished_at: finished,
-                        CleanupRun.scanned_count: counts["scanned"],
-                        CleanupRun.deleted_count: counts["deleted"],
-                        CleanupRun.error_count: counts["errors"],
-                        CleanupRun.success: not failure,
-                        CleanupRun.error: failure,
-                    }
-                ).where(CleanupRun._meta.primary_key == run_id)
-            await self.rt.redis.eval(
-                _RELEASE, 2, keys.lock("cleanup"), keys.cleanup_progress, token
-            )
-        log.info("cleanup finished", trigger=trigger, **counts)
+                await asyncio.shield(self._record(run_id, counts, reason))
+            except Exception as record_exc:
+                log.error("cleanup run not recorded", error=str(record_exc))
+            raise
+        await self._record(run_id, counts, failure)
+        log.info("cleanup finished", trigger=trigger, failure=failure, **counts)
         return RunResult(
             success=not failure,
             deletedCount=counts["deleted"],
@@ -218,8 +253,23 @@ class CleanupService:
             scannedCount=counts["scanned"],
         )
 
+    async def _record(self, run_id: int | None, counts: dict[str, int], failure: str) -> None:
+        """Close the run's row: counts so far, and success only when nothing went wrong."""
+        if run_id is None:
+            return
+        await CleanupRun.update(
+            {
+                CleanupRun.finished_at: now(),
+                CleanupRun.scanned_count: counts["scanned"],
+                CleanupRun.deleted_count: counts["deleted"],
+                CleanupRun.error_count: counts["errors"],
+                CleanupRun.success: not failure,
+                CleanupRun.error: failure,
+            }
+        ).where(CleanupRun._meta.primary_key == run_id)
+
     async def _publish(self, counts: dict[str, int], token: str) -> None:
-        """Progress for /cleanup/status, and the lock kept alive while this run still owns it."""
+        """Progress for /cleanup/status, and the lock kept alive; LockLost once another owns it."""
         keys = self.rt.keys
         owned = await self.rt.redis.eval(
             _EXTEND,
@@ -234,8 +284,10 @@ class CleanupService:
         )
         if not owned:
             log.warning("cleanup lock lost; another run may have started", **counts)
+            raise LockLost("lock lost: another run may have started")
 
     async def _sweep(self, cutoff: dt.datetime, counts: dict[str, int], token: str) -> None:
+        """List and delete page by page, checking the lock is still ours before every delete."""
         bucket = self.rt.settings.s3_bucket
         paginator = self.rt.s3.get_paginator("list_objects_v2")
         pending: list[str] = []
@@ -245,10 +297,12 @@ class CleanupService:
                 if obj["LastModified"] < cutoff:
                     pending.append(obj["Key"])
                 if len(pending) >= self.batch:
+                    await self._publish(counts, token)
                     await self._delete(bucket, pending[: self.batch], counts)
                     pending = pending[self.batch :]
             await self._publish(counts, token)
         while pending:
+            await self._publish(counts, token)
             await self._delete(bucket, pending[: self.batch], counts)
             pending = pending[self.batch :]
         await self._publish(counts, token)
