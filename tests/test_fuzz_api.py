@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import hypothesis
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 
 from fila.settings import Settings
-from tests.test_controlplane_support import cp_proc, migrated
+from simulator.benchenv import database
+from tests.test_controlplane_support import cp_proc, migrated, run_migrations
 
 __all__ = ["cp_proc", "migrated"]
 
@@ -131,6 +135,20 @@ def _fuzz_operation(
     return calls
 
 
+@pytest.fixture
+async def settings(settings: Settings) -> AsyncIterator[Settings]:
+    """A PostgreSQL database of its own: the generated requests store random configuration
+    (emergency filter, rate limit, webhooks) that later tests of the run must not inherit."""
+    name = f"fila_fuzz_{uuid.uuid4().hex[:8]}"
+    url = await database(settings, name, create=True)
+    own = settings.replace(database_url=url)
+    try:
+        await asyncio.to_thread(run_migrations, own)
+        yield own
+    finally:
+        await database(settings, name, create=False)
+
+
 async def test_fuzzed_requests_get_no_5xx_and_4xx_that_name_the_field(
     cp_proc: httpx.AsyncClient, settings: Settings
 ) -> None:
@@ -145,5 +163,6 @@ async def test_fuzzed_requests_get_no_5xx_and_4xx_that_name_the_field(
     assert declared >= 30
     calls, found = await asyncio.to_thread(_fuzz, str(cp_proc.base_url), settings.api_key)
     print(f"fuzz: {declared} operations, {calls} requests, {len(found)} problems")
+    assert settings.database_url.rsplit("/", 1)[-1].startswith("fila_fuzz_")
     assert calls >= declared, calls  # every operation really was called
     assert not found, "\n".join(f"{k}: {v}" for k, v in sorted(found.items()))
