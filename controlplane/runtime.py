@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioboto3
 import httpx
 import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
@@ -17,6 +16,7 @@ from piccolo.engine.postgres import PostgresEngine
 from controlplane.db import close_engine, open_engine
 from fila import logging as flog
 from fila import redisconn, topology
+from fila import s3 as s3_clients
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.ratelimit import TokenBucket
@@ -47,15 +47,6 @@ class Runtime:
 
     async def close(self) -> None:
         await self._stack.aclose()
-
-
-def s3_client_args(settings: Settings) -> dict[str, Any]:
-    return {
-        "endpoint_url": settings.s3_endpoint_url or None,
-        "aws_access_key_id": settings.s3_access_key,
-        "aws_secret_access_key": settings.s3_secret_key,
-        "region_name": settings.s3_region,
-    }
 
 
 CLOSE_TIMEOUT = 10.0
@@ -90,7 +81,7 @@ async def open_runtime(settings: Settings) -> Runtime:
         await topology.declare_all(channel, settings)
         engine = await open_engine(settings.database_url)
         stack.push_async_callback(close_engine, engine)
-        s3 = await _enter(stack, "s3", aioboto3.Session().client("s3", **s3_client_args(settings)))
+        s3 = await _enter(stack, "s3", s3_clients.client(settings))
         http = await _enter(stack, "http", httpx.AsyncClient(timeout=10.0))
     except BaseException:
         await stack.aclose()

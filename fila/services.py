@@ -409,15 +409,9 @@ class S3(Service):
 
 def s3_client(settings: Settings) -> Any:
     """An aioboto3 S3 client (async context manager) for the configured endpoint and keys."""
-    import aioboto3
+    from fila import s3
 
-    return aioboto3.Session().client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url or None,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    )
+    return s3.client(settings)
 
 
 async def ensure_bucket(settings: Settings) -> None:

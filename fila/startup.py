@@ -131,20 +131,12 @@ def _status(exc: ClientError) -> int:
 
 
 def _s3_client(settings: Settings) -> Any:
-    import aioboto3
+    from fila import s3
 
-    return aioboto3.Session().client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url or None,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-        config=Config(
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=CONNECT_TIMEOUT,
-            retries={"max_attempts": 1},
-        ),
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT, read_timeout=CONNECT_TIMEOUT, retries={"max_attempts": 1}
     )
+    return s3.client(settings, config=config)
 
 
 async def s3(settings: Settings) -> str | None:

@@ -9,15 +9,15 @@ import zoneinfo
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aioboto3
 import pytest
 from litestar.testing import AsyncTestClient
 
 from controlplane.cleanup.scheduler import CleanupScheduler
 from controlplane.cleanup.schemas import Schedule
 from controlplane.cleanup.service import CleanupService, fire_label
-from controlplane.runtime import Runtime, open_runtime, s3_client_args
+from controlplane.runtime import Runtime, open_runtime
 from controlplane.tables import CleanupRun
+from fila import s3 as s3_clients
 from fila.keys import Keys
 from fila.settings import Settings
 from tests.support import wait_for
@@ -28,7 +28,7 @@ __all__ = ["cp", "migrated"]
 
 @pytest.fixture
 async def s3(settings: Settings) -> AsyncIterator[Any]:
-    async with aioboto3.Session().client("s3", **s3_client_args(settings)) as client:
+    async with s3_clients.client(settings) as client:
         yield client
 
 

@@ -9,11 +9,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
-import aioboto3
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from fila import topology
+from fila import s3, topology
 from fila.keys import Keys
 from fila.settings import Settings
 
@@ -108,14 +107,7 @@ async def rabbit(settings: Settings) -> AsyncIterator[Rabbit]:
 
 @asynccontextmanager
 async def s3_client(settings: Settings) -> AsyncIterator[Any]:
-    session = aioboto3.Session()
-    async with session.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-    ) as client:
+    async with s3.client(settings) as client:
         yield client
 
 

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aio_pika
-import aioboto3
 import httpx
 import msgspec
 import pytest
@@ -21,6 +20,7 @@ from textual.widgets import DataTable, Input, Static, Switch
 
 from controlplane.cleanup.service import CleanupService
 from controlplane.runtime import open_runtime
+from fila import s3 as s3_clients
 from fila import topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
@@ -445,19 +445,13 @@ async def test_cleanup_run_now_reports_the_run(live: Settings) -> None:
     expired for a run the TUI starts: that run must keep every object and be shown as recorded.
     The deleting run is the service's with `at=` ten years ahead (as in tests/test_cleanup.py).
     """
-    args = {
-        "endpoint_url": live.s3_endpoint_url,
-        "aws_access_key_id": live.s3_access_key,
-        "aws_secret_access_key": live.s3_secret_key,
-        "region_name": live.s3_region,
-    }
-    async with aioboto3.Session().client("s3", **args) as s3:
+    async with s3_clients.client(live) as bucket:
         for i in range(4):
             key = f"audio_{1700000000000 + i}_tui-old.ogg"
-            await s3.put_object(Bucket=live.s3_bucket, Key=key, Body=b"OggS")
+            await bucket.put_object(Bucket=live.s3_bucket, Key=key, Body=b"OggS")
 
         async def listed() -> set[str]:
-            found = await s3.list_objects_v2(Bucket=live.s3_bucket)
+            found = await bucket.list_objects_v2(Bucket=live.s3_bucket)
             return {o["Key"] for o in found.get("Contents", [])}
 
         before = await listed()

@@ -11,11 +11,11 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fila import logging as flog
+from fila import s3
 from fila.settings import Settings
 from workers.ingesterrors import IngestError
 
@@ -70,19 +70,13 @@ class AudioStore:
             self._signer = await self._stack.enter_async_context(self._new_client(public))
 
     def _new_client(self, endpoint_url: str) -> Any:
-        return aioboto3.Session().client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            aws_access_key_id=self._settings.s3_access_key,
-            aws_secret_access_key=self._settings.s3_secret_key,
-            region_name=self._settings.s3_region,
-            config=Config(
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=30,
-                max_pool_connections=max(10, self._settings.ingest_concurrency),
-            ),
+        config = Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+            max_pool_connections=max(10, self._settings.ingest_concurrency),
         )
+        return s3.client(self._settings, endpoint_url=endpoint_url, config=config)
 
     async def close(self) -> None:
         await self._stack.aclose()
