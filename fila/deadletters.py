@@ -181,6 +181,52 @@ def fresh_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in headers.items() if k not in dropped}
 
 
+def republished(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """The same message (body, id, priority, timestamp) under new headers, persistent."""
+    return aio_pika.Message(
+        message.body,
+        message_id=message.message_id,
+        priority=message.priority,
+        content_type=message.content_type or "application/json",
+        headers=headers,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        timestamp=message.timestamp,
+    )
+
+
+def retry_headers(
+    message: AbstractIncomingMessage, attempts: int, status: int | None
+) -> dict[str, Any]:
+    """Headers for another round: the count so far and the target's last answer."""
+    headers = fresh_headers(message.headers or {})
+    headers[H_ATTEMPTS] = attempts
+    if status is not None:
+        headers[H_STATUS] = status
+    return headers
+
+
+def dead_headers(
+    message: AbstractIncomingMessage,
+    *,
+    reason: str,
+    stage: str,
+    attempts: int,
+    status: int | None,
+    response: str | None,
+) -> dict[str, Any]:
+    """The story a dead letter carries: why, where, after how many tries, what the target said."""
+    headers = fresh_headers(message.headers or {})
+    headers[H_REASON] = reason
+    headers[H_STAGE] = stage
+    headers[H_ATTEMPTS] = attempts
+    headers[H_FAILED_AT] = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    if status is not None:
+        headers[H_STATUS] = status
+    if response:
+        headers[H_RESPONSE] = response[:500]
+    return headers
+
+
 async def replay(
     channel: AbstractChannel,
     queue: str,
@@ -208,15 +254,7 @@ async def replay(
         for message, _letter in matching:
             await publish_confirmed(
                 channel,
-                aio_pika.Message(
-                    message.body,
-                    message_id=message.message_id,
-                    priority=message.priority,
-                    content_type=message.content_type or "application/json",
-                    headers=fresh_headers(message.headers or {}),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    timestamp=message.timestamp,
-                ),
+                republished(message, fresh_headers(message.headers or {})),
                 target,
             )
             await message.ack()

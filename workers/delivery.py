@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import time
-from typing import Any
 
-import aio_pika
 import msgspec
 import redis.asyncio as aioredis
 import stamina
@@ -27,7 +24,7 @@ from aio_pika.exceptions import AMQPConnectionError
 from fila import logging as flog
 from fila import stats, topology
 from fila.configstore import ConfigStore
-from fila.deadletters import fresh_headers
+from fila.deadletters import dead_headers, republished, retry_headers
 from fila.keys import Keys
 from fila.models import ControlMessage, MainWebhookData, MainWebhookPayload, QueuedAudio, encode
 from fila.settings import Settings, env_name
@@ -321,12 +318,9 @@ class DeliveryConsumer:
             await self._dead_letter(message, audio, "retries exhausted", attempt, attempts)
             return
         assert self.channel is not None
-        headers = fresh_headers(message.headers or {})
-        headers[topology.H_ATTEMPTS] = attempts
-        if attempt.status is not None:
-            headers[topology.H_STATUS] = attempt.status
+        headers = retry_headers(message, attempts, attempt.status)
         await topology.publish_later(
-            self.channel, self._copy(message, headers), topology.GLOBAL_QUEUE, delay, self._delays
+            self.channel, republished(message, headers), topology.GLOBAL_QUEUE, delay, self._delays
         )
         await message.ack()
         log.info(
@@ -338,17 +332,6 @@ class DeliveryConsumer:
         )
         await self.counters.bump(audio.instance, {stats.DELIVERY_RETRIED: 1})
 
-    def _copy(self, message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-        return aio_pika.Message(
-            message.body,
-            message_id=message.message_id,
-            priority=message.priority,
-            content_type=message.content_type or "application/json",
-            headers=headers,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            timestamp=message.timestamp,
-        )
-
     async def _dead_letter(
         self,
         message: AbstractIncomingMessage,
@@ -358,21 +341,15 @@ class DeliveryConsumer:
         attempts: int,
     ) -> None:
         assert self.channel is not None
-        failed_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        headers = fresh_headers(message.headers or {})
-        headers.update(
-            {
-                topology.H_REASON: reason,
-                topology.H_STAGE: "delivery",
-                topology.H_ATTEMPTS: attempts,
-                topology.H_FAILED_AT: failed_at,
-            }
+        headers = dead_headers(
+            message,
+            reason=reason,
+            stage="delivery",
+            attempts=attempts,
+            status=attempt.status,
+            response=attempt.response,
         )
-        if attempt.status is not None:
-            headers[topology.H_STATUS] = attempt.status
-        if attempt.response:
-            headers[topology.H_RESPONSE] = attempt.response[:500]
-        copy = self._copy(message, headers)
+        copy = republished(message, headers)
         try:
             await topology.publish_confirmed(self.channel, copy, topology.GLOBAL_DLQ)
         except topology.Unroutable:
@@ -402,7 +379,7 @@ class DeliveryConsumer:
                         "statusCode": attempt.status,
                         "attempts": attempts,
                         "response": attempt.response,
-                        "failedAt": failed_at,
+                        "failedAt": headers[topology.H_FAILED_AT],
                     },
                     instance=instance,
                 ),

@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from fila import logging as flog
 from fila import topology
-from fila.deadletters import fresh_headers
+from fila.deadletters import dead_headers, republished, retry_headers
 from fila.models import MonitoringEvent, MonitoringKind, encode
 from fila.settings import Settings
 from fila.topology import MONITORING_QUEUE, declare_monitoring, publish_confirmed
@@ -36,17 +36,6 @@ def _attempts(message: AbstractIncomingMessage) -> int:
         return int((message.headers or {}).get(topology.H_ATTEMPTS, 0) or 0)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 0
-
-
-def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-    return aio_pika.Message(
-        message.body,
-        message_id=message.message_id,
-        content_type=message.content_type or "application/json",
-        headers=headers,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        timestamp=message.timestamp,
-    )
 
 
 def event(
@@ -202,12 +191,9 @@ class MonitoringSender:
         delay = retry.rounded_up_ms(
             max(self._schedule[attempts - 1], retry_after or 0.0), self._schedule
         )
-        headers = fresh_headers(message.headers or {})
-        headers[topology.H_ATTEMPTS] = attempts
-        if result.status is not None:
-            headers[topology.H_STATUS] = result.status
+        headers = retry_headers(message, attempts, result.status)
         await topology.publish_later(
-            self.channel, _copy(message, headers), MONITORING_QUEUE, delay, self._delays
+            self.channel, republished(message, headers), MONITORING_QUEUE, delay, self._delays
         )
         await message.ack()
         log.info(
@@ -221,21 +207,16 @@ class MonitoringSender:
     async def _dead_letter(
         self, message: AbstractIncomingMessage, reason: str, result: Attempt, attempts: int
     ) -> None:
-        headers = fresh_headers(message.headers or {})
-        headers.update(
-            {
-                topology.H_REASON: reason,
-                topology.H_STAGE: "monitoring",
-                topology.H_ATTEMPTS: attempts,
-                topology.H_FAILED_AT: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            }
+        headers = dead_headers(
+            message,
+            reason=reason,
+            stage="monitoring",
+            attempts=attempts,
+            status=result.status,
+            response=result.response,
         )
-        if result.status is not None:
-            headers[topology.H_STATUS] = result.status
-        if result.response:
-            headers[topology.H_RESPONSE] = result.response[:500]
         await topology.publish_confirmed(
-            self.channel, _copy(message, headers), topology.MONITORING_DLQ
+            self.channel, republished(message, headers), topology.MONITORING_DLQ
         )
         await message.ack()
         log.warning(
