@@ -21,6 +21,20 @@ def register(app: typer.Typer) -> None:
         """global.messages → main webhook; monitoring events → monitoring webhook."""
         importlib.import_module("workers.delivery").main()
 
+    @worker.command("alive")
+    def alive(role: str = typer.Argument(..., help="ingest or delivery")) -> None:
+        """Exit 0 if a ROLE worker on this host heartbeats (compose health check), else 1."""
+        import asyncio
+
+        from fila.settings import get_settings
+
+        if role not in ("ingest", "delivery"):
+            raise typer.BadParameter("ingest or delivery", param_hint="ROLE")
+        fleet = importlib.import_module("workers.fleet")
+        ok = asyncio.run(asyncio.wait_for(fleet.alive_here(get_settings(), role), 10))
+        typer.echo(f"{role} worker {'alive' if ok else 'not heartbeating'} on this host")
+        raise typer.Exit(0 if ok else 1)
+
     try:
         dlq_commands = importlib.import_module("workers.dlq_commands")
     except ModuleNotFoundError:

@@ -192,6 +192,19 @@ class Fleet:
         self.request_stop()
 
 
+async def alive_here(settings: Settings, role: WorkerRole) -> bool:
+    """Whether a `role` worker on this host beat within its TTL: a container's health check."""
+    redis = redisconn.connect(settings, max_connections=1)
+    keys = Keys(settings.redis_prefix)
+    prefix = f"{role}-{socket.gethostname()}-"
+    try:
+        ids = [w.decode() for w in await redis.zrange(keys.workers, 0, -1) if isinstance(w, bytes)]
+        mine = [w for w in ids if w.startswith(prefix)]
+        return bool(mine) and any(await redis.mget([keys.worker(w) for w in mine]))
+    finally:
+        await redis.aclose()
+
+
 async def serve(
     settings: Settings,
     role: WorkerRole,
