@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from controlplane.auth import require_apikey
 from controlplane.errors import HANDLERS
 from controlplane.runtime import Runtime, bounded, open_runtime
+from controlplane.strictbody import strict_body
 from fila import logging as flog
 from fila.settings import Settings
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings) -> Litestar:
         state=State({"settings": settings}),
         dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
         guards=[require_apikey],
+        before_request=strict_body,
         request_max_body_size=body_limit(settings),
         exception_handlers=HANDLERS,
         openapi_config=OpenAPIConfig(

@@ -55,22 +55,26 @@ _MISSING = re.compile(r"missing required field `([^`]+)`")
 _AT = re.compile(r"^(?P<rule>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
 
 
+def field_of(text: str, key: str = "") -> tuple[str, str]:
+    """msgspec's `<rule> - at `$.a.b`` as (`a.b`, rule); a missing field is named itself."""
+    match = _AT.match(text)
+    path = (match.group("path") or "") if match else ""
+    field = path.lstrip(".") or key or "body"
+    missing = _MISSING.search(text)
+    if missing:
+        field = ".".join(x for x in (path.lstrip("."), missing.group(1)) if x)
+    if field == "data":
+        field = "body"
+    return field, (match.group("rule") if match else text)
+
+
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     """Decode errors (wrong JSON type, missing field) in the same `<field>: <rule>` form."""
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
         if not isinstance(item, dict):
             continue
-        text = str(item.get("message", ""))
-        match = _AT.match(text)
-        path = (match.group("path") or "") if match else ""
-        field = path.lstrip(".") or str(item.get("key") or "body")
-        missing = _MISSING.search(text)
-        if missing:
-            field = ".".join(x for x in (path.lstrip("."), missing.group(1)) if x)
-        if field == "data":
-            field = "body"
-        rule = match.group("rule") if match else text
+        field, rule = field_of(str(item.get("message", "")), str(item.get("key") or ""))
         return _body(400, f"{field}: {rule}", field=field)
     return _body(400, f"body: {exc.detail}", field="body")
 

@@ -217,6 +217,29 @@ VALIDATION = [
     ),
     ("POST", "/webhook/evolution", {"instance": "i", "data": {"key": {}}}, "data.key.id"),
     ("POST", "/queue/pause", {"role": "everyone"}, "role"),
+    # Values a lenient conversion would take ("0" as false, "5" as 5, 5.0 as 5): wrong types.
+    (
+        "PUT",
+        "/instance/v/filters/audio",
+        {"minDurationSeconds": 5, "maxDurationSeconds": 50, "enabled": "0"},
+        "enabled",
+    ),
+    (
+        "PUT",
+        "/instance/v/filters/audio",
+        {"minDurationSeconds": "5", "maxDurationSeconds": 50, "enabled": True},
+        "minDurationSeconds",
+    ),
+    (
+        "PUT",
+        "/instance/v/filters/audio",
+        {"minDurationSeconds": 5, "maxDurationSeconds": 50.0, "enabled": True},
+        "maxDurationSeconds",
+    ),
+    ("PUT", "/filters/emergency", {"enabled": 1}, "enabled"),
+    ("PUT", "/cleanup/schedule", {"retentionDays": "7"}, "retentionDays"),
+    ("PUT", "/cleanup/schedule", {"enabled": "false"}, "enabled"),
+    ("PUT", "/ratelimit", {"capacity": "500"}, "capacity"),
 ]
 
 
