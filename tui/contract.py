@@ -19,8 +19,8 @@ class FeedbackSession(msgspec.Struct, kw_only=True):
     processType: str
     startTime: float | str = 0
     timeoutAt: float | str = 0
-    currentReaction: str | int = ""
-    """The emoji shown now, or its index in the cycle."""
+    currentReaction: str | int | None = None
+    """The emoji shown now, or its index in the cycle; None before the first reaction went out."""
     runningFor: float = 0
     """Milliseconds."""
 

@@ -56,8 +56,10 @@ class FeedbackScreen(FilaScreen):
         if table.row_count:
             table.move_cursor(row=min(at, table.row_count - 1))
 
-    def _reaction(self, reaction: str | int) -> str:
+    def _reaction(self, reaction: str | int | None) -> str:
         """The emoji itself when the server gives its index in the feedback cycle."""
+        if reaction is None:
+            return "starting"
         cycle = self.fila.settings.feedback_cycle
         if isinstance(reaction, int) and cycle:
             return cycle[reaction % len(cycle)]
