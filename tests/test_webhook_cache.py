@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel
 
@@ -59,3 +62,38 @@ async def test_running_worker_picks_up_an_unannounced_webhook_change(
         )
         await wait_for(lambda: receiver.accepted(), timeout=60)
         assert [d.webhook_id for d in receiver.accepted()] == [item.id]
+
+
+class SlowStore(ConfigStore):
+    """Holds each webhook read, after it has read Redis, until the test lets it go."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def webhook(self) -> WebhookConfig:
+        value = await super().webhook()
+        self.read.set()
+        await self.release.wait()
+        return value
+
+
+async def test_a_change_announced_during_a_read_is_not_hidden_by_it(
+    settings: Settings, redis: aioredis.Redis, keys: Keys
+) -> None:
+    store = SlowStore(redis, keys, settings)
+    hooks = Webhooks(settings.replace(filter_cache_ttl_seconds=300.0), store)
+    old = WebhookConfig(principal=WebhookTarget(enabled=True, url="http://old.example/"))
+    new = WebhookConfig(principal=WebhookTarget(enabled=True, url="http://new.example/"))
+    try:
+        await store.set_webhook(old)
+        reading = asyncio.create_task(hooks.config())
+        await store.read.wait()  # the old value is read, not yet cached
+        await store.set_webhook(new)
+        hooks.invalidate()  # the announcement arrives while the read is in flight
+        store.release.set()
+        assert (await reading).principal.url == "http://old.example/"  # it was in flight
+        assert (await hooks.config()).principal.url == "http://new.example/"
+    finally:
+        await hooks.aclose()

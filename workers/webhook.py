@@ -66,15 +66,19 @@ class Webhooks:
             transport=public_only_transport(limits) if settings.webhook_block_private else None,
         )
         self._config: tuple[float, WebhookConfig] | None = None
+        self._generation = 0
 
     async def config(self) -> WebhookConfig:
         if self._config is not None and self._clock() - self._config[0] < self._ttl:
             return self._config[1]
+        generation = self._generation
         value = await self.store.webhook()
-        self._config = (self._clock(), value)
+        if generation == self._generation:  # a read older than an announcement is not kept
+            self._config = (self._clock(), value)
         return value
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._config = None
 
     async def post(
