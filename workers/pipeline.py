@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Any, Literal
 
 import msgspec
@@ -182,6 +183,13 @@ class Pipeline:
         except IngestError as exc:
             exc.admitted = True
             raise
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a Redis or broker fault after the token was taken
+            log.exception("unexpected ingest failure")
+            error = IngestError("internal_error", f"{type(exc).__name__}: {exc}", transient=True)
+            error.admitted = True
+            raise error from exc
 
     async def _admit(
         self, event: EvolutionEvent, body: bytes, headers: dict[str, Any], idem: str
@@ -193,7 +201,7 @@ class Pipeline:
         if not admission.admitted:
             if limit.policy == "defer":
                 await self._defer(body, headers, idem, admission.retryAfterMs)
-                await self.counters.bump(instance, {stats.DEFERRED: 1})
+                await self._after_decided(self.counters.bump(instance, {stats.DEFERRED: 1}))
                 return "deferred"
             # A rejection is the event's only trace: its report is confirmed before the ack.
             await self.publisher.monitoring(
@@ -208,7 +216,7 @@ class Pipeline:
                     },
                 )
             )
-            await self.counters.bump(instance, {stats.RATE_LIMITED: 1})
+            await self._after_decided(self.counters.bump(instance, {stats.RATE_LIMITED: 1}))
             return "rateLimited"
         return None
 
@@ -247,7 +255,7 @@ class Pipeline:
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.seen(idem), encoded, ex=self.settings.idempotency_ttl_seconds)
         self.counters.bump_on(pipe, instance, {stats.PROCESSED: 1})
-        await pipe.execute()
+        await self._after_decided(pipe.execute())
         log.info(
             "queued",
             id=idem,
@@ -257,6 +265,18 @@ class Pipeline:
             seconds=seconds,
         )
         return "queued"
+
+    async def _after_decided(self, bookkeeping: Awaitable[Any]) -> None:
+        """Counts and marks written once the event's fate is confirmed in RabbitMQ.
+
+        Failing here must not send the event round again: that would queue or report it twice.
+        """
+        try:
+            await bookkeeping
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            log.warning("bookkeeping after a decided event failed", error=str(exc))
 
     async def _defer(
         self, body: bytes, headers: dict[str, Any], idem: str, retry_after_ms: int

@@ -1,0 +1,110 @@
+"""An admitted event keeps its token through any fault, and a decided one is never sent round again.
+
+The pipeline runs in-process on the real Redis, RabbitMQ and S3; one call is made to fail at the
+moment under test (a Redis connection dropping between two commands).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from fila import stats
+from fila.configstore import ConfigStore
+from fila.keys import Keys
+from fila.models import RateLimitConfig
+from fila.settings import Settings
+from tests.test_ingest_support import audio_event, counters, noise, rabbit
+from workers.enqueue import Publisher
+from workers.filtercache import ConfigCache
+from workers.media import MediaFetcher
+from workers.pipeline import Pipeline
+from workers.storage import AudioStore
+
+
+class Spy(Publisher):
+    """The real publisher, remembering the headers of every delayed retry it published."""
+
+    retries: list[dict[str, Any]]
+
+    async def later(self, body: bytes, **kwargs: Any) -> None:
+        self.retries.append(dict(kwargs["headers"]))
+        await super().later(body, **kwargs)
+
+
+@pytest.fixture
+async def pipeline(
+    settings: Settings, redis: aioredis.Redis, keys: Keys
+) -> AsyncIterator[Pipeline]:
+    store = ConfigStore(redis, keys, settings)
+    # One token and the next in about an hour: a second take is refused.
+    await store.set_ratelimit(
+        RateLimitConfig(
+            capacity=1, refillPerMinute=0.02, instanceCapacity=1, instanceRefillPerMinute=0.02
+        )
+    )
+    audio = AudioStore(settings)
+    await audio.open()
+    async with rabbit(settings) as mq, httpx.AsyncClient() as http:
+        publisher = Spy(mq.channel, settings)
+        publisher.retries = []
+        await publisher.declare()
+        yield Pipeline(
+            settings,
+            redis,
+            publisher,
+            ConfigCache(store, ttl=300),
+            MediaFetcher(settings, http),
+            audio,
+        )
+    await audio.close()
+
+
+async def test_a_redis_fault_after_admission_keeps_the_token_for_the_retry(
+    pipeline: Pipeline, redis: aioredis.Redis, keys: Keys
+) -> None:
+    body = json.dumps(audio_event("adm", "A1", 10, data=noise(2000))).encode()
+    claim = pipeline.names.claim
+    calls = 0
+
+    async def drops_once(*args: Any) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return await claim(*args)
+
+    pipeline.names.claim = drops_once  # type: ignore[method-assign]
+    assert await pipeline.process(body, {}) == "retry"
+    [headers] = pipeline.publisher.retries  # type: ignore[attr-defined]
+    # The retry comes back with the headers it was published with: the bucket is empty now.
+    assert await pipeline.process(body, headers) == "queued"
+    got = await counters(redis, keys, "adm")
+    assert got.get(stats.RATE_LIMITED, 0) == 0 and got[stats.PROCESSED] == 1, got
+
+
+async def test_counts_failing_after_a_confirmed_publish_do_not_queue_it_twice(
+    pipeline: Pipeline,
+) -> None:
+    body = json.dumps(audio_event("done", "D1", 10, data=noise(2000))).encode()
+    real = pipeline.publisher.queue_audio
+    queued: list[str] = []
+
+    async def then_redis_drops(item: Any) -> None:
+        await real(item)
+        queued.append(item.id)
+        # Redis goes away between the confirmed publish and the seen mark + counts.
+        pipeline.redis = aioredis.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=1)
+
+    pipeline.publisher.queue_audio = then_redis_drops  # type: ignore[method-assign]
+    try:
+        assert await pipeline.process(body, {}) == "queued"
+    finally:
+        await pipeline.redis.aclose()
+    assert queued == ["done:D1"]
+    assert pipeline.publisher.retries == []  # type: ignore[attr-defined]
