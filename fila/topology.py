@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -62,6 +63,20 @@ async def publish_confirmed(
     )
     if not isinstance(confirm, Basic.Ack):
         raise Unroutable(f"queue {routing_key!r} does not exist: message not taken")
+
+
+async def publish_declaring(
+    channel: AbstractChannel,
+    message: aio_pika.Message,
+    routing_key: str,
+    declare: Callable[[AbstractChannel], Awaitable[object]],
+) -> None:
+    """`publish_confirmed`, declaring the queue again once if it was deleted under us."""
+    try:
+        await publish_confirmed(channel, message, routing_key)
+    except Unroutable:
+        await declare(channel)
+        await publish_confirmed(channel, message, routing_key)
 
 
 async def declare_global(channel: AbstractChannel) -> AbstractQueue:

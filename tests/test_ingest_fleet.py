@@ -255,6 +255,33 @@ async def test_s3_down_is_retried_then_dead_lettered(
         assert await mq.depth(topology.GLOBAL_QUEUE) == 0
 
 
+async def test_a_missed_fleet_pause_and_resume_are_caught_up(
+    settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
+) -> None:
+    """The control plane's steps with the pub/sub message lost: mark, sequence, no message."""
+    settings = settings.replace(heartbeat_seconds=0.2)
+    async with rabbit(settings) as mq:
+        worker = spawn(["worker", "ingest"], settings.replace(log_level="INFO"))
+        await _fleet(redis, keys, 1)
+
+        async def state(expected: str, consumers: int) -> bool:
+            [info] = await workers(redis, keys)
+            queue = await mq.channel.declare_queue(settings.ingest_queue, passive=True)
+            count = queue.declaration_result.consumer_count
+            return bool(info["state"] == expected and count == consumers)
+
+        await redis.set(keys.paused, "1")
+        await redis.incr(keys.config_seq)  # the pause message itself never arrives
+        await wait_for(lambda: state("paused", 0), timeout=30)
+        await mq.publish(audio_event("missed", "M1", 10, data=noise(100)))
+        await redis.delete(keys.paused)
+        await redis.incr(keys.config_seq)  # nor does the resume
+        await wait_for(lambda: state("running", 1), timeout=30)
+        await wait_for(lambda: _total(redis, keys, ("processed",), 1), timeout=60)
+        assert "fleet-wide pause caught up" in worker.output()
+        assert "fleet-wide resume caught up" in worker.output()
+
+
 async def test_pause_leaves_events_in_rabbitmq_and_resume_takes_them(
     settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
 ) -> None:

@@ -6,14 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 import aio_pika
+import msgspec
 import pytest
 
 from fila import deadletters, topology
 from fila.keys import Keys
-from fila.models import MessageKey, QueuedAudio, encode
+from fila.models import MessageKey, MonitoringEvent, QueuedAudio, encode
 from fila.settings import Settings
 from tests.support import Proc, wait_for
 from tests.test_ingest_support import audio_event, counters, noise, rabbit, workers
+from workers import monitoring
 
 
 async def test_ingest_redeclares_a_deleted_global_queue_and_loses_nothing(
@@ -95,3 +97,14 @@ async def test_a_deleted_delay_queue_is_declared_again(settings: Settings) -> No
         await wait_for(lambda: _queued(mq, 2), timeout=30)
         back = await mq.drain(topology.GLOBAL_QUEUE)
         assert [m.message_id for m in back] == ["d1", "d2"]
+
+
+async def test_a_monitoring_report_declares_its_deleted_queue(settings: Settings) -> None:
+    async with rabbit(settings) as mq:
+        await mq.channel.queue_delete(topology.MONITORING_QUEUE)
+        event = monitoring.event(settings, "queue.stats", {"queueSize": 0})
+        assert await monitoring.publish(mq.channel, event)
+        [message] = await mq.drain(topology.MONITORING_QUEUE)
+        assert msgspec.json.decode(message.body, type=MonitoringEvent).event == "queue.stats"
+        await mq.channel.close()
+        assert not await monitoring.publish(mq.channel, event)  # reported, not raised

@@ -350,11 +350,9 @@ class DeliveryConsumer:
             response=attempt.response,
         )
         copy = republished(message, headers)
-        try:
-            await topology.publish_confirmed(self.channel, copy, topology.GLOBAL_DLQ)
-        except topology.Unroutable:
-            await topology.declare_global(self.channel)  # deleted under us: declare it again
-            await topology.publish_confirmed(self.channel, copy, topology.GLOBAL_DLQ)
+        await topology.publish_declaring(
+            self.channel, copy, topology.GLOBAL_DLQ, topology.declare_global
+        )
         await message.ack()
         self.fleet.record(False)
         instance = audio.instance if audio else None

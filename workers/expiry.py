@@ -5,6 +5,7 @@ They already sit in the dead letters; this makes sure no expiry goes by unannoun
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -17,6 +18,9 @@ from fila.topology import GLOBAL_DLQ, declare_expiry_watch
 from workers import monitoring
 
 log = flog.get("expiry")
+
+REQUEUE_PAUSE_SECONDS = 1.0
+"""A report that could not be queued waits this long before its message is offered again."""
 
 
 class ExpiryReporter:
@@ -42,9 +46,21 @@ class ExpiryReporter:
         self._tag = await self._queue.consume(self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await self._report(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # unacked on a live channel would hold a prefetch slot for good
+            log.warning("expiry report failed", message_id=message.message_id, error=str(exc))
+            await asyncio.sleep(REQUEUE_PAUSE_SECONDS)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+
+    async def _report(self, message: AbstractIncomingMessage) -> None:
+        """Report once queued, then ack; a report that cannot be queued waits in the queue."""
         letter = describe(message, GLOBAL_DLQ)
         log.warning("message expired in global.messages", message_id=letter.id)
-        await monitoring.publish(
+        queued = await monitoring.publish(
             self.publish_channel,
             monitoring.event(
                 self.settings,
@@ -60,7 +76,14 @@ class ExpiryReporter:
                 instance=letter.instance,
             ),
         )
-        await self.counters.bump(letter.instance, {stats.DELIVERY_FAILED: 1})
+        if not queued:
+            await asyncio.sleep(REQUEUE_PAUSE_SECONDS)
+            await message.nack(requeue=True)
+            return
+        try:
+            await self.counters.bump(letter.instance, {stats.DELIVERY_FAILED: 1})
+        except Exception as exc:  # the report is out: a lost count must not hold the message
+            log.warning("expiry count not written", message_id=letter.id, error=str(exc))
         await message.ack()
 
     async def stop(self) -> None:

@@ -66,6 +66,10 @@ class Fleet:
         )
         self.stopping = asyncio.Event()
         self.consumer: Consumer | None = None
+        self._fleet_paused = False
+        """Paused by a fleet-wide order (remembered in Redis), not by one aimed at a role or us."""
+        self._seen_seq = 0
+        """The newest control message received, for us or not: a higher seq in Redis was missed."""
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -95,6 +99,8 @@ class Fleet:
         self.consumer = consumer
         if await self.redis.exists(self.keys.paused):
             self.info.state = "paused"
+            self._fleet_paused = True
+        self._seen_seq = int(await self.redis.get(self.keys.config_seq) or 0)
         await self.beat()
         self._tasks = [
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
@@ -117,7 +123,13 @@ class Fleet:
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.worker(self.id), encode(self.info), px=ttl)
         pipe.zadd(self.keys.workers, {self.id: self.info.lastBeat})
-        await pipe.execute()
+        pipe.get(self.keys.config_seq)
+        latest = int((await pipe.execute())[-1] or 0)
+        if latest > self._seen_seq:
+            # Control messages went by unseen (a pub/sub reconnect can be silent): catch up.
+            self._seen_seq = latest
+            log.warning("control messages missed, catching up", seq=latest)
+            await self._catch_up()
 
     async def _heartbeat(self) -> None:
         while True:
@@ -134,11 +146,8 @@ class Fleet:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(self.keys.control_channel)
-                if not first and self.consumer:
-                    # Messages may have been missed while disconnected: re-read everything.
-                    await self.consumer.apply_config(
-                        ControlMessage(seq=0, kind="config", scope="all")
-                    )
+                if not first:
+                    await self._catch_up()  # messages may have been missed while disconnected
                 first = False
                 async for raw in pubsub.listen():
                     if raw.get("type") != "message":
@@ -158,21 +167,48 @@ class Fleet:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    async def _catch_up(self) -> None:
+        """Re-read all configuration and follow the fleet-wide pause mark: nothing stays missed."""
+        if self.consumer is None:
+            return
+        await self.consumer.apply_config(ControlMessage(seq=0, kind="config", scope="all"))
+        await self._follow_fleet_pause()
+
+    async def _follow_fleet_pause(self) -> None:
+        """A fleet-wide pause or resume sent while unsubscribed is caught up from its Redis mark."""
+        if self.consumer is None:
+            return
+        paused = bool(await self.redis.exists(self.keys.paused))
+        if paused and self.info.state == "running":
+            self.info.state, self._fleet_paused = "paused", True
+            await self.consumer.pause()
+            log.info("fleet-wide pause caught up")
+        elif not paused and self._fleet_paused and self.info.state == "paused":
+            self.info.state, self._fleet_paused = "running", False
+            await self.consumer.resume()
+            log.info("fleet-wide resume caught up")
+        else:
+            return
+        await self.beat()
+
     def _concerns(self, message: ControlMessage) -> bool:
         if message.workerId and message.workerId != self.id:
             return False
         return not (message.role and message.role != self.role)
 
     async def handle(self, message: ControlMessage) -> None:
+        self._seen_seq = max(self._seen_seq, message.seq)
         if not self._concerns(message) or self.consumer is None:
             return
         if message.kind == "config":
             await self.consumer.apply_config(message)
         elif message.kind == "pause" and self.info.state == "running":
             self.info.state = "paused"
+            self._fleet_paused = not (message.role or message.workerId)
             await self.consumer.pause()
         elif message.kind == "resume" and self.info.state == "paused":
             self.info.state = "running"
+            self._fleet_paused = False
             await self.consumer.resume()
         elif message.kind == "drain":
             self.info.state = "draining"

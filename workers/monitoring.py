@@ -24,7 +24,7 @@ from fila import topology
 from fila.deadletters import dead_headers, republished, retry_headers
 from fila.models import MonitoringEvent, MonitoringKind, encode
 from fila.settings import Settings
-from fila.topology import MONITORING_QUEUE, declare_monitoring, publish_confirmed
+from fila.topology import MONITORING_QUEUE, declare_monitoring
 from workers import retry
 from workers.webhook import Attempt, Webhooks, event_url
 
@@ -50,10 +50,10 @@ def event(
     )
 
 
-async def publish(channel: AbstractChannel, item: MonitoringEvent) -> None:
-    """Queue one event for the monitoring webhook; failures are logged, never raised."""
+async def publish(channel: AbstractChannel, item: MonitoringEvent) -> bool:
+    """Queue one event for the monitoring webhook; False (logged, never raised) if not queued."""
     try:
-        await publish_confirmed(
+        await topology.publish_declaring(
             channel,
             aio_pika.Message(
                 encode(item),
@@ -62,9 +62,12 @@ async def publish(channel: AbstractChannel, item: MonitoringEvent) -> None:
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
             MONITORING_QUEUE,
+            topology.declare_monitoring,
         )
     except Exception as exc:
         log.warning("monitoring event not queued", monitoring_event=item.event, error=str(exc))
+        return False
+    return True
 
 
 class MonitoringSender:
@@ -215,8 +218,11 @@ class MonitoringSender:
             status=result.status,
             response=result.response,
         )
-        await topology.publish_confirmed(
-            self.channel, republished(message, headers), topology.MONITORING_DLQ
+        await topology.publish_declaring(
+            self.channel,
+            republished(message, headers),
+            topology.MONITORING_DLQ,
+            topology.declare_monitoring,
         )
         await message.ack()
         log.warning(

@@ -123,11 +123,12 @@ class StatsReporter:
             moved = _delta(current, before.byInstance.get(name, {}))
             if any(moved.values()):
                 by_instance[name] = moved
-        await monitoring.publish(
+        queued = await monitoring.publish(
             self.channel,
             monitoring.event(self.settings, "filter.applied", {**total, "byInstance": by_instance}),
         )
-        await self.redis.set(self.keys.filter_snapshot, msgspec.json.encode(now))
+        if queued:  # otherwise the next report carries this period's changes too
+            await self.redis.set(self.keys.filter_snapshot, msgspec.json.encode(now))
 
     async def stop(self) -> None:
         if self._task:
