@@ -12,7 +12,7 @@ async def test_connections_carry_tcp_keepalive(settings: Settings) -> None:
     client = redisconn.connect(settings)
     try:
         assert await client.ping()
-        connection = await client.connection_pool.get_connection("PING")
+        connection = await client.connection_pool.get_connection()
         try:
             sock = connection._writer.transport.get_extra_info("socket")  # type: ignore[union-attr]
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
