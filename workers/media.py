@@ -25,6 +25,8 @@ log = flog.get("ingest.media")
 
 
 _ENC_OVERHEAD = 16 + mediacrypto.MAC_LENGTH
+_JSON_OVERHEAD = 64 * 1024
+"""Room for getBase64's other fields around the base64 text."""
 
 """Padding plus MAC: an `.enc` of allowed audio is at most this much larger than the limit."""
 
@@ -108,14 +110,14 @@ class MediaFetcher:
         )
         body = {"message": {"key": {"id": event.data.key.id}}}
         try:
-            response = await self._post_retried(url, body)
+            status, content = await self._post_retried(url, body)
         except _Transient as exc:
             raise IngestError("evolution_unavailable", str(exc), transient=True) from exc
-        if response.status_code >= 400:
-            log.info("evolution has no media", status=response.status_code, id=event.data.key.id)
+        if status >= 400:
+            log.info("evolution has no media", status=status, id=event.data.key.id)
             return None
         try:
-            payload = response.json()
+            payload = await off_loop(len(content), msgspec.json.decode, content)
         except ValueError as exc:
             raise IngestError("evolution_bad_response", "getBase64 answer is not JSON") from exc
         text = payload.get("base64") if isinstance(payload, dict) else None
@@ -126,19 +128,27 @@ class MediaFetcher:
         mimetype = payload.get("mimetype") or audio.mimetype
         return Media(data=data, mimetype=str(mimetype), source="evolution")
 
-    async def _post_retried(self, url: str, body: object) -> httpx.Response:
+    async def _post_retried(self, url: str, body: object) -> tuple[int, bytes]:
+        """The status and body (bounded by the audio limit as base64) of getBase64's answer."""
         headers = {"apikey": self._settings.evolution_api_key}
+        limit = self._settings.max_audio_bytes * 4 // 3 + _JSON_OVERHEAD
         async for attempt in stamina.retry_context(
             on=_Transient, attempts=4, wait_initial=0.2, wait_max=2.0, timeout=30.0
         ):
             with attempt:
                 try:
-                    response = await self._client.post(url, json=body, headers=headers)
+                    async with self._client.stream(
+                        "POST", url, json=body, headers=headers
+                    ) as response:
+                        status = response.status_code
+                        if _retryable_status(status):
+                            raise _Transient(f"Evolution API answered {status}")
+                        content = b""
+                        if status < 400:
+                            content = await _read_capped(response, limit, "getBase64 answer")
                 except httpx.TransportError as exc:
                     raise _Transient(f"Evolution API unreachable: {type(exc).__name__}") from exc
-                if _retryable_status(response.status_code):
-                    raise _Transient(f"Evolution API answered {response.status_code}")
-        return response
+        return status, content
 
     async def _download(self, audio: AudioMessage) -> Media:
         assert audio.url is not None
@@ -181,16 +191,22 @@ class MediaFetcher:
                             raise IngestError(
                                 "download_failed", f"media url answered {response.status_code}"
                             )
-                        chunks: list[bytes] = []
-                        size = 0
-                        async for chunk in response.aiter_bytes():
-                            size += len(chunk)
-                            if size > limit:
-                                raise IngestError("oversized", f"download exceeds {limit} bytes")
-                            chunks.append(chunk)
+                        data = await _read_capped(response, limit, "download")
                 except httpx.TransportError as exc:
                     raise _Transient(f"media url unreachable: {type(exc).__name__}") from exc
-        return b"".join(chunks)
+        return data
+
+
+async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
+    """The body, refused as soon as it passes `limit`: a huge answer never sits in memory."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise IngestError("oversized", f"{what} exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _b64_field(value: str | None, field: str) -> bytes | None:

@@ -6,6 +6,7 @@ delays a webhook change, it never leaves a worker on the old target for good.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -67,6 +68,8 @@ class Webhooks:
         )
         self._config: tuple[float, WebhookConfig] | None = None
         self._generation = 0
+        self._deadline = settings.webhook_timeout_seconds * 2
+        """The whole POST, however slowly the receiver trickles its answer."""
 
     async def config(self) -> WebhookConfig:
         if self._config is not None and self._clock() - self._config[0] < self._ttl:
@@ -91,7 +94,10 @@ class Webhooks:
         }
         started = time.perf_counter()
         try:
-            response = await self.http.post(url, content=body, headers=sent)
+            async with asyncio.timeout(self._deadline):
+                async with self.http.stream("POST", url, content=body, headers=sent) as response:
+                    # Only the start of the answer is kept: a huge one is cut off, not buffered.
+                    head = await _head(response, RESPONSE_SNIPPET * 4)
         except httpx.HTTPError as exc:
             return Attempt(
                 status=None,
@@ -99,12 +105,28 @@ class Webhooks:
                 seconds=time.perf_counter() - started,
                 blocked=blocked_reason(exc),
             )
+        except TimeoutError:
+            return Attempt(
+                status=None,
+                response=f"no complete answer within {self._deadline:g} s",
+                seconds=time.perf_counter() - started,
+            )
         return Attempt(
             status=response.status_code,
-            response=response.text[:RESPONSE_SNIPPET],
+            response=head.decode("utf-8", "replace")[:RESPONSE_SNIPPET],
             retry_after=response.headers.get("retry-after"),
             seconds=time.perf_counter() - started,
         )
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+async def _head(response: httpx.Response, limit: int) -> bytes:
+    """Up to `limit` bytes of the body; the rest is never read."""
+    head = b""
+    async for chunk in response.aiter_bytes():
+        head += chunk
+        if len(head) >= limit:
+            break
+    return head[:limit]
