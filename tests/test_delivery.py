@@ -260,6 +260,7 @@ async def test_400_goes_to_dead_letters_and_replay_delivers_it(
             assert err["server_url"] == settings.server_url
             assert err["data"]["statusCode"] == 400
             assert err["data"]["reason"] == "rejected: HTTP 400"
+            assert err["data"]["error"] == "Delivery failed: rejected: HTTP 400"
         failed = (await counts(redis, keys, settings))[stats.DELIVERY_FAILED]
         assert failed == 2
 
@@ -418,6 +419,7 @@ async def test_no_main_webhook_holds_messages_and_expiry_is_reported(
         [error] = monitor.by_event("queue.error")
         assert error["instance"] == "inst-g"
         assert (error["data"]["reason"], error["data"]["messageId"]) == ("expired", expiring.id)
+        assert error["data"]["error"] == "Delivery failed: expired"
         [letter] = await deadletters.browse(channel, topology.GLOBAL_DLQ)
         assert (letter.id, letter.reason) == (expiring.id, "expired")
         assert receiver.deliveries == []

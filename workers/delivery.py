@@ -371,6 +371,7 @@ class DeliveryConsumer:
                     self.settings,
                     "queue.error",
                     {
+                        "error": f"Delivery failed: {reason}",
                         "stage": "delivery",
                         "messageId": message.message_id,
                         "reason": reason,

@@ -66,6 +66,7 @@ class ExpiryReporter:
                 self.settings,
                 "queue.error",
                 {
+                    "error": f"Delivery failed: {letter.reason}",
                     "stage": letter.stage,
                     "messageId": letter.id,
                     "reason": letter.reason,

@@ -317,7 +317,7 @@ class Pipeline:
             message_id=idem,
             headers={k: v for k, v in headers.items() if k != topology.H_REASON},
         )
-        await self.counters.bump(instance, {stats.INGEST_FAILED: 1})
+        await self._after_decided(self.counters.bump(instance, {stats.INGEST_FAILED: 1}))
         log.warning("dead-lettered", id=idem, reason=exc.reason, detail=exc.detail[:200])
         self._monitor(
             instance,
