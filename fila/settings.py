@@ -106,6 +106,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_secret: str = "whsec_ZmlsYS1kZXYtd2ViaG9vay1zZWNyZXQtMzJieXRlcyE="
     """Standard Webhooks signing secret (`whsec_` + base64)."""
     webhook_timeout_seconds: float = 10.0
+    """Per connect/read of a webhook POST; the whole POST is cut off at twice this."""
     delivery_retry_schedule: str = "1,5,30,120,600"
     """Seconds between delivery attempts; its length is the number of retries."""
     breaker_failures: int = 5
