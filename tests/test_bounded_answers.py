@@ -10,6 +10,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from controlplane.feedback.evolution import EvolutionClient, EvolutionError
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import EvolutionEvent
@@ -127,3 +128,27 @@ async def test_a_trickling_answer_ends_at_the_deadline(
         await hooks.aclose()
     assert attempt.status is None
     assert attempt.response == "no complete answer within 2 s"
+
+
+async def test_a_trickling_evolution_api_ends_a_feedback_call_within_its_budget(
+    settings: Settings, server: Start
+) -> None:
+    """httpx's timeout is per read: one byte every 0.2 s never trips it; the attempt's does."""
+
+    async def trickle(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(100000):
+            writer.write(b".")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+
+    url = await server(trickle)
+    client = EvolutionClient(settings.replace(evolution_url=url.removesuffix("/hook")))
+    try:
+        with pytest.raises(EvolutionError, match="no answer within 1 s"):
+            await asyncio.wait_for(
+                client.send_reaction("inst", "5511@s.whatsapp.net", "M1", "🔄", budget=1.0),
+                timeout=60,
+            )
+    finally:
+        await client.aclose()

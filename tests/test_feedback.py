@@ -440,3 +440,36 @@ async def test_an_end_left_half_done_by_a_dead_replica_is_taken_over(
 
     await wait_for(ended, timeout=30)
     assert (await crashed.status()).activeSessionsCount == 0
+
+
+async def test_a_tick_whose_slot_comes_too_late_is_not_sent(
+    settings: Settings, stub: EvolutionStub, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """A tick that waited for a send slot until its lease nearly ran out would be sent after a
+    finish that waited for the lease: it is skipped; one with its lease ahead is sent."""
+    service = FeedbackService(fast(settings, stub), redis)
+    try:
+        started = await service.start_session(start_body("LATE"))
+        sid = started.sessionId
+        for late, sends in ((True, 0), (False, 1)):
+            [(due_sid, score)] = await service.store.due(score_now() + 60_000, 10)
+            assert due_sid == sid
+            claim = await service.store.claim(
+                sid,
+                score,
+                max(score, score_now()),
+                interval_ms=service.interval_ms,
+                sending_lease_ms=service.sending_lease_ms,
+                end_lease_ms=60_000,
+                timeout_emoji="🤷",
+                cycle=2,
+            )
+            assert claim.kind == "tick"
+            if late:  # the slot wait used up all but 0.8 s of the lease
+                await redis.hset(keys.feedback_session(sid), "sendingUntil", score_now() + 800)
+            await service._tick(sid, claim.index, claim.token)
+            assert len(stub.calls_to("sendReaction")) == sends
+            session = await service.store.get(sid)
+            assert session is not None and session.sendingUntil == 0  # released either way
+    finally:
+        await service.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -26,7 +27,8 @@ class EvolutionClient:
     """Sends reactions and texts; each call gives up after its time budget, never raises raw."""
 
     PER_CALL_TIMEOUT = 10.0
-    """One HTTP attempt; a call's retries stop starting new ones when its budget is spent."""
+    """One HTTP attempt, whole; a call's retries stop starting new ones when its budget is spent,
+    so a call takes at most its budget plus one attempt."""
 
     def __init__(self, settings: Settings) -> None:
         self._client = httpx.AsyncClient(
@@ -60,7 +62,12 @@ class EvolutionClient:
                 wait_jitter=0.05,
             ):
                 with attempt:
-                    response = await self._client.post(path, json=body, timeout=per_call)
+                    try:
+                        # httpx's timeout is per phase and per read; this bounds the attempt.
+                        async with asyncio.timeout(per_call):
+                            response = await self._client.post(path, json=body, timeout=per_call)
+                    except TimeoutError:
+                        raise _Transient(f"no answer within {per_call:g} s") from None
                     if response.status_code >= 500 or response.status_code == 429:
                         log.warning(
                             "evolution api call failed, retrying",

@@ -30,6 +30,10 @@ END_CALL_BUDGET = 20.0
 """Seconds of retries for each call of an end."""
 END_CALL_WORST = END_CALL_BUDGET + EvolutionClient.PER_CALL_TIMEOUT
 """A call's last attempt may start just before its budget runs out and take a full timeout."""
+LEASE_MARGIN = 0.5
+"""Seconds kept free at the end of a tick's lease for the release to land."""
+MIN_TICK_BUDGET = 0.5
+"""A tick whose send could get less time than this is skipped, not sent late."""
 MAX_END_ATTEMPTS = 5
 """Ends still failing after this many takes are completed anyway (and logged)."""
 BATCH = 200
@@ -305,9 +309,16 @@ class FeedbackService:
                 s = await self.store.get(sid)
                 if s is None or s.state != "active" or s.sendingBy != token:
                     return  # ended, or waited so long for a slot that the tick was re-let
+                # The send must end inside its lease (a finish waits for the lease, not for us):
+                # a call takes at most its budget plus one attempt of at most the budget.
+                left = (s.sendingUntil - _now_ms()) / 1000 - LEASE_MARGIN
+                budget = min(self.tick_budget, left / 2)
+                if budget < MIN_TICK_BUDGET:
+                    log.warning("feedback reaction skipped: its slot came too late", session_id=sid)
+                    return
                 emoji = self.cycle[index % len(self.cycle)]
                 await self.evolution.send_reaction(
-                    s.instance, s.chatId, s.messageId, emoji, budget=self.tick_budget
+                    s.instance, s.chatId, s.messageId, emoji, budget=budget
                 )
         except EvolutionError as exc:
             log.error("feedback reaction not sent", session_id=sid, error=str(exc))
