@@ -90,7 +90,13 @@ async def test_bad_events_on_both_inputs_and_the_good_ones_flow_on(
             ("http", over_limit, 413, "body"),
             ("http", _bad_base64("HTTP-BADB64"), 202, "corrupt_base64"),
             ("http", _wrong_media_key(stub, "HTTP-WRONGKEY"), 202, "mac_mismatch"),
-            ("http", _seconds("HTTP-TYPE", "twelve"), 202, "invalid_event"),
+            # What the worker would dead-letter is refused at the door, naming the field.
+            (
+                "http",
+                _seconds("HTTP-TYPE", "twelve"),
+                400,
+                "data.message.audioMessage.seconds",
+            ),
             (
                 "http",
                 audio_event("bad-in", "HTTP-HUGE", 10, data=noise(MAX_AUDIO + 1)),

@@ -12,13 +12,13 @@ import redis.asyncio as aioredis
 
 from controlplane.feedback.evolution import EvolutionClient, EvolutionError
 from fila.configstore import ConfigStore
+from fila.events import audio_of
 from fila.keys import Keys
 from fila.models import EvolutionEvent
 from fila.settings import Settings
 from tests.test_ingest_support import audio_event
 from workers.ingesterrors import IngestError
 from workers.media import MediaFetcher
-from workers.pipeline import audio_of
 from workers.webhook import RESPONSE_SNIPPET, Webhooks
 
 Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]

@@ -144,6 +144,23 @@ async def test_filter_put_is_mirrored_and_announced(
         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
+def _event(**change: Any) -> dict[str, Any]:
+    """A voice note event with one key or audio field changed (None: left out)."""
+    key: dict[str, Any] = {"remoteJid": "5511@s.whatsapp.net", "fromMe": False, "id": "V1"}
+    audio: dict[str, Any] = {"seconds": 10, "mimetype": "audio/ogg; codecs=opus"}
+    for name, value in change.items():
+        target = audio if name == "seconds" else key
+        if value is None:
+            del target[name]
+        else:
+            target[name] = value
+    return {
+        "event": "messages.upsert",
+        "instance": "v",
+        "data": {"key": key, "message": {"audioMessage": audio}},
+    }
+
+
 VALIDATION = [
     (
         "PUT",
@@ -216,6 +233,17 @@ VALIDATION = [
         "instance",
     ),
     ("POST", "/webhook/evolution", {"instance": "i", "data": {"key": {}}}, "data.key.id"),
+    # Refused here because the ingest worker would dead-letter them (its own reading rule).
+    *[
+        ("POST", "/webhook/evolution", _event(**change), field)
+        for change, field in (
+            ({"fromMe": "false"}, "data.key.fromMe"),
+            ({"id": " "}, "data.key.id"),
+            ({"remoteJid": None}, "data.key.remoteJid"),
+            ({"seconds": -1}, "data.message.audioMessage.seconds"),
+            ({"seconds": "ten"}, "data.message.audioMessage.seconds"),
+        )
+    ],
     ("POST", "/queue/pause", {"role": "everyone"}, "role"),
     # Values a lenient conversion would take ("0" as false, "5" as 5, 5.0 as 5): wrong types.
     (

@@ -11,11 +11,11 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Literal
 
-import msgspec
 import redis.asyncio as aioredis
 
 from fila import logging as flog
 from fila import stats, topology
+from fila.events import EventError, audio_of, parse_event
 from fila.keys import Keys
 from fila.models import (
     AudioMessage,
@@ -23,7 +23,6 @@ from fila.models import (
     MonitoringEvent,
     QueuedAudio,
     encode,
-    instance_problem,
 )
 from fila.offload import off_loop
 from fila.ratelimit import TokenBucket
@@ -66,35 +65,6 @@ Outcome = Literal[
 ]
 
 
-def parse_event(body: bytes) -> EvolutionEvent:
-    """Decode and sanity-check an event, naming the offending field when it is wrong."""
-    try:
-        event = msgspec.json.decode(body, type=EvolutionEvent)
-    except msgspec.ValidationError as exc:
-        raise IngestError("invalid_event", str(exc)) from exc
-    except msgspec.DecodeError as exc:
-        raise IngestError("bad_json", str(exc)) from exc
-    problem = instance_problem(event.instance)
-    if problem:
-        raise IngestError("invalid_event", f"instance {problem} - at `$.instance`")
-    if not event.data.key.id.strip():
-        raise IngestError("invalid_event", "message id is empty - at `$.data.key.id`")
-    return event
-
-
-def audio_of(event: EvolutionEvent) -> AudioMessage | None:
-    try:
-        audio = event.audio()
-    except msgspec.ValidationError as exc:
-        detail = str(exc).replace("at `$", "at `$.data.message.audioMessage")
-        raise IngestError("invalid_event", detail) from exc
-    if audio is not None and (audio.seconds is None or audio.seconds < 0):
-        raise IngestError(
-            "missing_field", "a non-negative `$.data.message.audioMessage.seconds` is required"
-        )
-    return audio
-
-
 class Pipeline:
     """One instance per worker process, shared by its concurrent handlers."""
 
@@ -127,8 +97,11 @@ class Pipeline:
         attempts = header_int(headers, topology.H_ATTEMPTS)
         event: EvolutionEvent | None = None
         try:
-            event = await off_loop(len(body), parse_event, body)
-            audio = audio_of(event)
+            try:
+                event = await off_loop(len(body), parse_event, body)
+                audio = audio_of(event)
+            except EventError as exc:
+                raise IngestError(exc.reason, exc.detail) from exc
             if audio is None:
                 await self._non_audio(event)
                 return "nonAudio"

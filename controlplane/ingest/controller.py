@@ -11,9 +11,10 @@ from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from controlplane.errors import DependencyDown, FieldError
+from controlplane.errors import DependencyDown, FieldError, field_of
 from controlplane.runtime import Runtime
 from fila import topology
+from fila.events import EventError, audio_of, parse_event
 from fila.models import instance_problem
 from fila.offload import off_loop
 
@@ -104,5 +105,10 @@ async def accept(rt: Runtime, raw: bytes, path_event: str | None) -> Response[Ac
         reason = f"event {named!r} is not consumed (only {rt.settings.evolution_routing_key})"
         return Response(Accepted(accepted=False, reason=reason), status_code=200)
     ident = event_id(body)
+    try:  # what the ingest worker would dead-letter is refused here, naming the field
+        audio_of(await off_loop(len(raw), parse_event, raw))
+    except EventError as exc:
+        field, rule = field_of(exc.detail)
+        raise FieldError(field, rule) from None
     await enqueue(rt, raw, ident)
     return Response(Accepted(accepted=True, id=ident), status_code=202)
