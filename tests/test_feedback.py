@@ -473,3 +473,20 @@ async def test_a_tick_whose_slot_comes_too_late_is_not_sent(
             assert session is not None and session.sendingUntil == 0  # released either way
     finally:
         await service.stop()
+
+
+async def test_marking_an_end_step_never_brings_back_a_gone_session(
+    settings: Settings, stub: EvolutionStub, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """An end still sending when its session is deleted (or completed elsewhere) stops there."""
+    service = FeedbackService(fast(settings, stub), redis)
+    try:
+        started = await service.start_session(start_body("GONE"))
+        sid = started.sessionId
+        assert await service.store.mark(sid, "endReactionSent") is False  # active, not ending
+        assert await redis.hget(keys.feedback_session(sid), "endReactionSent") is None
+        await service.delete_session(sid)
+        assert await service.store.mark(sid, "endTextSent") is False
+        assert await redis.exists(keys.feedback_session(sid)) == 0
+    finally:
+        await service.stop()

@@ -349,12 +349,14 @@ class FeedbackService:
                     await self.evolution.send_reaction(
                         s.instance, s.chatId, s.messageId, s.endReaction, budget=END_CALL_BUDGET
                     )
-                    await self.store.mark(sid, "endReactionSent")
+                    if not await self.store.mark(sid, "endReactionSent"):
+                        return None  # deleted, or completed by another replica meanwhile
                 if s.endText and not s.endTextSent:
                     await self.evolution.send_text(
                         s.instance, s.chatId, s.endText, budget=END_CALL_BUDGET
                     )
-                    await self.store.mark(sid, "endTextSent")
+                    if not await self.store.mark(sid, "endTextSent"):
+                        return None
             except EvolutionError as exc:
                 delivered = False
                 log.error(

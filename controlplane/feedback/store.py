@@ -70,6 +70,13 @@ end
 return 0
 """
 
+# ARGV: field. Only an end in progress is marked: a deleted or completed session stays gone.
+_MARK = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'ending' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], '1')
+return 1
+"""
+
 # ARGV: id, status, reaction, text, now, end lease
 _BEGIN_END = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -234,6 +241,7 @@ class FeedbackStore:
         self._start = redis.register_script(_START)
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
+        self._mark = redis.register_script(_MARK)
         self._begin_end = redis.register_script(_BEGIN_END)
         self._complete = redis.register_script(_COMPLETE)
         self._remove = redis.register_script(_REMOVE)
@@ -313,8 +321,9 @@ class FeedbackStore:
         )
         return _str(result)
 
-    async def mark(self, sid: str, field: str) -> None:
-        await self.redis.hset(self.keys.feedback_session(sid), field, "1")
+    async def mark(self, sid: str, field: str) -> bool:
+        """Record a step of an end as done; False when the session is no longer ending."""
+        return bool(await self._mark(keys=[self.keys.feedback_session(sid)], args=[field]))
 
     async def reschedule(self, sid: str, at_ms: int) -> None:
         await self.redis.zadd(self.keys.feedback_sessions, {sid: at_ms}, xx=True)
