@@ -51,7 +51,8 @@ async def test_cleanup_deletes_exactly_the_expired_audio_objects(
     bucket = settings.s3_bucket
     assert (await cp.put("/cleanup/schedule", json={"retentionDays": 7})).status_code == 200
     old = [f"audio_{1700000000000 + i}_inst-{i}.ogg" for i in range(5)]
-    newest_old = await _put(s3, bucket, [*old, "report_old.txt"])
+    others = ["report_old.txt", "audio_exports/report.csv", "audio_notes.txt"]  # not Fila's
+    newest_old = await _put(s3, bucket, [*old, *others])
     fresh: list[str] = []
 
     async def newer_objects_exist() -> bool:
@@ -86,7 +87,7 @@ async def test_cleanup_deletes_exactly_the_expired_audio_objects(
     assert result.deletedCount == len(old)
     assert result.errorCount == 0
     assert result.scannedCount == len(old) + len(fresh_kept)
-    assert await _keys(s3, bucket) == {*fresh_kept, "report_old.txt"}
+    assert await _keys(s3, bucket) == {*fresh_kept, *others}
 
     status = (await cp.get("/cleanup/status")).json()
     assert status["running"] is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import uuid
 import zoneinfo
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from controlplane import configlock
 from controlplane.cleanup.schemas import (
     LastCleanup,
     Progress,
@@ -20,6 +22,7 @@ from controlplane.cleanup.schemas import (
     Status,
 )
 from controlplane.clock import iso, now
+from controlplane.configlock import config_write
 from controlplane.errors import Conflict
 from controlplane.runtime import Runtime
 from controlplane.tables import CleanupRun, CleanupSchedule
@@ -29,6 +32,8 @@ from fila import logging as flog
 log = flog.get("controlplane.cleanup")
 
 PREFIX = "audio_"
+AUDIO_KEY = re.compile(r"audio_\d+_[^/]+\.[A-Za-z0-9]+")
+"""Only Fila's own `audio_<epoch ms>_<instance>.<ext>`: a shared bucket's other objects stay."""
 BATCH = 1000
 """DeleteObjects takes at most 1000 keys."""
 LOCK_MS = 120_000
@@ -119,23 +124,38 @@ class CleanupService:
         )
 
     async def update(self, patch: SchedulePatch) -> Schedule:
-        current = await self.schedule()
-        value = Schedule(
-            enabled=current.enabled if patch.enabled is None else patch.enabled,
-            retentionDays=current.retentionDays
-            if patch.retentionDays is None
-            else retention_days("retentionDays", patch.retentionDays),
-            dailyTime=current.dailyTime
-            if patch.dailyTime is None
-            else daily_time("dailyTime", patch.dailyTime),
-            timezone=current.timezone
-            if patch.timezone is None
-            else timezone("timezone", patch.timezone),
-        )
-        await self.save(value)
+        """Read, merge and store under the schedule's lock; rescheduled after it."""
+        async with config_write(configlock.CLEANUP):
+            current = await self.schedule()
+            value = Schedule(
+                enabled=current.enabled if patch.enabled is None else patch.enabled,
+                retentionDays=current.retentionDays
+                if patch.retentionDays is None
+                else retention_days("retentionDays", patch.retentionDays),
+                dailyTime=current.dailyTime
+                if patch.dailyTime is None
+                else daily_time("dailyTime", patch.dailyTime),
+                timezone=current.timezone
+                if patch.timezone is None
+                else timezone("timezone", patch.timezone),
+            )
+            await self._store(value)
+        await self._reschedule(value)
         return value
 
     async def save(self, value: Schedule) -> None:
+        """Store under the schedule's lock, then reschedule (outside it: a job scheduled inside
+        would inherit the finished transaction's context)."""
+        async with config_write(configlock.CLEANUP):
+            await self._store(value)
+        await self._reschedule(value)
+
+    async def _reschedule(self, value: Schedule) -> None:
+        scheduler = self.rt.extras.get("scheduler")
+        if scheduler is not None:
+            await scheduler.apply(value)
+
+    async def _store(self, value: Schedule) -> None:
         T = CleanupSchedule
         await (
             T.insert(
@@ -155,9 +175,6 @@ class CleanupService:
             )
             .run()
         )
-        scheduler = self.rt.extras.get("scheduler")
-        if scheduler is not None:
-            await scheduler.apply(value)
 
     async def progress(self) -> Progress | None:
         raw = await self.rt.redis.hgetall(self.rt.keys.cleanup_progress)
@@ -293,6 +310,8 @@ class CleanupService:
         pending: list[str] = []
         async for page in paginator.paginate(Bucket=bucket, Prefix=PREFIX):
             for obj in page.get("Contents", []):
+                if not AUDIO_KEY.fullmatch(obj["Key"]):
+                    continue
                 counts["scanned"] += 1
                 if obj["LastModified"] < cutoff:
                     pending.append(obj["Key"])

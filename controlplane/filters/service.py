@@ -7,8 +7,9 @@ from typing import Any
 
 import msgspec
 
-from controlplane import configrows
+from controlplane import configlock, configrows
 from controlplane.clock import iso, now
+from controlplane.configlock import config_write
 from controlplane.filters.schemas import AudioFilterRecord
 from controlplane.runtime import Runtime
 from controlplane.tables import InstanceAudioFilter
@@ -85,10 +86,11 @@ class FilterService:
 
     async def put(self, instance: str, lo: Any, hi: Any, on: Any) -> AudioFilterRecord:
         value = _filter(lo, hi, on)
-        await self._upsert([instance], value, now())
-        row = await T.select().where(T.instance_name == instance).first()
-        assert row is not None
-        await self.rt.config.set_filter(instance, value)
+        async with config_write(configlock.FILTERS):
+            await self._upsert([instance], value, now())
+            row = await T.select().where(T.instance_name == instance).first()
+            assert row is not None
+            await self.rt.config.set_filter(instance, value)
         await self.rt.config.announce("config", scope="filters", instance=instance)
         return _record(row)
 
@@ -103,9 +105,10 @@ class FilterService:
         names = [n for n in names if n]
         if not names:
             return 0
-        for start in range(0, len(names), 500):
-            await self._upsert(names[start : start + 500], value, now())
-        await self.rt.config.set_filters(dict.fromkeys(names, value))
+        async with config_write(configlock.FILTERS):
+            for start in range(0, len(names), 500):
+                await self._upsert(names[start : start + 500], value, now())
+            await self.rt.config.set_filters(dict.fromkeys(names, value))
         await self.rt.config.announce("config", scope="filters")
         return len(names)
 
@@ -117,8 +120,9 @@ class FilterService:
 
     async def set_emergency(self, value: EmergencyFilter) -> EmergencyFilter:
         audio_bounds(value.minDurationSeconds, value.maxDurationSeconds, value.enabled)
-        await configrows.store(configrows.EMERGENCY, msgspec.to_builtins(value))
-        await self.rt.config.set_emergency(value)
+        async with config_write(configlock.EMERGENCY):
+            await configrows.store(configrows.EMERGENCY, msgspec.to_builtins(value))
+            await self.rt.config.set_emergency(value)
         await self.rt.config.announce("config", scope="emergency")
         return value
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from controlplane import configrows
+from controlplane import configlock, configrows
+from controlplane.configlock import config_write
 from controlplane.errors import FieldError
 from controlplane.queue.schemas import AudioFilterStats, QueueStats, RateLimitPatch
 from controlplane.runtime import Runtime
@@ -69,6 +70,11 @@ class QueueService:
         return msgspec.convert(stored, RateLimitConfig)
 
     async def set_ratelimit(self, patch: RateLimitPatch) -> RateLimitConfig:
+        """Read, merge and store under the rate limit's lock."""
+        async with config_write(configlock.RATELIMIT):
+            return await self._set_ratelimit_locked(patch)
+
+    async def _set_ratelimit_locked(self, patch: RateLimitPatch) -> RateLimitConfig:
         current = await self.ratelimit()
         changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not None}
         updated = msgspec.structs.replace(current, **changes)

@@ -8,7 +8,9 @@ from typing import Any
 
 import httpx
 
+from controlplane import configlock
 from controlplane.clock import iso, now
+from controlplane.configlock import config_write
 from controlplane.errors import FieldError
 from controlplane.runtime import Runtime
 from controlplane.tables import GlobalWebhookConfig
@@ -137,6 +139,11 @@ class WebhookService:
         return await self.stored() or default_webhook(self.rt.settings)
 
     async def merge(self, patch: WebhookPatch) -> WebhookResponse:
+        """Read, merge and store under the webhook document's lock."""
+        async with config_write(configlock.WEBHOOK):
+            return await self._merge_locked(patch)
+
+    async def _merge_locked(self, patch: WebhookPatch) -> WebhookResponse:
         current = await self.current()
         value = WebhookConfig(
             principal=_merge(current.principal, patch.principal),
@@ -161,11 +168,20 @@ class WebhookService:
         )
 
     async def replace(self, value: WebhookConfig) -> None:
-        """Set the whole configuration (config import)."""
+        """Set the whole configuration (config import), under the lock."""
+        async with config_write(configlock.WEBHOOK):
+            return await self._replace_locked(value)
+
+    async def _replace_locked(self, value: WebhookConfig) -> None:
         await self.validate(value)
         await self._save(value)
 
     async def disable(self) -> DisabledResponse:
+        """Disable both targets under the lock, keeping the URLs."""
+        async with config_write(configlock.WEBHOOK):
+            return await self._disable_locked()
+
+    async def _disable_locked(self) -> DisabledResponse:
         current = await self.current()
         value = WebhookConfig(
             principal=WebhookTarget(enabled=False, url=current.principal.url),
