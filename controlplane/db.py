@@ -22,10 +22,17 @@ def engine_config(url: str) -> dict[str, object]:
     }
 
 
+COMMAND_TIMEOUT = 30.0
+"""Seconds one PostgreSQL statement may take (asyncpg's command_timeout)."""
+
+
 async def open_engine(url: str, pool_size: int = 10) -> PostgresEngine:
     """An engine with a connection pool, bound to every table of the control plane."""
     engine = PostgresEngine(config=engine_config(url), log_queries=False)
-    await engine.start_connection_pool(min_size=1, max_size=pool_size)
+    # A stalled server fails a query after COMMAND_TIMEOUT instead of holding its request.
+    await engine.start_connection_pool(
+        min_size=1, max_size=pool_size, command_timeout=COMMAND_TIMEOUT
+    )
     for table in TABLES:
         table._meta.db = engine
     return engine
