@@ -8,6 +8,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from controlplane.ingest.budget import Busy
 from fila import logging as flog
 
 log = flog.get("controlplane.errors")
@@ -79,6 +80,12 @@ def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Res
     return _body(400, f"body: {exc.detail}", field="body")
 
 
+def busy(_: Request[Any, Any, Any], exc: Busy) -> Response[dict[str, Any]]:
+    response = _body(429, str(exc), retryAfter=exc.retry_after)
+    response.headers["retry-after"] = str(exc.retry_after)
+    return response
+
+
 def not_found(_: Request[Any, Any, Any], exc: NotFound) -> Response[dict[str, Any]]:
     return _body(404, str(exc))
 
@@ -135,6 +142,7 @@ HANDLERS: dict[type[Exception] | int, Any] = {
     FieldError: field_error,
     ValidationException: validation_error,
     NotFound: not_found,
+    Busy: busy,
     Conflict: conflict,
     DependencyDown: dependency_down,
     HTTPException: http_error,

@@ -35,6 +35,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Public URL of the control plane, sent as `server_url` in webhooks."""
     http_host: str = "127.0.0.1"
     http_port: int = 38080
+    ingest_http_buffer_bytes: int = 64 * 1024 * 1024
+    """Bytes of bodies the HTTP ingest holds at once; past it a request waits, then gets 429."""
+    ingest_http_wait_seconds: float = 10.0
+    """How long an HTTP ingest request waits for room in that buffer before its 429."""
     startup_wait_seconds: float = 30.0
     """How long a starting process waits for each of its dependencies before a one-line exit."""
     timezone: str = "America/Sao_Paulo"
@@ -198,6 +202,8 @@ _OPTIONAL_URLS: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = (
     "http_port",
+    "ingest_http_buffer_bytes",
+    "ingest_http_wait_seconds",
     "rate_capacity",
     "rate_refill_per_minute",
     "rate_instance_capacity",

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from controlplane.errors import DependencyDown, FieldError, field_of
+from controlplane.ingest.budget import ByteBudget
 from controlplane.runtime import Runtime
 from fila import topology
 from fila.events import EventError, audio_of, parse_event
@@ -85,14 +86,33 @@ class IngestController(Controller):
         self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
     ) -> Response[Accepted]:
         """202 only after the raw body is durably on the ingest queue."""
-        return await accept(rt, await request.body(), None)
+        async with _budget(rt).hold(_size(request)):
+            return await accept(rt, await request.body(), None)
 
     @post("/{event:str}", status_code=202)
     async def receive_event(
         self, event: FromPath[str], request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
     ) -> Response[Accepted]:
         """Evolution API's 'webhook by events' mode appends the event name to the URL."""
-        return await accept(rt, await request.body(), event)
+        async with _budget(rt).hold(_size(request)):
+            return await accept(rt, await request.body(), event)
+
+
+def _budget(rt: Runtime) -> ByteBudget:
+    budget = rt.extras.get("ingest_budget")
+    if not isinstance(budget, ByteBudget):
+        s = rt.settings
+        budget = ByteBudget(s.ingest_http_buffer_bytes, s.ingest_http_wait_seconds)
+        rt.extras["ingest_budget"] = budget
+    return budget
+
+
+def _size(request: Request[Any, Any, Any]) -> int:
+    """The declared length; a chunked body counts as the largest one allowed."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit():
+        return int(length)
+    return request.route_handler.resolve_request_max_body_size() or 0
 
 
 async def accept(rt: Runtime, raw: bytes, path_event: str | None) -> Response[Accepted]:
