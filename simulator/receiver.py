@@ -51,6 +51,8 @@ class Receiver(Served):
         self._verifier = Webhook(secret) if secret else None
         super().__init__(self._handle, port)
         self.deliveries: list[Delivery] = []
+        self.arrivals: list[str | None] = []
+        """The webhook-id of every POST as it arrives, answered or not (a sender may die first)."""
         self._failures: list[_Failure] = []
         self._latency = 0.0
         self._arrived = asyncio.Event()
@@ -149,6 +151,7 @@ class Receiver(Served):
         if request.method == "POST" and request.path.startswith(CONTROL_PREFIX):
             return self._control(request)
         received = time.time()
+        self.arrivals.append(request.headers.get("webhook-id"))
         if self._latency:
             await asyncio.sleep(self._latency)
         status, extra = self._next_status()

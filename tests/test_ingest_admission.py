@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from fila import stats
+from fila import stats, topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import RateLimitConfig
@@ -76,12 +77,13 @@ async def test_a_redis_fault_after_admission_keeps_the_token_for_the_retry(
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise redis.exceptions.ConnectionError("Connection closed by server.")
+            raise RedisConnectionError("Connection closed by server.")
         return await claim(*args)
 
     pipeline.names.claim = drops_once  # type: ignore[method-assign]
     assert await pipeline.process(body, {}) == "retry"
     [headers] = pipeline.publisher.retries  # type: ignore[attr-defined]
+    assert headers[topology.H_REASON] == "internal_error"
     # The retry comes back with the headers it was published with: the bucket is empty now.
     assert await pipeline.process(body, headers) == "queued"
     got = await counters(redis, keys, "adm")

@@ -374,6 +374,7 @@ async def test_workers_screen_pauses_and_resumes_the_fleet(
         assert not await redis.get(keys.paused)
         await pilot.press("colon", *"pause ingest", "enter")  # one role only
         await wait_for(lambda: states() == {"paused"}, timeout=60, interval=0.2)
+        assert not await redis.get(keys.paused)  # a role's pause is not the fleet-wide mark
 
 
 async def test_webhook_test_button_shows_status_and_time(live: Settings) -> None:
@@ -564,7 +565,14 @@ async def test_dead_letters_screen_browses_and_replays(live: Settings) -> None:
             await pilot.press("escape", "r")  # replay what is shown
             await wait_for(lambda: table.row_count == 0, timeout=60)
         assert await topology.queue_depth(channel, topology.GLOBAL_DLQ) == 2
-        await wait_for(lambda: topology.queue_depth(channel, topology.GLOBAL_QUEUE), timeout=30)
+
+        async def replayed_one() -> bool:
+            return await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 1
+
+        await wait_for(replayed_one, timeout=30)
+        queue = await channel.declare_queue(topology.GLOBAL_QUEUE, passive=True)
+        message = await queue.get(no_ack=True, fail=True)
+        assert message is not None and message.message_id == "tui-dl:M2"  # the timeout one
     finally:
         await connection.close()
 
