@@ -359,6 +359,8 @@ async def test_zero_loss_while_everything_fails(
         delivered = delivered_ids()
         filtered = {i for i, k in plan.kind.items() if k in ("tooShort", "tooLong")}
         assert not (filtered & delivered), sorted(filtered & delivered)[:5]
+        non_audio = {i for i, k in plan.kind.items() if k == "nonAudio"}
+        assert not (non_audio & delivered), sorted(non_audio & delivered)[:5]
         assert not (bad_media & delivered)
         counters = await stats.Counters(redis, keys, tuned.timezone).global_counts()
         expected = Counter(plan.kind[i] for i in plan.kind if i not in refused_http)
@@ -390,18 +392,10 @@ async def test_zero_loss_while_everything_fails(
             "lost": len(lost),
             "seconds": round(elapsed, 1),
         }
-        accounted = (
-            len(delivered)
-            + len(rejected)
-            + figures["filtered"]
-            + figures["non-audio"]
-            + len(bad_media - rejected)
-            + garbage_sent
-            + figures["refused over HTTP"]
-        )
         print("\nfault run:", "; ".join(pipe.faults))
         print("reconciliation:", ", ".join(f"{k}={v}" for k, v in figures.items()))
+        # Every voice note and bad-media event is found by id where it ended; filtered and
+        # non-audio ones by the counters above (never delivered); garbage by its dead letters.
         assert lost == set()
-        assert accounted == EVENTS, (accounted, figures)
         assert len(delivery_letters) == 0, [d.reason for d in delivery_letters]
     await s3.close()
