@@ -135,6 +135,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     feedback_error_emoji: str = "❌"
     feedback_aborted_emoji: str = "⚠️"
     feedback_timeout_emoji: str = "🤷"
+    feedback_orphan_sweep_seconds: float = 300.0
+    """How often a control plane removes broken or undriven feedback sessions (first sweep one
+    period after start, so sessions resumed after a restart are driven first)."""
 
     # --- S3 cleanup ---
     cleanup_enabled: bool = True
@@ -222,6 +225,7 @@ _POSITIVE = (
     "monitoring_flush_seconds",
     "feedback_interval_seconds",
     "feedback_timeout_seconds",
+    "feedback_orphan_sweep_seconds",
     "cleanup_retention_days",
     "s3_presign_seconds",
     "s3_multipart_threshold",

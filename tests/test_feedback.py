@@ -490,3 +490,23 @@ async def test_marking_an_end_step_never_brings_back_a_gone_session(
         assert await redis.exists(keys.feedback_session(sid)) == 0
     finally:
         await service.stop()
+
+
+async def test_a_running_service_sweeps_orphans_by_itself(
+    settings: Settings, stub: EvolutionStub, services: Services, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """No operator call: a half-written session is gone within a sweep period; a live one stays."""
+    service = await services.start(fast(settings, stub, feedback_orphan_sweep_seconds=1.0))
+    healthy = await service.start_session(start_body("KEPT"))
+    lost = "inst-1:lost@s.whatsapp.net:L2"
+    await redis.hset(
+        keys.feedback_session(lost), mapping={"instance": "inst-1", "chatId": "lost@s.whatsapp.net"}
+    )
+
+    async def swept() -> bool:
+        return await redis.exists(keys.feedback_session(lost)) == 0
+
+    await wait_for(swept, timeout=30)
+    status = await service.status()
+    assert [s.sessionId for s in status.activeSessions] == [healthy.sessionId]
+    assert status.stats.byStatus.get("orphaned") == 1

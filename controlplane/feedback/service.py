@@ -253,8 +253,14 @@ class FeedbackService:
 
     async def _run(self) -> None:
         failures = 0
+        sweep_every = self.settings.feedback_orphan_sweep_seconds
+        next_sweep = time.monotonic() + sweep_every
         while not self._stopping:
             try:
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + sweep_every
+                    swept = await self.cleanup_orphans()
+                    log.info("feedback orphan sweep", removed=swept.removed)
                 busy = await self._pass()
                 failures = 0
                 if busy:
