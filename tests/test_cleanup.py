@@ -18,8 +18,10 @@ from controlplane.cleanup.service import CleanupService, fire_label
 from controlplane.runtime import Runtime, open_runtime
 from controlplane.tables import CleanupRun
 from fila import s3 as s3_clients
+from fila import services
 from fila.keys import Keys
 from fila.settings import Settings
+from tests.faults import TcpProxy
 from tests.support import wait_for
 from tests.test_controlplane_support import cp, migrated
 
@@ -386,3 +388,44 @@ def test_both_firings_of_a_repeated_hour_share_one_label() -> None:
     for hhmm in ((6, 30), (7, 0), (7, 30)):
         at = dt.datetime(2026, 3, 8, *hhmm, tzinfo=dt.UTC)
         assert fire_label(spring, at) == "2026-03-08T02:30"
+
+
+async def test_a_failed_scheduled_run_is_retried_until_it_succeeds(
+    migrated: Settings, settings: Settings
+) -> None:
+    """S3 refuses connections at fire time: the run is recorded failed, then run again later."""
+    proxy = TcpProxy("127.0.0.1", services.S3_PORT)
+    await proxy.start()
+    await proxy.cut()
+    zone = "Europe/Lisbon"
+    local = dt.datetime.now(zoneinfo.ZoneInfo(zone))
+    schedule = Schedule(
+        enabled=True, retentionDays=7, dailyTime=local.strftime("%H:%M"), timezone=zone
+    )
+    since = dt.datetime.now(dt.UTC)
+    rt = await open_runtime(settings.replace(s3_endpoint_url=f"http://{proxy.url_host}"))
+    cron = CleanupScheduler(rt, retry_seconds=(1.0, 1.0))
+    cron.scheduler.start()
+    try:
+        cron.current = schedule
+        first = await cron._run()
+        assert first is not None and first.success is False, first
+        await proxy.restore()
+
+        async def retried() -> list[dict[str, Any]]:
+            return await CleanupRun.select().where(
+                (CleanupRun.trigger == "scheduled-retry")
+                & (CleanupRun.started_at >= since)
+                & (CleanupRun.success == True)  # noqa: E712 - a Piccolo expression
+            )
+
+        await wait_for(retried, timeout=60)
+        assert len(await retried()) == 1
+        failed = await CleanupRun.select().where(
+            (CleanupRun.trigger == "scheduled") & (CleanupRun.started_at >= since)
+        )
+        assert [(r["success"], r["error"][:3]) for r in failed] == [(False, "s3:")], failed
+    finally:
+        await cron.stop()
+        await rt.close()
+        await proxy.close()
