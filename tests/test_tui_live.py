@@ -372,6 +372,11 @@ async def test_workers_screen_pauses_and_resumes_the_fleet(
         await pilot.press("u")
         await wait_for(lambda: states() == {"running"}, timeout=60, interval=0.2)
         assert not await redis.get(keys.paused)
+        await pilot.press("colon", *"pause ingets", "enter")  # a typo is not the whole fleet
+        await wait_for(
+            lambda: any("unknown role" in n.message for n in app._notifications), timeout=10
+        )
+        assert not await redis.get(keys.paused) and states() == {"running"}
         await pilot.press("colon", *"pause ingest", "enter")  # one role only
         await wait_for(lambda: states() == {"paused"}, timeout=60, interval=0.2)
         assert not await redis.get(keys.paused)  # a role's pause is not the fleet-wide mark
@@ -562,8 +567,11 @@ async def test_dead_letters_screen_browses_and_replays(live: Settings) -> None:
             reason.focus()
             await pilot.press("enter")  # browse only that reason
             await wait_for(lambda: table.row_count == 1, timeout=30)
+            reason.value = ""  # edited but not applied: the replay is still what is shown
             await pilot.press("escape", "r")  # replay what is shown
-            await wait_for(lambda: table.row_count == 0, timeout=60)
+            # The reload after it applies the inputs as they are now: the two left, unfiltered.
+            await wait_for(lambda: table.row_count == 2, timeout=60)
+            assert {str(table.get_row_at(i)[2]) for i in range(2)} == {"http_500"}
         assert await topology.queue_depth(channel, topology.GLOBAL_DLQ) == 2
 
         async def replayed_one() -> bool:

@@ -201,7 +201,13 @@ class FilaApp(App[None]):
         word, _, rest = line.strip().lower().partition(" ")
         controls: dict[str, Control] = {"pause": "pause", "resume": "resume", "drain": "drain"}
         roles: dict[str, Role] = {"ingest": "ingest", "delivery": "delivery"}
-        if word in controls and rest.strip() in roles:
+        if word in controls and rest.strip():
+            # A fleet-wide order only when no role is named: a mistyped role must not widen it.
+            if rest.strip() not in roles:
+                self.notify(
+                    f"unknown role {rest.strip()!r}: ingest or delivery", severity="warning"
+                )
+                return
             await self.action_control(controls[word], roles[rest.strip()])
             return
         actions: dict[str, Callable[[], Any]] = {
@@ -244,12 +250,22 @@ class FilaApp(App[None]):
                 await self.load(*(f for f in page.FEEDS if f in FETCH))
 
     async def action_edit_ratelimit(self) -> None:
-        await self.load("ratelimit")
-        self.push_screen(EditRateLimit(self.data.ratelimit), self._notified("rate limit"))
+        if await self._loaded("ratelimit"):
+            self.push_screen(EditRateLimit(self.data.ratelimit), self._notified("rate limit"))
 
     async def action_edit_emergency(self) -> None:
-        await self.load("emergency")
-        self.push_screen(EditEmergency(self.data.emergency), self._notified("emergency filter"))
+        if await self._loaded("emergency"):
+            self.push_screen(EditEmergency(self.data.emergency), self._notified("emergency filter"))
+
+    async def _loaded(self, feed: str) -> bool:
+        """Fresh from the control plane; an editor opened on defaults would save over the truth."""
+        setattr(self.data, feed, None)
+        await self.load(feed)
+        if getattr(self.data, feed) is None:
+            error = self.data.errors.get(feed) or self.connection_error or "no answer"
+            self.notify(str(error), severity="error", title=f"{feed} editor not opened")
+            return False
+        return True
 
     def _notified(self, title: str) -> Callable[[str | None], None]:
         def done(summary: str | None) -> None:

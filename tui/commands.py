@@ -44,9 +44,8 @@ class FilaCommands(Provider):
         return entries
 
     def _edit_all(self) -> None:
-        app = cast("FilaApp", self.app)
-        rows = app.data.instances.instances if app.data.instances else []
-        app.edit_thresholds(None, rows[0] if rows else None)
+        """From the fleet defaults, as `E` does: one instance's values must not spread."""
+        cast("FilaApp", self.app).edit_thresholds(None, None)
 
     async def discover(self) -> Hits:
         for title, text, run in self._entries():

@@ -98,6 +98,8 @@ class WebhookTestData(msgspec.Struct, kw_only=True):
     statusText: str = ""
     responseTime: str = ""
     testedAt: str = ""
+    error: str | None = None
+    """Why no answer came (connection refused, timeout…)."""
 
 
 class WebhookTestResponse(msgspec.Struct, kw_only=True):

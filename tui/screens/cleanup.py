@@ -14,6 +14,7 @@ from textual.widgets import Button, Input, Label, ProgressBar, Static, Switch
 from tui.client import ControlPlaneError, Unreachable
 from tui.contract import CleanupSchedule
 from tui.fleetdata import FleetData
+from tui.oneatatime import one_at_a_time
 from tui.screens.base import FilaScreen
 
 
@@ -89,7 +90,8 @@ class CleanupScreen(FilaScreen):
         self.query_one("#timezone", Input).value = schedule.timezone
 
     @on(Button.Pressed, "#save")
-    @work(exclusive=True, group="schedule")
+    @work(group="schedule")
+    @one_at_a_time
     async def _save(self) -> None:
         client = self.fila.client
         if client is None:
@@ -122,7 +124,8 @@ class CleanupScreen(FilaScreen):
     def _run_pressed(self) -> None:
         self.action_run_now()
 
-    @work(exclusive=True, group="run")
+    @work(group="run")
+    @one_at_a_time
     async def action_run_now(self) -> None:
         client = self.fila.client
         if client is None:

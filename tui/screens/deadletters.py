@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from fila.deadletters import DeadLetter
 from tui.client import ControlPlaneError, DeadQueue, Unreachable
 from tui.fleetdata import FleetData
+from tui.oneatatime import one_at_a_time
 from tui.screens.base import FilaScreen
 
 
@@ -23,6 +24,8 @@ class DeadLettersScreen(FilaScreen):
         Binding("g", "reload", "Reload"),
         Binding("r", "replay", "Replay shown"),
     ]
+    shown_filters: tuple[DeadQueue, str | None, str | None] | None = None
+    """The filters of the letters on screen (set by the last successful load)."""
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="filters"):
@@ -90,16 +93,26 @@ class DeadLettersScreen(FilaScreen):
         else:
             self.fila.data.deadLetters = letters
             self.fila.data.errors.pop("deadLetters", None)
+            self.shown_filters = (queue, instance, reason)
         self.refresh_from(self.fila.data)
 
-    @work(exclusive=True, group="replay")
+    @work(group="replay")
+    @one_at_a_time
     async def action_replay(self) -> None:
         client = self.fila.client
         if client is None:
             return
-        queue, instance, reason = self._filters()
+        letters = self.fila.data.deadLetters
+        if self.shown_filters is None or not letters:
+            self.notify("nothing shown to replay (g loads)", severity="warning")
+            return
+        # What was loaded and is shown, not what the inputs say now: edited filters are not
+        # applied until g, and the replay stops at as many letters as are shown.
+        queue, instance, reason = self.shown_filters
         try:
-            result = await client.replay(queue, instance=instance, reason=reason)
+            result = await client.replay(
+                queue, instance=instance, reason=reason, limit=len(letters)
+            )
         except (ControlPlaneError, Unreachable) as exc:
             self.notify(f"replay: {exc}", severity="error")
             return

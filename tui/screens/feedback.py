@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -12,7 +13,9 @@ from textual.widgets import DataTable, Static
 
 from tui.client import ControlPlaneError, Unreachable
 from tui.fleetdata import FleetData
+from tui.oneatatime import one_at_a_time
 from tui.screens.base import FilaScreen
+from tui.widgets.refill import refill
 
 
 def duration(ms: float) -> str:
@@ -37,24 +40,28 @@ class FeedbackScreen(FilaScreen):
         if status is None:
             stats.update(Text(data.errors.get("process", "waiting for the control plane…")))
             return
+        stale = data.errors.get("process")
         stats.update(
             f"[b]{status.activeSessionsCount}[/b] active · {status.stats.totalStarted} started"
             f" · average {duration(status.stats.averageProcessingTime)}"
+            + (f" · [b red]not refreshed: {escape(stale)}[/b red]" if stale else "")
         )
-        table = self.query_one("#sessions", DataTable)
-        at = table.cursor_row
-        table.clear()
-        for s in status.activeSessions:
-            table.add_row(
-                s.sessionId,
-                s.instance,
-                s.processType,
-                duration(s.runningFor),
-                self._reaction(s.currentReaction),
-                key=s.sessionId,
-            )
-        if table.row_count:
-            table.move_cursor(row=min(at, table.row_count - 1))
+        refill(
+            self.query_one("#sessions", DataTable),
+            (
+                (
+                    s.sessionId,
+                    (
+                        s.sessionId,
+                        s.instance,
+                        s.processType,
+                        duration(s.runningFor),
+                        self._reaction(s.currentReaction),
+                    ),
+                )
+                for s in status.activeSessions
+            ),
+        )
 
     def _reaction(self, reaction: str | int | None) -> str:
         """The emoji itself when the server gives its index in the feedback cycle."""
@@ -65,7 +72,8 @@ class FeedbackScreen(FilaScreen):
             return cycle[reaction % len(cycle)]
         return str(reaction)
 
-    @work(exclusive=True, group="cancel")
+    @work(group="cancel")
+    @one_at_a_time
     async def action_cancel_session(self) -> None:
         table = self.query_one("#sessions", DataTable)
         client = self.fila.client

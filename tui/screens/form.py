@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from tui.client import ControlPlaneError, Unreachable
+from tui.oneatatime import one_at_a_time
 
 if TYPE_CHECKING:
     from tui.app import FilaApp
@@ -79,7 +80,8 @@ class FormModal(ModalScreen[str | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    @work(exclusive=True, group="save")
+    @work(group="save")
+    @one_at_a_time
     async def _send(self) -> None:
         client = cast("FilaApp", self.app).client
         if client is None:

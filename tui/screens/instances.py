@@ -180,7 +180,11 @@ class InstancesScreen(FilaScreen):
             name = values[index].plain
             return (getter(self.rows[name]), name)
 
+        # The cursor follows its instance: a re-sort must not slide another one under it.
+        under = self.current()
         self.table.sort(key=by, reverse=self.sort_reverse)
+        if under is not None and under in self.shown:
+            self.table.move_cursor(row=self.table.get_row_index(under), scroll=False)
 
     # ------------------------------------------------------------ actions
 

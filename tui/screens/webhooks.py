@@ -13,6 +13,7 @@ from textual.widgets import Button, Input, Label, Static, Switch
 from tui.client import ControlPlaneError, Unreachable
 from tui.contract import WebhookConfigResponse
 from tui.fleetdata import FleetData
+from tui.oneatatime import one_at_a_time
 from tui.screens.base import FilaScreen
 
 Kind = Literal["principal", "monitoramento"]
@@ -70,7 +71,8 @@ class WebhooksScreen(FilaScreen):
         }
 
     @on(Button.Pressed, "#save")
-    @work(exclusive=True, group="save")
+    @work(group="save")
+    @one_at_a_time
     async def _save(self) -> None:
         client = self.fila.client
         if client is None:
@@ -99,7 +101,8 @@ class WebhooksScreen(FilaScreen):
     def _test_monitoring(self) -> None:
         self.test("monitoramento")
 
-    @work(exclusive=True, group="test")
+    @work(group="test")
+    @one_at_a_time
     async def test(self, kind: Kind) -> None:
         client = self.fila.client
         out = self.query_one("#webhook-test", Static)
@@ -116,4 +119,6 @@ class WebhooksScreen(FilaScreen):
         d = result.data
         colour = "green" if d.success else "red"
         line = f"{kind}: {d.statusCode or '–'} {d.statusText} in {d.responseTime}"
+        if d.error:
+            line += f" · {d.error}"
         out.update(Text.assemble((line, colour), f" · {d.url} · {d.testedAt}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -12,6 +13,7 @@ from textual.widgets import DataTable, Static
 from tui.fleetdata import FleetData
 from tui.screens.base import FilaScreen
 from tui.screens.instances import age
+from tui.widgets.refill import refill
 
 
 class WorkersScreen(FilaScreen):
@@ -40,27 +42,32 @@ class WorkersScreen(FilaScreen):
             return
         paused = data.overview.paused if data.overview else False
         roles = {r: sum(w.role == r for w in workers) for r in ("ingest", "delivery")}
+        stale = data.errors.get("workers")
         summary.update(
             f"[b]{len(workers)}[/b] alive · ingest {roles['ingest']} · delivery "
-            f"{roles['delivery']}" + (" · [b yellow]PAUSED[/b yellow]" if paused else "")
+            f"{roles['delivery']}"
+            + (" · [b yellow]PAUSED[/b yellow]" if paused else "")
+            + (f" · [b red]not refreshed: {escape(stale)}[/b red]" if stale else "")
         )
-        table = self.query_one("#workers", DataTable)
-        at = table.cursor_row
-        table.clear()
         now = data.now
-        for w in sorted(workers, key=lambda w: (w.role, w.id)):
-            table.add_row(
-                w.id,
-                w.role,
-                w.state,
-                age(w.lastBeat, now) if now else "–",
-                str(w.inFlight),
-                f"{w.processed:,}",
-                f"{w.failed:,}",
-                str(w.appliedSeq),
-                str(w.pid),
-                w.host,
-                key=w.id,
-            )
-        if table.row_count:
-            table.move_cursor(row=min(at, table.row_count - 1))
+        refill(
+            self.query_one("#workers", DataTable),
+            (
+                (
+                    w.id,
+                    (
+                        w.id,
+                        w.role,
+                        w.state,
+                        age(w.lastBeat, now) if now else "–",
+                        str(w.inFlight),
+                        f"{w.processed:,}",
+                        f"{w.failed:,}",
+                        str(w.appliedSeq),
+                        str(w.pid),
+                        w.host,
+                    ),
+                )
+                for w in sorted(workers, key=lambda w: (w.role, w.id))
+            ),
+        )
