@@ -42,9 +42,9 @@ def audio_of(event: EvolutionEvent) -> AudioMessage | None:
     except msgspec.ValidationError as exc:
         detail = str(exc).replace("at `$", "at `$.data.message.audioMessage")
         raise EventError("invalid_event", detail) from exc
-    if audio is not None and (audio.seconds is None or audio.seconds < 0):
+    if audio is not None and audio.seconds is not None and audio.seconds < 0:
         raise EventError(
-            "missing_field",
+            "invalid_event",
             "a non-negative number is required - at `$.data.message.audioMessage.seconds`",
         )
-    return audio
+    return audio  # no `seconds` (or 0): the worker reads the duration from the audio itself

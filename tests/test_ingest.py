@@ -110,7 +110,7 @@ async def test_base64_event_is_stored_queued_and_bad_input_dead_lettered(
             ("-", "invalid_event"),
             ("inst-c:MSG-CORRUPT", "corrupt_base64"),
             ("inst-c:MSG-HUGE", "oversized"),
-            ("inst-c:MSG-NOSEC", "missing_field"),
+            ("inst-c:MSG-NOSEC", "unreadable_duration"),
             ("inst-c:MSG-TYPE", "invalid_event"),
         ]
         details = {_idem(m.message_id): _h(m.headers[H_DETAIL]) for m in dead}

@@ -27,6 +27,7 @@ from fila.models import (
 from fila.offload import off_loop
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
+from workers.duration import UnreadableDuration, audio_seconds, whole_seconds
 from workers.enqueue import (
     H_ADMITTED,
     H_DEFERRALS,
@@ -41,7 +42,7 @@ from workers.enqueue import (
 )
 from workers.filtercache import ConfigCache
 from workers.ingesterrors import IngestError
-from workers.media import MediaFetcher
+from workers.media import Media, MediaFetcher
 from workers.objectnames import ObjectNames
 from workers.storage import AudioStore
 
@@ -138,11 +139,16 @@ class Pipeline:
             self.counters.bump_on(pipe, instance, {stats.RECEIVED: 1})
         pipe.exists(self.keys.seen(idem))
         already_seen = bool((await pipe.execute())[-1])
-        verdict = (await self.config.filter_for(instance)).verdict(seconds)
-        if verdict != "ok":
-            await self.counters.bump(instance, {verdict: 1})
-            log.debug("filtered", instance=instance, seconds=seconds, verdict=verdict)
-            return verdict
+        media: Media | None = None
+        if seconds or not already_seen:
+            if not seconds:  # no `seconds`: fetch, measure, filter, then a token (never wasted)
+                media = await self.fetcher.fetch(event, audio)
+                seconds = await self._measure(media)
+            verdict = (await self.config.filter_for(instance)).verdict(seconds)
+            if verdict != "ok":
+                await self.counters.bump(instance, {verdict: 1})
+                log.debug("filtered", instance=instance, seconds=seconds, verdict=verdict)
+                return verdict
         if already_seen:
             await self.counters.bump(instance, {stats.DUPLICATES: 1})
             log.info("duplicate ignored", id=idem)
@@ -152,7 +158,7 @@ class Pipeline:
             if outcome is not None:
                 return outcome
         try:
-            return await self._store_and_queue(event, audio, headers, idem, seconds)
+            return await self._store_and_queue(event, audio, headers, idem, seconds, media)
         except IngestError as exc:
             exc.admitted = True
             raise
@@ -200,9 +206,11 @@ class Pipeline:
         headers: dict[str, Any],
         idem: str,
         seconds: int,
+        media: Media | None = None,
     ) -> Outcome:
         instance = event.instance
-        media = await self.fetcher.fetch(event, audio)
+        if media is None:
+            media = await self.fetcher.fetch(event, audio)
         s3_key = await self.names.claim(idem, instance, media.mimetype)
         await self.store.upload(s3_key, media.data, media.mimetype)
         url = await self.store.url_for(s3_key)
@@ -238,6 +246,14 @@ class Pipeline:
             seconds=seconds,
         )
         return "queued"
+
+    async def _measure(self, media: Media) -> int:
+        """Whole seconds read from the audio itself; unreadable media is dead-lettered."""
+        try:
+            length = await off_loop(len(media.data), audio_seconds, media.data, media.mimetype)
+        except UnreadableDuration as exc:
+            raise IngestError("unreadable_duration", str(exc)) from exc
+        return whole_seconds(length)
 
     async def _after_decided(self, bookkeeping: Awaitable[Any]) -> None:
         """Counts and marks written once the event's fate is confirmed in RabbitMQ.

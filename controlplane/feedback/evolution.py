@@ -41,9 +41,19 @@ class EvolutionClient:
         await self._client.aclose()
 
     async def send_reaction(
-        self, instance: str, chat_id: str, message_id: str, emoji: str, *, budget: float
+        self,
+        instance: str,
+        chat_id: str,
+        message_id: str,
+        emoji: str,
+        *,
+        budget: float,
+        from_me: bool = False,
     ) -> None:
-        body = {"key": {"remoteJid": chat_id, "fromMe": False, "id": message_id}, "reaction": emoji}
+        """`from_me` must match the message's key, or WhatsApp finds no message to react to;
+        the chat id (`…@s.whatsapp.net`, `…@g.us`, `…@lid`) goes out as given."""
+        key = {"remoteJid": chat_id, "fromMe": from_me, "id": message_id}
+        body = {"key": key, "reaction": emoji}
         await self._post(f"/message/sendReaction/{quote(instance, safe='')}", body, budget)
 
     async def send_text(self, instance: str, number: str, text: str, *, budget: float) -> None:

@@ -14,6 +14,8 @@ class StartBody(msgspec.Struct, kw_only=True):
     chatId: str
     messageId: str
     processType: str = ""
+    fromMe: bool = False
+    """True for a voice note the instance's own phone sent: the reaction's key must say so."""
 
 
 class StartResult(msgspec.Struct, kw_only=True):
@@ -49,6 +51,7 @@ class ActiveSession(msgspec.Struct, kw_only=True):
     chatId: str
     messageId: str
     processType: str
+    fromMe: bool = False
     startTime: int
     """Epoch ms."""
     timeoutAt: int

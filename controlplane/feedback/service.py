@@ -133,6 +133,7 @@ class FeedbackService:
             chatId=chat_id,
             messageId=message_id,
             processType=body.processType,
+            fromMe=body.fromMe,
             startedAt=now,
             timeoutAt=now + self.timeout_ms,
             state="active",
@@ -206,6 +207,7 @@ class FeedbackService:
                     chatId=s.chatId,
                     messageId=s.messageId,
                     processType=s.processType,
+                    fromMe=s.fromMe,
                     startTime=s.startedAt,
                     timeoutAt=s.timeoutAt,
                     currentReaction=current,
@@ -324,7 +326,7 @@ class FeedbackService:
                     return
                 emoji = self.cycle[index % len(self.cycle)]
                 await self.evolution.send_reaction(
-                    s.instance, s.chatId, s.messageId, emoji, budget=budget
+                    s.instance, s.chatId, s.messageId, emoji, budget=budget, from_me=s.fromMe
                 )
         except EvolutionError as exc:
             log.error("feedback reaction not sent", session_id=sid, error=str(exc))
@@ -353,7 +355,12 @@ class FeedbackService:
             try:
                 if not s.endReactionSent:
                     await self.evolution.send_reaction(
-                        s.instance, s.chatId, s.messageId, s.endReaction, budget=END_CALL_BUDGET
+                        s.instance,
+                        s.chatId,
+                        s.messageId,
+                        s.endReaction,
+                        budget=END_CALL_BUDGET,
+                        from_me=s.fromMe,
                     )
                     if not await self.store.mark(sid, "endReactionSent"):
                         return None  # deleted, or completed by another replica meanwhile

@@ -22,7 +22,7 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state then return state end
 redis.call('HSET', KEYS[1], 'instance', ARGV[1], 'chatId', ARGV[2], 'messageId', ARGV[3],
   'processType', ARGV[4], 'startedAt', ARGV[5], 'timeoutAt', ARGV[6], 'tick', 0,
-  'state', 'active')
+  'state', 'active', 'fromMe', ARGV[8])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[7])
 redis.call('HINCRBY', KEYS[3], 'totalStarted', 1)
 return 'created'
@@ -159,6 +159,8 @@ class Session(msgspec.Struct, kw_only=True):
     startedAt: int
     timeoutAt: int
     state: str
+    fromMe: bool = False
+    """Key of the reacted-to message: sent by the instance's own phone (absent in old sessions)."""
     tick: int = 0
     currentReaction: int | None = None
     endStatus: str = ""
@@ -202,6 +204,7 @@ def parse(sid: str, raw: Mapping[Any, Any]) -> Session | None:
             startedAt=int(h["startedAt"]),
             timeoutAt=int(h["timeoutAt"]),
             state=h["state"],
+            fromMe=h.get("fromMe") == "1",
             tick=int(h.get("tick") or 0),
             currentReaction=int(current) if current not in (None, "") else None,
             endStatus=h.get("endStatus", ""),
@@ -255,7 +258,16 @@ class FeedbackStore:
                 self.keys.feedback_sessions,
                 self.keys.feedback_stats,
             ],
-            args=[s.instance, s.chatId, s.messageId, s.processType, s.startedAt, s.timeoutAt, s.id],
+            args=[
+                s.instance,
+                s.chatId,
+                s.messageId,
+                s.processType,
+                s.startedAt,
+                s.timeoutAt,
+                s.id,
+                "1" if s.fromMe else "0",
+            ],
         )
         return _str(result)
 
