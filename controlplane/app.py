@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 from collections.abc import AsyncIterator
@@ -23,6 +24,22 @@ log = flog.get("controlplane")
 
 FEEDBACK_STOP_TIMEOUT = 25.0
 """Feedback sends in flight get their grace; a stuck stop never holds the shutdown."""
+HISTORY_PRUNE_SECONDS = 3600.0
+"""How often each control plane drops history rows past FILA_CONFIG_HISTORY_DAYS."""
+
+
+async def prune_history(settings: Settings) -> None:
+    """At start, then hourly; a failed pass (PostgreSQL down) waits for the next one."""
+    from controlplane.history.service import prune
+
+    while True:
+        try:
+            gone = await prune(settings.config_history_days)
+            if gone:
+                log.info("configuration history pruned", rows=gone)
+        except Exception as exc:
+            log.warning("history prune failed", error=str(exc) or type(exc).__name__)
+        await asyncio.sleep(HISTORY_PRUNE_SECONDS)
 
 
 def provide_runtime(state: State) -> Runtime:
@@ -94,6 +111,8 @@ def create_app(settings: Settings) -> Litestar:
             await mirror_config(rt)
             await scheduler.start()
             rt.extras["scheduler"] = scheduler
+            pruner = asyncio.create_task(prune_history(settings))
+            rt.extras["pruner"] = pruner
             feedback_cls = _optional("controlplane.feedback.service", "FeedbackService")
             if feedback_cls is not None:
                 feedback = feedback_cls(settings, rt.redis)
@@ -104,6 +123,11 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             if feedback is not None:
                 await bounded("feedback", feedback.stop, FEEDBACK_STOP_TIMEOUT)
+            pruner_task = rt.extras.get("pruner")
+            if pruner_task is not None:
+                pruner_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner_task
             await scheduler.stop()
             await rt.close()
 

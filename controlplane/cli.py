@@ -29,6 +29,17 @@ def _migrate_or_exit(settings: Settings) -> None:
         raise typer.Exit(1)
 
 
+def _secrets_or_exit(settings: Settings) -> None:
+    """On a network, a documented default secret ends the start at once: one line, status 2."""
+    from fila.exposure import DefaultSecret, refuse_defaults
+
+    try:
+        refuse_defaults(settings, listens=True)
+    except DefaultSecret as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _dependencies_or_exit(settings: Settings) -> None:
     """Wait (bounded) for each dependency and ensure the audio bucket; one that never answers:
     one line, exit status 1."""
@@ -68,6 +79,7 @@ def register(app: typer.Typer) -> None:
         from fila import logging as flog
 
         settings = _settings()
+        _secrets_or_exit(settings)
         flog.setup(settings, "controlplane")
         _dependencies_or_exit(settings)
         if migrate_first:

@@ -17,13 +17,20 @@ EMERGENCY = "emergency"
 WEBHOOK = "webhook"
 RATELIMIT = "ratelimit"
 CLEANUP = "cleanup"
+FLEET = "fleet"
+"""Pause/resume/drain: not a document, but recorded in the history under a lock all the same."""
+ALL = (FILTERS, EMERGENCY, WEBHOOK, RATELIMIT, CLEANUP)
+"""A write taking several locks (config import) takes them in this order."""
 
 
 @asynccontextmanager
-async def config_write(document: str) -> AsyncIterator[None]:
-    """Hold `document`'s lock in a transaction; every query of the block runs inside it."""
+async def config_write(*documents: str) -> AsyncIterator[None]:
+    """Hold each document's lock in a transaction; every query of the block runs inside it.
+
+    Inside another `config_write` this joins its transaction (the locks are re-entrant)."""
     async with ConfigEntry._meta.db.transaction():
-        await ConfigEntry.raw(
-            "SELECT pg_advisory_xact_lock(hashtext({}))", f"fila.config.{document}"
-        ).run()
+        for document in documents:
+            await ConfigEntry.raw(
+                "SELECT pg_advisory_xact_lock(hashtext({}))", f"fila.config.{document}"
+            ).run()
         yield

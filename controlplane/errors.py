@@ -31,6 +31,17 @@ class Conflict(Exception):
     """The operation cannot run now (for instance a cleanup already running): 409."""
 
 
+class Throttled(Exception):
+    """Too many failed credentials from one address: 429 with Retry-After."""
+
+    def __init__(self, field: str, retry_after: int) -> None:
+        super().__init__(
+            f"{field}: too many wrong keys from this address; retry in {retry_after} s"
+        )
+        self.field = field
+        self.retry_after = retry_after
+
+
 class DependencyDown(Exception):
     """A backing service failed: 503 naming it."""
 
@@ -82,6 +93,12 @@ def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Res
 
 def busy(_: Request[Any, Any, Any], exc: Busy) -> Response[dict[str, Any]]:
     response = _body(429, str(exc), retryAfter=exc.retry_after)
+    response.headers["retry-after"] = str(exc.retry_after)
+    return response
+
+
+def throttled(_: Request[Any, Any, Any], exc: Throttled) -> Response[dict[str, Any]]:
+    response = _body(429, str(exc), field=exc.field, retryAfter=exc.retry_after)
     response.headers["retry-after"] = str(exc.retry_after)
     return response
 
@@ -143,6 +160,7 @@ HANDLERS: dict[type[Exception] | int, Any] = {
     ValidationException: validation_error,
     NotFound: not_found,
     Busy: busy,
+    Throttled: throttled,
     Conflict: conflict,
     DependencyDown: dependency_down,
     HTTPException: http_error,

@@ -84,6 +84,20 @@ class FeedbackStat(Table, tablename="feedback_stat"):
     duration_ms = Integer(default=0)
 
 
+class ConfigChange(Table, tablename="config_change"):
+    """One configuration change: when, which route, who (key role and fingerprint, never the
+    key), old and new value with secrets masked; written in the change's own transaction."""
+
+    at = Timestamptz(index=True)
+    route = Varchar(length=255, default="")
+    caller = Varchar(length=128, default="")
+    address = Varchar(length=64, default="")
+    target = Varchar(length=300, index=True)
+    instances = JSONB(default=[])
+    old = JSONB(null=True, default=None)
+    new = JSONB(null=True, default=None)
+
+
 TABLES: list[type[Table]] = [
     InstanceAudioFilter,
     GlobalWebhookConfig,
@@ -91,4 +105,5 @@ TABLES: list[type[Table]] = [
     CleanupRun,
     ConfigEntry,
     FeedbackStat,
+    ConfigChange,
 ]

@@ -110,6 +110,7 @@ def setup(settings: Settings, process: str) -> None:
     )
     secrets = [
         settings.api_key,
+        settings.api_key_readonly,
         settings.webhook_secret,
         settings.s3_secret_key,
         settings.s3_access_key,

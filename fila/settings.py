@@ -30,7 +30,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # --- control plane / API ---
     api_key: str = "fila-dev-key"
-    """Value of the `apikey` header every route (but health probes) requires."""
+    """Admin key: the `apikey` header every route (but health probes) requires."""
+    api_key_readonly: str = ""
+    """Read-only key: every GET and nothing else (403); empty: no such key (e.g. a wallboard)."""
+    auth_fail_limit: int = 20
+    """Wrong or missing keys one client address may send per window; past it 429 + Retry-After."""
+    auth_fail_window_seconds: int = 300
+    """The window of FILA_AUTH_FAIL_LIMIT, counted in Redis (shared by every control plane)."""
+    config_history_days: int = 90
+    """Days a configuration change stays in its history (GET /config/history)."""
     server_url: str = "http://127.0.0.1:38080"
     """Public URL of the control plane, sent as `server_url` in webhooks."""
     http_host: str = "127.0.0.1"
@@ -232,6 +240,9 @@ _POSITIVE = (
     "max_audio_bytes",
     "filter_cache_ttl_seconds",
     "startup_wait_seconds",
+    "auth_fail_limit",
+    "auth_fail_window_seconds",
+    "config_history_days",
 )
 _NAMES = ("evolution_exchange", "evolution_routing_key", "ingest_queue", "s3_bucket", "api_key")
 """Strings that name something (queue, exchange, bucket) or guard the API: never blank."""
@@ -314,6 +325,8 @@ def _validate(s: Settings) -> None:
     if not s.feedback_cycle:
         raise _fail("feedback_emojis", "needs at least one emoji")
     _check_webhook_secret(s.webhook_secret)
+    if s.api_key_readonly and s.api_key_readonly == s.api_key:
+        raise _fail("api_key_readonly", "must differ from FILA_API_KEY (it would be an admin key)")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise _fail("log_level", f"must be DEBUG, INFO, WARNING or ERROR (got {s.log_level!r})")
 

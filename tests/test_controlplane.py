@@ -15,7 +15,7 @@ from fila.keys import Keys
 from fila.models import AudioFilter
 from fila.settings import Settings
 from tests.support import Proc, wait_for
-from tests.test_controlplane_support import cp, free_port, migrated
+from tests.test_controlplane_support import cp, free_port, migrated, unthrottled
 
 __all__ = ["cp", "migrated"]
 
@@ -82,6 +82,7 @@ PUBLIC_PATHS = {"/healthz", "/readyz"}
 
 async def test_every_route_needs_the_apikey(cp: AsyncTestClient[Any]) -> None:
     """Walks the served OpenAPI, so a route added later is covered without editing this test."""
+    unthrottled(cp)
     schema = (await cp.get("/schema/openapi.json")).json()
     assert (await cp.get("/schema/openapi.json", headers={"apikey": "wrong"})).status_code == 401
     checked = 0

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from controlplane.app import create_app
@@ -56,6 +57,14 @@ async def cp(settings: Settings, migrated: Settings) -> AsyncIterator[AsyncTestC
     async with AsyncTestClient(app=app, timeout=30) as client:
         client.headers["apikey"] = settings.api_key
         yield client
+
+
+def unthrottled(client: AsyncTestClient[Any]) -> None:
+    """For a test that sends hundreds of wrong keys on purpose (tests/test_network_safety.py
+    checks the throttle): lift FILA_AUTH_FAIL_LIMIT for this in-process app."""
+    app = client.app
+    assert isinstance(app, Litestar)
+    app.state.settings = app.state.settings.replace(auth_fail_limit=1_000_000)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from simulator.evolution import EvolutionStub
 from simulator.receiver import Receiver
 from tests.conftest import _management
 from tests.support import Proc, wait_for
-from tests.test_controlplane_support import cp, free_port, migrated
+from tests.test_controlplane_support import cp, free_port, migrated, unthrottled
 from tests.test_ingest_support import audio_event, counters, noise, rabbit, workers
 
 __all__ = ["cp", "migrated"]
@@ -54,6 +54,7 @@ def _near_misses(key: str) -> list[str]:
 
 async def test_near_miss_keys_are_refused_on_every_route(cp: AsyncTestClient[Any]) -> None:
     """tests/test_controlplane.py covers missing/empty/unrelated keys; these are near misses."""
+    unthrottled(cp)
     key = cp.headers["apikey"]
     schema = (await cp.get("/schema/openapi.json")).json()
     checked = 0

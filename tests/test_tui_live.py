@@ -585,7 +585,14 @@ async def test_dead_letters_screen_browses_and_replays(live: Settings) -> None:
         await connection.close()
 
 
-async def test_wrong_api_key_is_said_plainly(live: Settings) -> None:
+async def test_wrong_api_key_is_said_plainly(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
+    # The TUI keeps polling with the wrong key: past FILA_AUTH_FAIL_LIMIT it would read 429.
+    live = pointed_at(settings.replace(auth_fail_limit=1_000_000), free_port())
+    proc = start_controlplane(spawn, live)
+    await wait_for(lambda: healthy(live), timeout=90, interval=0.3)
+    assert proc.popen.poll() is None
     app = FilaApp(live.replace(api_key="not-the-key"), poll_seconds=0.5, start="instances")
     async with app.run_test(size=(80, 24)):
         banner = app.screen.query_one(ConnectionBanner)

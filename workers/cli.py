@@ -7,6 +7,18 @@ import importlib
 import typer
 
 
+def _secrets_or_exit(secret: str) -> None:
+    """On a network, the documented default of the secret this worker uses ends its start."""
+    from fila.cli import settings_or_exit
+    from fila.exposure import DefaultSecret, refuse_defaults
+
+    try:
+        refuse_defaults(settings_or_exit(), listens=False, secrets=(secret,))
+    except DefaultSecret as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def register(app: typer.Typer) -> None:
     worker = typer.Typer(help="Run a worker process (several processes share the load).")
     app.add_typer(worker, name="worker")
@@ -14,11 +26,13 @@ def register(app: typer.Typer) -> None:
     @worker.command("ingest")
     def ingest() -> None:
         """Evolution API events → filter → token bucket → S3 → global.messages."""
+        _secrets_or_exit("evolution_api_key")
         importlib.import_module("workers.ingest").main()
 
     @worker.command("delivery")
     def delivery() -> None:
         """global.messages → main webhook; monitoring events → monitoring webhook."""
+        _secrets_or_exit("webhook_secret")
         importlib.import_module("workers.delivery").main()
 
     @worker.command("alive")

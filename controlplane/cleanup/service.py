@@ -24,6 +24,7 @@ from controlplane.cleanup.schemas import (
 from controlplane.clock import iso, now
 from controlplane.configlock import config_write
 from controlplane.errors import Conflict
+from controlplane.history import service as history
 from controlplane.runtime import Runtime
 from controlplane.tables import CleanupRun, CleanupSchedule
 from controlplane.validation import daily_time, retention_days, timezone
@@ -139,15 +140,22 @@ class CleanupService:
                 if patch.timezone is None
                 else timezone("timezone", patch.timezone),
             )
+            await history.record(configlock.CLEANUP, current, value)
             await self._store(value)
         await self._reschedule(value)
         return value
 
-    async def save(self, value: Schedule) -> None:
+    async def save(self, value: Schedule, reschedule: bool = True) -> None:
         """Store under the schedule's lock, then reschedule (outside it: a job scheduled inside
-        would inherit the finished transaction's context)."""
+        would inherit the finished transaction's context; inside a wider one, the caller does)."""
         async with config_write(configlock.CLEANUP):
+            await history.record(configlock.CLEANUP, await self.schedule(), value)
             await self._store(value)
+        if reschedule:
+            await self._reschedule(value)
+
+    async def reschedule(self, value: Schedule) -> None:
+        """Apply a stored schedule to this replica's cron (after the storing transaction)."""
         await self._reschedule(value)
 
     async def _reschedule(self, value: Schedule) -> None:

@@ -9,6 +9,7 @@ from litestar.params import JSONBody
 from controlplane.config.schemas import ConfigDocument, ImportResult
 from controlplane.config.service import ConfigService
 from controlplane.runtime import Runtime
+from fila.history import ConfigHistory
 
 
 def provide(rt: NamedDependency[Runtime]) -> ConfigService:
@@ -33,3 +34,15 @@ class ConfigController(Controller):
     ) -> ImportResult:
         """Everything is validated before anything is written; workers are told once."""
         return await configs.load(data)
+
+    @get("/history")
+    async def history(
+        self,
+        configs: NamedDependency[ConfigService],
+        target: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> ConfigHistory:
+        """Configuration changes, newest first: `target` (`instance:<name>` also finds bulk
+        changes and imports that set it), `since` an ISO 8601 time, at most `limit` (1-1000)."""
+        return await configs.history(target, since, limit)

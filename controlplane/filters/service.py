@@ -11,10 +11,12 @@ from controlplane import configlock, configrows
 from controlplane.clock import iso, now
 from controlplane.configlock import config_write
 from controlplane.filters.schemas import AudioFilterRecord
+from controlplane.history import service as history
 from controlplane.runtime import Runtime
 from controlplane.tables import InstanceAudioFilter
 from controlplane.validation import audio_bounds
 from fila.configstore import default_filter
+from fila.history import BULK, instance_target
 from fila.models import AudioFilter, EmergencyFilter
 
 T = InstanceAudioFilter
@@ -87,6 +89,8 @@ class FilterService:
     async def put(self, instance: str, lo: Any, hi: Any, on: Any) -> AudioFilterRecord:
         value = _filter(lo, hi, on)
         async with config_write(configlock.FILTERS):
+            old = await self.get(instance)
+            await history.record(instance_target(instance), old, value, [instance])
             await self._upsert([instance], value, now())
             row = await T.select().where(T.instance_name == instance).first()
             assert row is not None
@@ -106,6 +110,10 @@ class FilterService:
         if not names:
             return 0
         async with config_write(configlock.FILTERS):
+            stored = await self.all()
+            default = default_filter(self.rt.settings)
+            old = {name: stored.get(name, default) for name in names}
+            await history.record(BULK, {"filters": old}, value, names)
             for start in range(0, len(names), 500):
                 await self._upsert(names[start : start + 500], value, now())
             await self.rt.config.set_filters(dict.fromkeys(names, value))
@@ -121,6 +129,7 @@ class FilterService:
     async def set_emergency(self, value: EmergencyFilter) -> EmergencyFilter:
         audio_bounds(value.minDurationSeconds, value.maxDurationSeconds, value.enabled)
         async with config_write(configlock.EMERGENCY):
+            await history.record(configlock.EMERGENCY, await self.emergency(), value)
             await configrows.store(configrows.EMERGENCY, msgspec.to_builtins(value))
             await self.rt.config.set_emergency(value)
         await self.rt.config.announce("config", scope="emergency")

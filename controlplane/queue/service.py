@@ -7,6 +7,7 @@ import msgspec
 from controlplane import configlock, configrows
 from controlplane.configlock import config_write
 from controlplane.errors import FieldError
+from controlplane.history import service as history
 from controlplane.queue.schemas import AudioFilterStats, QueueStats, RateLimitPatch
 from controlplane.runtime import Runtime
 from fila import stats, topology
@@ -55,12 +56,20 @@ class QueueService:
         )
 
     async def control(self, kind: ControlKind, role: WorkerRole | None) -> int:
-        """Order the fleet; a fleet-wide pause is remembered so restarted workers stay paused."""
-        if kind == "pause" and role is None:
-            await self.rt.redis.set(self.rt.keys.paused, "1")
-        elif kind == "resume":
-            await self.rt.redis.delete(self.rt.keys.paused)
-        message = await self.rt.config.announce(kind, role=role)
+        """Order the fleet; a fleet-wide pause is remembered so restarted workers stay paused.
+
+        Recorded in the history first: a Redis failure rolls the record back with the order."""
+        async with config_write(configlock.FLEET):
+            was = bool(await self.rt.redis.exists(self.rt.keys.paused))
+            paused = (kind == "pause" and role is None) or (was and kind != "resume")
+            await history.record(
+                "fleet", {"paused": was}, {"action": kind, "role": role, "paused": paused}
+            )
+            if kind == "pause" and role is None:
+                await self.rt.redis.set(self.rt.keys.paused, "1")
+            elif kind == "resume":
+                await self.rt.redis.delete(self.rt.keys.paused)
+            message = await self.rt.config.announce(kind, role=role)
         return message.seq
 
     async def ratelimit(self) -> RateLimitConfig:
@@ -79,6 +88,7 @@ class QueueService:
         changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not None}
         updated = msgspec.structs.replace(current, **changes)
         check_ratelimit(updated)
+        await history.record("ratelimit", current, updated)
         await configrows.store(configrows.RATELIMIT, msgspec.to_builtins(updated))
         await self.rt.config.set_ratelimit(updated)
         await self.rt.config.announce("config", scope="ratelimit")

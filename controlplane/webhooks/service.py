@@ -12,6 +12,7 @@ from controlplane import configlock
 from controlplane.clock import iso, now
 from controlplane.configlock import config_write
 from controlplane.errors import FieldError
+from controlplane.history import service as history
 from controlplane.runtime import Runtime
 from controlplane.tables import GlobalWebhookConfig
 from controlplane.validation import header_map, webhook_url
@@ -162,6 +163,7 @@ class WebhookService:
             if part is not None
         }
         await self.validate(value, touched)
+        await history.record(configlock.WEBHOOK, current, value)
         row = await self._save(value)
         return WebhookResponse(
             success=True, data=_data(value, iso(row["created_at"]), iso(row["updated_at"]))
@@ -174,6 +176,7 @@ class WebhookService:
 
     async def _replace_locked(self, value: WebhookConfig) -> None:
         await self.validate(value)
+        await history.record(configlock.WEBHOOK, await self.current(), value)
         await self._save(value)
 
     async def disable(self) -> DisabledResponse:
@@ -189,6 +192,7 @@ class WebhookService:
             webhookByEvents=current.webhookByEvents,
             headers=current.headers,
         )
+        await history.record(configlock.WEBHOOK, current, value)
         row = await self._save(value, disabled=True)
         return DisabledResponse(
             success=True,

@@ -1,0 +1,1 @@
+"""Configuration history: every change recorded in the transaction that makes it."""
