@@ -42,8 +42,9 @@ def default_ratelimit(settings: Settings) -> RateLimitConfig:
         capacity=settings.rate_capacity,
         refillPerMinute=settings.rate_refill_per_minute,
         policy=settings.rate_policy,
+        reservePercent=settings.rate_reserve_percent,
         instanceCapacity=settings.rate_instance_capacity,
-        instanceRefillPerMinute=settings.rate_instance_refill_per_minute,
+        activeWindowSeconds=settings.rate_active_window_seconds,
     )
 
 

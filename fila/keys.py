@@ -46,13 +46,30 @@ class Keys:
         """Counter that numbers control messages."""
         return f"{self.prefix}config:seq"
 
-    # --- token bucket ---
+    # --- token bucket: one admission script touches all of these, so they share the
+    # `{bucket}` hash tag and land in one Redis Cluster slot ---
     @property
     def bucket_global(self) -> str:
-        return f"{self.prefix}bucket:global"
+        return f"{self.prefix}{{bucket}}:global"
 
     def bucket_instance(self, instance: str) -> str:
-        return f"{self.prefix}bucket:instance:{instance}"
+        """The instance's fair-share bucket (and its defer slot clock)."""
+        return f"{self.prefix}{{bucket}}:share:{instance}"
+
+    @property
+    def bucket_active(self) -> str:
+        """Sorted set instance → last admission request (ms), the instances sharing the refill."""
+        return f"{self.prefix}{{bucket}}:active"
+
+    @property
+    def bucket_active_weights(self) -> str:
+        """Hash instance → weight, for the members of `bucket_active`."""
+        return f"{self.prefix}{{bucket}}:active:weights"
+
+    @property
+    def bucket_active_weight_sum(self) -> str:
+        """Sum of `bucket_active_weights`, kept by the script as members come and go."""
+        return f"{self.prefix}{{bucket}}:active:sum"
 
     # --- counters ---
     @property

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from fila.holds import DependencyHold
+
 _BAD_INSTANCE = re.compile(r"[/\\\x00-\x1f\x7f]")
 """Characters that would break the `audio_<ms>_<instance>.<ext>` object key or an API path."""
 
@@ -134,7 +136,7 @@ class MainWebhookPayload(msgspec.Struct, kw_only=True):
     apikey: str | None
 
 
-MonitoringKind = Literal["queue.error", "queue.stats", "filter.applied"]
+MonitoringKind = Literal["queue.error", "queue.stats", "filter.applied", "queue.hold"]
 
 
 class MonitoringEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -178,11 +180,19 @@ RatePolicy = Literal["reject", "defer"]
 
 
 class RateLimitConfig(msgspec.Struct, kw_only=True):
+    """The global bucket and how it is shared (rules in `fila.ratelimit`)."""
+
     capacity: int = 500
     refillPerMinute: float = 500.0
     policy: RatePolicy = "reject"
+    reservePercent: int = 20
+    """Part of the global bucket kept for instances within their fair share (0-90)."""
     instanceCapacity: int = 20
-    instanceRefillPerMinute: float = 20.0
+    """Burst an instance may draw from the reserve, per unit of weight."""
+    activeWindowSeconds: int = 60
+    """An instance shares the refill while it sent in this window."""
+    weights: dict[str, int] = msgspec.field(default_factory=dict)
+    """Instances weighted above 1 (1-10): share and queue priority grow with the weight."""
 
 
 class WebhookTarget(msgspec.Struct, kw_only=True):
@@ -238,6 +248,10 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     failed: int = 0
     appliedSeq: int = 0
     appliedAt: float = 0.0
+    holds: list[DependencyHold] = msgspec.field(default_factory=list)
+    """Shared dependencies this worker waits for (its queues are not consumed meanwhile)."""
+    holding: str = ""
+    """The first hold as operators read it: `holding: s3 unreachable since 14:02`."""
 
 
 # ---------------------------------------------------------------- codecs

@@ -47,6 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Bytes of bodies the HTTP ingest holds at once; past it a request waits, then gets 429."""
     ingest_http_wait_seconds: float = 10.0
     """How long an HTTP ingest request waits for room in that buffer before its 429."""
+    ingest_tokens: str = ""
+    """Tokens Evolution API may send to /webhook/evolution (comma-separated: two while rotating)."""
     startup_wait_seconds: float = 30.0
     """How long a starting process waits for each of its dependencies before a one-line exit."""
     timezone: str = "America/Sao_Paulo"
@@ -61,6 +63,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Fila's own durable queue bound to the Evolution exchange."""
     ingest_queue_existing: bool = False
     """Consume `ingest_queue` as an existing queue (no declare, no bind)."""
+    evolution_rabbitmq_mode: Literal["global", "instance"] = "global"
+    """`instance`: bind each instance's exchange too (Evolution RABBITMQ_GLOBAL_ENABLED=false)."""
+    evolution_instances: str = ""
+    """Instances whose exchanges `instance` mode binds (comma-separated); empty: fetchInstances."""
+    evolution_instances_refresh_seconds: float = 60.0
+    """How often `instance` mode reads the instance list again and binds the new ones."""
 
     # --- Redis ---
     redis_url: str = "redis://127.0.0.1:36379/0"
@@ -92,9 +100,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_capacity: int = 500
     rate_refill_per_minute: float = 500.0
     rate_policy: Literal["reject", "defer"] = "reject"
+    rate_reserve_percent: int = 20
+    """Part of the global bucket kept for instances within their fair share (0-90)."""
     rate_instance_capacity: int = 20
-    """Per-instance bucket: the fair share that stops one instance starving the rest."""
-    rate_instance_refill_per_minute: float = 20.0
+    """Burst an instance may draw from that reserve, per unit of weight (binds only then)."""
+    rate_active_window_seconds: int = 60
+    """The refill is shared among instances that sent in this window, by weight."""
 
     # --- audio filter defaults ---
     audio_min_seconds: int = 3
@@ -109,7 +120,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_ttl_seconds: float = 10.0
     idempotency_ttl_seconds: int = 24 * 3600
     ingest_max_attempts: int = 5
-    """Transient ingest faults (S3, Evolution API down) are retried this many times."""
+    """Faults of one event worth another try (a flaky media URL) are tried this many times."""
+    hold_probe_seconds: float = 5.0
+    """While S3, Redis or Evolution API is down a worker holds its queue and checks this often."""
 
     # --- delivery ---
     webhook_principal_url: str = ""
@@ -173,6 +186,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return [float(x) for x in self.monitoring_retry_schedule.split(",") if x.strip()]
 
     @property
+    def ingest_token_list(self) -> list[str]:
+        """Every ingest token accepted now (old and new during a rotation)."""
+        return [t.strip() for t in self.ingest_tokens.split(",") if t.strip()]
+
+    @property
+    def evolution_instance_list(self) -> list[str]:
+        """Instances named in the configuration (empty: discovered from Evolution API)."""
+        return [i.strip() for i in self.evolution_instances.split(",") if i.strip()]
+
+    @property
     def feedback_cycle(self) -> list[str]:
         return [e.strip() for e in self.feedback_emojis.split(",") if e.strip()]
 
@@ -218,7 +241,7 @@ _POSITIVE = (
     "rate_capacity",
     "rate_refill_per_minute",
     "rate_instance_capacity",
-    "rate_instance_refill_per_minute",
+    "rate_active_window_seconds",
     "ingest_concurrency",
     "delivery_concurrency",
     "heartbeat_seconds",
@@ -240,6 +263,8 @@ _POSITIVE = (
     "max_audio_bytes",
     "filter_cache_ttl_seconds",
     "startup_wait_seconds",
+    "evolution_instances_refresh_seconds",
+    "hold_probe_seconds",
     "auth_fail_limit",
     "auth_fail_window_seconds",
     "config_history_days",
@@ -248,6 +273,8 @@ _NAMES = ("evolution_exchange", "evolution_routing_key", "ingest_queue", "s3_buc
 """Strings that name something (queue, exchange, bucket) or guard the API: never blank."""
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 """S3's bucket naming rule (checked here so a bad name is not reported as S3 being down)."""
+_INGEST_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,}")
+"""Path-safe (it goes in the webhook URL) and long enough not to be guessed."""
 _WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/]+={0,2}")
 
 
@@ -297,6 +324,8 @@ def _validate(s: Settings) -> None:
     for field in _POSITIVE:
         if getattr(s, field) <= 0:
             raise _fail(field, f"must be greater than 0 (got {getattr(s, field)})")
+    if not 0 <= s.rate_reserve_percent <= 90:
+        raise _fail("rate_reserve_percent", f"must be 0 to 90 (got {s.rate_reserve_percent})")
     if s.http_port > 65535:
         raise _fail("http_port", f"must be a TCP port, 1 to 65535 (got {s.http_port})")
     if not 1 <= s.audio_min_seconds <= 300:
@@ -325,6 +354,17 @@ def _validate(s: Settings) -> None:
     if not s.feedback_cycle:
         raise _fail("feedback_emojis", "needs at least one emoji")
     _check_webhook_secret(s.webhook_secret)
+    for token in s.ingest_token_list:
+        if not _INGEST_TOKEN.fullmatch(token):
+            raise _fail("ingest_tokens", "each token: 16 or more of A-Z a-z 0-9 . _ ~ - (URL-safe)")
+    if s.evolution_rabbitmq_mode == "instance" and s.ingest_queue_existing:
+        raise _fail(
+            "evolution_rabbitmq_mode",
+            "instance mode binds Fila's own queue: unset FILA_INGEST_QUEUE_EXISTING",
+        )
+    for name in s.evolution_instance_list:
+        if re.search(r"[/\\\x00-\x1f\x7f]", name):
+            raise _fail("evolution_instances", f"{name!r} has '/', '\\' or control characters")
     if s.api_key_readonly and s.api_key_readonly == s.api_key:
         raise _fail("api_key_readonly", "must differ from FILA_API_KEY (it would be an admin key)")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

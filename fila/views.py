@@ -26,8 +26,11 @@ class InstanceRow(msgspec.Struct, kw_only=True):
     delivered: int = 0
     deliveryFailed: int = 0
     tokens: float = 0.0
-    """Tokens left in the instance's own bucket (its fair share)."""
+    """Tokens left in the instance's fair-share bucket (binds only while the global is short)."""
     tokenCapacity: int = 0
+    weight: int = 1
+    sharePerMinute: float = 0.0
+    """Its share of the global refill now: refill × weight ÷ the active instances' weight."""
     minDurationSeconds: int = 3
     maxDurationSeconds: int = 7200
     enabled: bool = True

@@ -262,7 +262,6 @@ class Bench:
                 "capacity": 10**9,
                 "refillPerMinute": 1e9,
                 "instanceCapacity": 10**9,
-                "instanceRefillPerMinute": 1e9,
                 "policy": "reject",
             },
         )
@@ -331,7 +330,6 @@ class Bench:
             "capacity": 40,
             "refillPerMinute": 1200.0,
             "instanceCapacity": 10,
-            "instanceRefillPerMinute": 120.0,
             "policy": "reject",
         }
         await self.put("/ratelimit", limits)
@@ -416,7 +414,6 @@ class Bench:
             capacity=capacity,
             refillPerMinute=refill,
             instanceCapacity=10**9,
-            instanceRefillPerMinute=1e12,
         )
         env = {**os.environ, **self.s.to_env()}
         procs = [

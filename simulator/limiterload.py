@@ -43,7 +43,6 @@ async def hammer(
             capacity=capacity,
             refillPerMinute=refill,
             instanceCapacity=10**9,
-            instanceRefillPerMinute=1e12,
         )
         await client.ping()
         await asyncio.sleep(max(0.0, start_at - time.time()))

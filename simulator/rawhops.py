@@ -118,9 +118,7 @@ async def redis_token_bucket(settings: Settings, seconds: float) -> HopResult:
     client = redisconn.connect(settings)
     try:
         bucket = TokenBucket(client, Keys(settings.redis_prefix + "rawhop:"))
-        config = RateLimitConfig(
-            capacity=10**9, refillPerMinute=1e9, instanceCapacity=10**9, instanceRefillPerMinute=1e9
-        )
+        config = RateLimitConfig(capacity=10**9, refillPerMinute=1e9, instanceCapacity=10**9)
 
         async def acquire(n: int) -> None:
             await bucket.acquire(f"inst-{n % 500}", config)

@@ -92,8 +92,10 @@ async def test_ratelimit_partial_change_is_stored_mirrored_and_survives_restart(
         "capacity",
         "refillPerMinute",
         "policy",
+        "reservePercent",
         "instanceCapacity",
-        "instanceRefillPerMinute",
+        "activeWindowSeconds",
+        "weights",
     }
     after = (await cp.put("/ratelimit", json={"capacity": 42, "policy": "defer"})).json()
     assert after == {**before, "capacity": 42, "policy": "defer"}
@@ -109,6 +111,78 @@ async def test_ratelimit_partial_change_is_stored_mirrored_and_survives_restart(
     restored = msgspec.json.decode(await redis.get(keys.config_ratelimit), type=RateLimitConfig)
     assert restored.capacity == 42
     await cp.put("/ratelimit", json={"capacity": 500, "policy": "reject"})
+
+
+async def test_fair_sharing_fields_and_weights_are_live_and_checked(
+    cp: AsyncTestClient[Any], redis: aioredis.Redis, keys: Keys
+) -> None:
+    changed = await cp.put("/ratelimit", json={"reservePercent": 35, "activeWindowSeconds": 30})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["reservePercent"], changed.json()["activeWindowSeconds"]) == (35, 30)
+    for body, field in (
+        ({"reservePercent": 95}, "reservePercent"),
+        ({"instanceRefillPerMinute": 20}, "instanceRefillPerMinute"),
+        ({"activeWindowSeconds": 0}, "activeWindowSeconds"),
+        ({"weights": {"x": 11}}, "weights.x"),
+    ):
+        refused = await cp.put("/ratelimit", json=body)
+        assert (refused.status_code, refused.json()["field"]) == (400, field), refused.text
+    assert (await cp.get("/instance/never/weight")).json() == {
+        "instance": "never",
+        "weight": 1,
+        "priority": 1,
+    }
+    weighted = await cp.put("/instance/paying/weight", json={"weight": 3})
+    assert weighted.json() == {"instance": "paying", "weight": 3, "priority": 3}
+    for bad in (0, 11, "3", 2.5):
+        refused = await cp.put("/instance/paying/weight", json={"weight": bad})
+        assert (refused.status_code, refused.json()["field"]) == (400, "weight"), refused.text
+    limits = (await cp.get("/ratelimit")).json()
+    assert limits["weights"] == {"paying": 3} and limits["reservePercent"] == 35
+    mirrored = msgspec.json.decode(await redis.get(keys.config_ratelimit), type=RateLimitConfig)
+    assert mirrored.weights == {"paying": 3}
+    await cp.put("/instance/paying/weight", json={"weight": 1})
+    assert (await cp.get("/ratelimit")).json()["weights"] == {}
+    await cp.put("/ratelimit", json={"reservePercent": 20, "activeWindowSeconds": 60})
+
+
+async def test_a_rate_limit_stored_before_fair_sharing_is_migrated_not_refused(
+    cp: AsyncTestClient[Any], settings: Settings
+) -> None:
+    """A row with the retired per-instance refill, then the committed migration run again."""
+    import json
+
+    import asyncpg
+
+    from controlplane.piccolo_migrations import controlplane_2026_12_01t15_20_00_000000 as mig
+    from tests.test_controlplane_support import run_migrations
+
+    old = {
+        "capacity": 321,
+        "refillPerMinute": 300.0,
+        "policy": "defer",
+        "instanceCapacity": 7,
+        "instanceRefillPerMinute": 7.0,
+    }
+    db = await asyncpg.connect(settings.database_url)
+    try:
+        await db.execute(
+            "INSERT INTO config_entry (key, value, updated_at) VALUES ('ratelimit', $1, now())"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            json.dumps(old),
+        )
+        await db.execute("DELETE FROM migration WHERE name = $1", mig.ID)
+        run_migrations(settings)
+        stored = json.loads(
+            await db.fetchval("SELECT value FROM config_entry WHERE key = 'ratelimit'")
+        )
+    finally:
+        await db.close()
+    assert stored == {k: v for k, v in old.items() if k != "instanceRefillPerMinute"}
+    read = (await cp.get("/ratelimit")).json()
+    assert (read["capacity"], read["policy"], read["instanceCapacity"]) == (321, "defer", 7)
+    assert read["reservePercent"] == 20 and "instanceRefillPerMinute" not in read
+    await cp.put("/ratelimit", json={"capacity": 500, "refillPerMinute": 500, "policy": "reject"})
 
 
 async def test_evolution_webhook_puts_the_raw_body_on_the_ingest_queue(

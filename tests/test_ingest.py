@@ -12,7 +12,8 @@ import msgspec
 
 from fila import mediacrypto, topology
 from fila.keys import Keys
-from fila.models import MonitoringEvent, QueuedAudio
+from fila.models import MonitoringEvent, QueuedAudio, RateLimitConfig
+from fila.ratelimit import priority_of
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub
 from tests.support import Proc, wait_for
@@ -25,7 +26,7 @@ from tests.test_ingest_support import (
     s3_objects,
     text_event,
 )
-from workers.enqueue import H_DETAIL, defer_delay_ms, priority_for
+from workers.enqueue import H_DETAIL, defer_delay_ms
 from workers.storage import extension, object_key
 
 KEY_RE = re.compile(r"^audio_(\d{13})_(?P<instance>[\w.-]+)\.(?P<ext>\w+)$")
@@ -275,4 +276,5 @@ def test_object_names_and_delay_tiers() -> None:
         5000,
         60000,
     ]
-    assert priority_for("any") == 1
+    weighted = RateLimitConfig(weights={"heavy": 3})
+    assert (priority_of(weighted, "any"), priority_of(weighted, "heavy")) == (1, 3)

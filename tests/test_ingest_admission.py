@@ -44,11 +44,7 @@ async def pipeline(
 ) -> AsyncIterator[Pipeline]:
     store = ConfigStore(redis, keys, settings)
     # One token and the next in about an hour: a second take is refused.
-    await store.set_ratelimit(
-        RateLimitConfig(
-            capacity=1, refillPerMinute=0.02, instanceCapacity=1, instanceRefillPerMinute=0.02
-        )
-    )
+    await store.set_ratelimit(RateLimitConfig(capacity=1, refillPerMinute=0.02, reservePercent=0))
     audio = AudioStore(settings)
     await audio.open()
     async with rabbit(settings) as mq, httpx.AsyncClient() as http:

@@ -40,7 +40,8 @@ EVENTS = int(os.environ.get("FILA_FAULT_EVENTS", "2000"))
 """How many events the CI-sized run sends; raise it for a soak."""
 INSTANCES = 40
 NOISY = "noisy-0"
-"""One instance sends far beyond its fair share, so some of its notes are rate-limited."""
+"""One instance sends far beyond its fair share; the global bucket is never spent, so fairness
+must not refuse any of its notes (work-conserving)."""
 
 
 class Plan(msgspec.Struct):
@@ -219,7 +220,6 @@ async def test_zero_loss_while_everything_fails(
                 "refillPerMinute": 100000,
                 "policy": "reject",
                 "instanceCapacity": 60,
-                "instanceRefillPerMinute": 30,
             },
         )
         assert limited.status_code == 200, limited.text
@@ -376,7 +376,7 @@ async def test_zero_loss_while_everything_fails(
             )
             assert d.verified
         rejected = rejected_ids() - delivered
-        assert all(i.startswith(NOISY) for i in rejected), sorted(rejected)[:5]
+        assert not rejected, sorted(rejected)[:5]
         assert rejected <= audio_ids | bad_media
         lost = (audio_ids - delivered - rejected) | (bad_media - dead_ids - rejected)
         figures = {

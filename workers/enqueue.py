@@ -29,12 +29,6 @@ H_ADMITTED = "x-fila-admitted"
 _DECLARED_HERE = (topology.GLOBAL_QUEUE, topology.INGEST_DLQ, topology.MONITORING_QUEUE)
 
 
-def priority_for(instance: str) -> int:
-    """Priority on global.messages; one place to make it per instance later."""
-    del instance
-    return 1
-
-
 def defer_delay_ms(retry_after_ms: int) -> int:
     """The smallest tier at least `retry_after_ms` (the largest when it exceeds them all)."""
     for tier in DEFER_TIERS_MS:

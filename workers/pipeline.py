@@ -25,7 +25,7 @@ from fila.models import (
     encode,
 )
 from fila.offload import off_loop
-from fila.ratelimit import TokenBucket
+from fila.ratelimit import TokenBucket, priority_of
 from fila.settings import Settings
 from workers.duration import UnreadableDuration, audio_seconds, whole_seconds
 from workers.enqueue import (
@@ -37,10 +37,10 @@ from workers.enqueue import (
     header_float,
     header_int,
     iso_now,
-    priority_for,
     retry_delay_ms,
 )
 from workers.filtercache import ConfigCache
+from workers.holds import H_HELD, Holds, redis_down
 from workers.ingesterrors import IngestError
 from workers.media import Media, MediaFetcher
 from workers.objectnames import ObjectNames
@@ -50,6 +50,8 @@ log = flog.get("ingest")
 
 _BROKER_HEADERS = ("x-death", "x-first-death", "x-last-death")
 """Set by RabbitMQ when a delay queue hands an event back; not carried onto what we publish."""
+_HELD_DELAY_MS = 1000
+"""An event returned during a hold waits this long, then sits in the ingest queue unconsumed."""
 _MAX_PENDING_MONITORING = 1000
 """Unsent queue.error events kept in memory; beyond that they are dropped, never awaited."""
 
@@ -63,6 +65,7 @@ Outcome = Literal[
     "deferred",
     "retry",
     "deadLettered",
+    "held",
 ]
 
 
@@ -77,8 +80,10 @@ class Pipeline:
         config: ConfigCache,
         fetcher: MediaFetcher,
         store: AudioStore,
+        holds: Holds | None = None,
     ) -> None:
         self.settings = settings
+        self.holds = holds
         self.redis = redis
         self.keys = Keys(settings.redis_prefix)
         self.counters = stats.Counters(redis, self.keys, settings.timezone)
@@ -107,15 +112,14 @@ class Pipeline:
                 await self._non_audio(event)
                 return "nonAudio"
             first = not redelivered and attempts == 0 and header_int(headers, H_DEFERRALS) == 0
+            first = first and not header_int(headers, H_HELD)
             return await self._audio(event, audio, body, headers, first)
         except IngestError as exc:
             return await self._failed(body, headers, attempts, event, exc)
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as exc:
-            log.exception("unexpected ingest failure")
-            error = IngestError("internal_error", f"{type(exc).__name__}: {exc}", transient=True)
-            return await self._failed(body, headers, attempts, event, error)
+            return await self._failed(body, headers, attempts, event, _unexpected(exc))
 
     async def _non_audio(self, event: EvolutionEvent) -> None:
         kind = event.message_type
@@ -165,8 +169,7 @@ class Pipeline:
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except Exception as exc:  # a Redis or broker fault after the token was taken
-            log.exception("unexpected ingest failure")
-            error = IngestError("internal_error", f"{type(exc).__name__}: {exc}", transient=True)
+            error = _unexpected(exc)
             error.admitted = True
             raise error from exc
 
@@ -209,6 +212,11 @@ class Pipeline:
         media: Media | None = None,
     ) -> Outcome:
         instance = event.instance
+        held = self.holds.first() if self.holds is not None else None
+        if held is not None:  # taken just before the hold began: straight back, untried
+            raise IngestError(
+                f"{held.dependency}_unavailable", "held", transient=True, dependency=held.dependency
+            )
         if media is None:
             media = await self.fetcher.fetch(event, audio)
         s3_key = await self.names.claim(idem, instance, media.mimetype)
@@ -225,7 +233,7 @@ class Pipeline:
             audioDuration=seconds,
             mimeType=media.mimetype,
             s3Key=s3_key,
-            priority=priority_for(instance),
+            priority=priority_of(await self.config.ratelimit(), instance),
             receivedAt=received_at,
             queuedAt=time.time() * 1000,
             server_url=event.server_url,
@@ -286,6 +294,8 @@ class Pipeline:
     ) -> Outcome:
         instance = event.instance if event else None
         idem = event.idempotency_key if event else None
+        if exc.dependency is not None and self.holds is not None:
+            return await self._held(body, headers, idem, exc)
         attempt = attempts + 1
         if exc.transient and attempt < self.settings.ingest_max_attempts:
             retry = dict(headers)
@@ -322,6 +332,22 @@ class Pipeline:
         )
         return "deadLettered"
 
+    async def _held(
+        self, body: bytes, headers: dict[str, Any], idem: str | None, exc: IngestError
+    ) -> Outcome:
+        """Back to the ingest queue with its attempts untouched; the worker holds that queue."""
+        assert self.holds is not None and exc.dependency is not None
+        self.holds.trip(exc.dependency, f"{exc.reason}: {exc.detail}")
+        back = dict(headers)
+        if exc.dependency != "redis":  # with Redis down its `received` count was not written
+            back[H_HELD] = header_int(headers, H_HELD) + 1
+        back.setdefault(H_RECEIVED_AT, time.time() * 1000)
+        if exc.admitted:
+            back[H_ADMITTED] = 1
+        await self.publisher.later(body, delay_ms=_HELD_DELAY_MS, headers=back, message_id=idem)
+        log.info("held for a dependency", id=idem, dependency=exc.dependency)
+        return "held"
+
     def _monitor(self, instance: str | None, data: dict[str, Any]) -> None:
         """Send a `queue.error` without making the event wait for it."""
         if len(self._background) >= _MAX_PENDING_MONITORING:
@@ -350,3 +376,12 @@ class Pipeline:
         """Let pending monitoring publishes finish (at shutdown)."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=timeout)
+
+
+def _unexpected(exc: Exception) -> IngestError:
+    """Redis being down is a dependency hold; anything else is retried as this event's fault."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if redis_down(exc):
+        return IngestError("redis_unavailable", detail, transient=True, dependency="redis")
+    log.exception("unexpected ingest failure")
+    return IngestError("internal_error", detail, transient=True)

@@ -12,6 +12,7 @@ from controlplane.queue.service import QueueService
 from controlplane.runtime import Runtime
 from fila import stats, topology
 from fila.models import AudioFilter, WorkerInfo
+from fila.ratelimit import weight_of
 from fila.views import Alert, FleetOverview, InstanceRow, InstancesView
 
 QUEUE_GROWING = 1000
@@ -72,7 +73,9 @@ class FleetService:
                     delivered=c[stats.DELIVERED],
                     deliveryFailed=c[stats.DELIVERY_FAILED],
                     tokens=round(level.instanceTokens, 3),
-                    tokenCapacity=limits.instanceCapacity,
+                    tokenCapacity=limits.instanceCapacity * weight_of(limits, name),
+                    weight=weight_of(limits, name),
+                    sharePerMinute=round(level.sharePerMinute, 3),
                     minDurationSeconds=f.minDurationSeconds,
                     maxDurationSeconds=f.maxDurationSeconds,
                     enabled=f.enabled,
@@ -173,6 +176,13 @@ def alerts(o: FleetOverview) -> list[Alert]:
         out.append(Alert(level="warning", code="bucket_empty", message="token bucket empty"))
     for url in o.openCircuits:
         out.append(Alert(level="warning", code="circuit_open", message=f"circuit open: {url}"))
+    holding: dict[str, int] = {}
+    for worker in o.workers:
+        if worker.holding:
+            holding[worker.holding] = holding.get(worker.holding, 0) + 1
+    for text, count in sorted(holding.items()):
+        workers = f"{count} worker{'s' if count > 1 else ''}"
+        out.append(Alert(level="warning", code="dependency_hold", message=f"{text} ({workers})"))
     if o.emergencyFilter:
         out.append(Alert(level="warning", code="emergency_filter", message="emergency filter on"))
     return out

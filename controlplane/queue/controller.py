@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from litestar import Controller, get, post, put
 from litestar.di import NamedDependency, Provide
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
-from controlplane.queue.schemas import ControlBody, ControlResult, QueueStats, RateLimitPatch
+from controlplane.queue.schemas import (
+    ControlBody,
+    ControlResult,
+    QueueStats,
+    RateLimitPatch,
+    WeightBody,
+    WeightRecord,
+)
 from controlplane.queue.service import QueueService
 from controlplane.runtime import Runtime
 from fila.models import RateLimitConfig
@@ -66,3 +73,20 @@ class QueueController(Controller):
     ) -> RateLimitConfig:
         """Partial change applied live by every worker."""
         return await queue.set_ratelimit(data)
+
+    @get("/instance/{instance:str}/weight")
+    async def get_weight(
+        self, instance: FromPath[str], queue: NamedDependency[QueueService]
+    ) -> WeightRecord:
+        """1 for an instance never weighted."""
+        return await queue.weight(instance)
+
+    @put("/instance/{instance:str}/weight")
+    async def put_weight(
+        self,
+        instance: FromPath[str],
+        data: JSONBody[WeightBody],
+        queue: NamedDependency[QueueService],
+    ) -> WeightRecord:
+        """Heavier instances get a larger fair share and overtake on global.messages (live)."""
+        return await queue.set_weight(instance, data.weight)

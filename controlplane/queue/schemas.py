@@ -37,5 +37,22 @@ class RateLimitPatch(msgspec.Struct, kw_only=True):
     capacity: int | None = None
     refillPerMinute: float | None = None
     policy: Literal["reject", "defer"] | None = None
+    reservePercent: int | None = None
     instanceCapacity: int | None = None
+    activeWindowSeconds: int | None = None
+    weights: dict[str, int] | None = None
+    """Replaces every weight at once; `PUT /instance/{instance}/weight` changes one."""
     instanceRefillPerMinute: float | None = None
+    """Retired (the share follows the active instances); given, it is refused with a 400."""
+
+
+class WeightBody(msgspec.Struct, kw_only=True):
+    weight: int
+    """1-10: the instance's share under contention and its priority on global.messages."""
+
+
+class WeightRecord(msgspec.Struct, kw_only=True):
+    instance: str
+    weight: int
+    priority: int
+    """What its messages carry on global.messages."""

@@ -8,11 +8,21 @@ from controlplane import configlock, configrows
 from controlplane.configlock import config_write
 from controlplane.errors import FieldError
 from controlplane.history import service as history
-from controlplane.queue.schemas import AudioFilterStats, QueueStats, RateLimitPatch
+from controlplane.queue.schemas import (
+    AudioFilterStats,
+    QueueStats,
+    RateLimitPatch,
+    WeightRecord,
+)
 from controlplane.runtime import Runtime
-from fila import stats, topology
+from fila import ratelimit, stats, topology
 from fila.models import ControlKind, RateLimitConfig, WorkerRole
 from fila.views import RateLimitStatus
+
+REPLACED_REFILL = (
+    "is no longer set: an instance's share of the refill is refillPerMinute × its weight ÷ the"
+    " active instances' total weight; remove the field"
+)
 
 PEEK_INSTANCE = "_controlplane"
 """Instance name used to read the global bucket level (peek takes nothing)."""
@@ -83,9 +93,30 @@ class QueueService:
         async with config_write(configlock.RATELIMIT):
             return await self._set_ratelimit_locked(patch)
 
+    async def weight(self, instance: str) -> WeightRecord:
+        return weight_record(await self.ratelimit(), instance)
+
+    async def set_weight(self, instance: str, weight: int) -> WeightRecord:
+        """One instance's weight, merged into the rate limit under its lock (1 drops the entry)."""
+        if not ratelimit.WEIGHT_MIN <= weight <= ratelimit.WEIGHT_MAX:
+            raise FieldError("weight", f"must be {ratelimit.WEIGHT_MIN} to {ratelimit.WEIGHT_MAX}")
+        async with config_write(configlock.RATELIMIT):
+            current = await self.ratelimit()
+            weights = {k: v for k, v in current.weights.items() if k != instance}
+            if weight != 1:
+                weights[instance] = weight
+            updated = await self._set_ratelimit_locked(RateLimitPatch(weights=weights))
+        return weight_record(updated, instance)
+
     async def _set_ratelimit_locked(self, patch: RateLimitPatch) -> RateLimitConfig:
         current = await self.ratelimit()
-        changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not None}
+        if patch.instanceRefillPerMinute is not None:
+            raise FieldError("instanceRefillPerMinute", REPLACED_REFILL)
+        changes = {
+            k: v
+            for k, v in msgspec.structs.asdict(patch).items()
+            if v is not None and k != "instanceRefillPerMinute"
+        }
         updated = msgspec.structs.replace(current, **changes)
         check_ratelimit(updated)
         await history.record("ratelimit", current, updated)
@@ -95,12 +126,14 @@ class QueueService:
         return updated
 
 
+def weight_record(config: RateLimitConfig, instance: str) -> WeightRecord:
+    return WeightRecord(
+        instance=instance,
+        weight=ratelimit.weight_of(config, instance),
+        priority=ratelimit.priority_of(config, instance),
+    )
+
+
 def check_ratelimit(value: RateLimitConfig) -> None:
-    if value.capacity < 1:
-        raise FieldError("capacity", "must be ≥ 1")
-    if value.refillPerMinute <= 0:
-        raise FieldError("refillPerMinute", "must be > 0")
-    if value.instanceCapacity < 1:
-        raise FieldError("instanceCapacity", "must be ≥ 1")
-    if value.instanceRefillPerMinute <= 0:
-        raise FieldError("instanceRefillPerMinute", "must be > 0")
+    for field, rule in ratelimit.problems(value):
+        raise FieldError(field, rule)
