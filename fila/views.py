@@ -91,3 +91,12 @@ class FleetOverview(msgspec.Struct, kw_only=True):
     alerts: list[Alert] = msgspec.field(default_factory=list)
     openCircuits: list[str] = msgspec.field(default_factory=list)
     """Webhook URLs whose circuit breaker is open."""
+
+
+class WeightRecord(msgspec.Struct, kw_only=True):
+    """`GET/PUT /instance/{instance}/weight`."""
+
+    instance: str
+    weight: int
+    priority: int
+    """What its messages carry on global.messages."""

@@ -32,6 +32,7 @@ from tests.support import Proc, wait_for
 from tui.app import FilaApp
 from tui.screens.edit_emergency import EditEmergency
 from tui.screens.edit_ratelimit import EditRateLimit
+from tui.screens.edit_weight import EditWeight
 from tui.screens.edit_thresholds import EditThresholds
 from tui.screens.instances import InstancesScreen
 from tui.widgets.connbanner import ConnectionBanner
@@ -234,15 +235,42 @@ async def test_rate_limit_modal_changes_the_live_bucket(
         assert "capacity must be ≥ 1" in str(modal.query_one("#errors").render())
         modal.query_one("#capacity", Input).value = "120"
         modal.query_one("#refill", Input).value = "60"
+        modal.query_one("#reserve", Input).value = "95"
+        await pilot.pause()
+        assert "reservePercent must be 0 to 90" in str(modal.query_one("#errors").render())
+        modal.query_one("#reserve", Input).value = "40"
         await pilot.click("#save")
         await wait_for(lambda: not isinstance(app.screen, EditRateLimit), timeout=30)
     async with httpx.AsyncClient(
         base_url=live.server_url, headers={"apikey": live.api_key}
     ) as client:
         got = RateLimitConfig(**(await client.get("/ratelimit")).json())
-    assert (got.capacity, got.refillPerMinute) == (120, 60.0)
+    assert (got.capacity, got.refillPerMinute, got.reservePercent) == (120, 60.0, 40)
     mirror = await ConfigStore(redis, keys, live).ratelimit()
-    assert (mirror.capacity, mirror.refillPerMinute) == (120, 60.0)
+    assert (mirror.capacity, mirror.refillPerMinute, mirror.reservePercent) == (120, 60.0, 40)
+
+
+async def test_weight_is_set_from_the_instances_screen(live: Settings) -> None:
+    await put_filter(live, "tui-heavy", 3, 7200)
+    app = FilaApp(live, poll_seconds=0.5, start="instances")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(lambda: cells(app, "tui-heavy").get("weight") == "1", timeout=60)
+        await select_row(app, "tui-heavy")
+        await pilot.press("w")
+        await wait_for(lambda: isinstance(app.screen, EditWeight), timeout=30)
+        modal = app.screen
+        modal.query_one("#weight", Input).value = "11"
+        await pilot.pause()
+        assert "weight must be 1 to 10" in str(modal.query_one("#errors").render())
+        modal.query_one("#weight", Input).value = "4"
+        await pilot.click("#save")
+        await wait_for(lambda: not isinstance(app.screen, EditWeight), timeout=30)
+        await wait_for(lambda: cells(app, "tui-heavy").get("weight") == "4", timeout=30)
+    async with httpx.AsyncClient(
+        base_url=live.server_url, headers={"apikey": live.api_key}
+    ) as client:
+        got = (await client.get("/instance/tui-heavy/weight")).json()
+    assert got == {"instance": "tui-heavy", "weight": 4, "priority": 4}
 
 
 async def test_unreachable_control_plane_shows_a_banner_then_reconnects(

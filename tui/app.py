@@ -28,9 +28,11 @@ from tui.screens.command_bar import CommandBar
 from tui.screens.deadletters import DeadLettersScreen
 from tui.screens.edit_emergency import EditEmergency
 from tui.screens.edit_ratelimit import EditRateLimit
+from tui.screens.edit_weight import EditWeight
 from tui.screens.edit_thresholds import EditThresholds
 from tui.screens.feedback import FeedbackScreen
 from tui.screens.help import HelpScreen
+from tui.screens.history import HistoryScreen
 from tui.screens.instances import InstancesScreen
 from tui.screens.overview import OverviewScreen
 from tui.screens.webhooks import WebhooksScreen
@@ -45,6 +47,7 @@ FETCH: dict[str, Callable[[FilaClient], Awaitable[Any]]] = {
     "webhook": FilaClient.webhook_config,
     "ratelimit": FilaClient.ratelimit,
     "emergency": FilaClient.emergency,
+    "changes": FilaClient.config_history,
 }
 """Feed name (a `FleetData` field) → how to fetch it."""
 
@@ -61,6 +64,7 @@ SCREENS: dict[str, tuple[str, type[FilaScreen]]] = {
     "webhooks": ("5", WebhooksScreen),
     "deadletters": ("6", DeadLettersScreen),
     "workers": ("7", WorkersScreen),
+    "history": ("8", HistoryScreen),
 }
 
 
@@ -248,6 +252,9 @@ class FilaApp(App[None]):
             page = self.page
             if page is not None:
                 await self.load(*(f for f in page.FEEDS if f in FETCH))
+
+    def edit_weight(self, instance: str, current: int) -> None:
+        self.push_screen(EditWeight(instance, current), self._applied)
 
     async def action_edit_ratelimit(self) -> None:
         if await self._loaded("ratelimit"):

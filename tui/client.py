@@ -16,9 +16,10 @@ import httpx
 import msgspec
 
 from fila.deadletters import DeadLetter, ReplayResult
+from fila.history import ConfigHistory
 from fila.models import AudioFilter, EmergencyFilter, RateLimitConfig, WorkerInfo
 from fila.settings import Settings
-from fila.views import FleetOverview, InstancesView
+from fila.views import FleetOverview, InstancesView, WeightRecord
 from tui.contract import (
     CleanupResult,
     CleanupSchedule,
@@ -179,6 +180,10 @@ class FilaClient:
     async def set_ratelimit(self, changes: Mapping[str, Any]) -> RateLimitConfig:
         return await self._call("PUT", "/ratelimit", RateLimitConfig, body=dict(changes))
 
+    async def set_weight(self, instance: str, weight: int) -> WeightRecord:
+        path = f"/instance/{_seg(instance)}/weight"
+        return await self._call("PUT", path, WeightRecord, body={"weight": weight})
+
     async def emergency(self) -> EmergencyFilter:
         return await self._call("GET", "/filters/emergency", EmergencyFilter)
 
@@ -229,6 +234,15 @@ class FilaClient:
             body=body,
             timeout=WEBHOOK_TEST_WAIT,
         )
+
+    # ------------------------------------------------------------ configuration history
+
+    async def config_history(
+        self, target: str | None = None, since: str | None = None, limit: int = 200
+    ) -> ConfigHistory:
+        """Changes newest first; `instance:<name>` also lists bulk changes and imports."""
+        params = {"target": target, "since": since, "limit": limit}
+        return await self._call("GET", "/config/history", ConfigHistory, params=params)
 
     # ------------------------------------------------------------ dead letters
 

@@ -5,8 +5,15 @@ Each function returns the problems found as messages that name the field, empty 
 
 from __future__ import annotations
 
+from fila.models import RateLimitConfig
+from fila.ratelimit import WEIGHT_MAX, WEIGHT_MIN, problems
+
 THRESHOLD_RULES = "rule: 1 ≤ min ≤ 300 and min ≤ max ≤ 7200 (seconds)"
-RATELIMIT_RULES = "rule: capacity ≥ 1, refill per minute > 0, policy reject or defer"
+RATELIMIT_RULES = (
+    "rule: capacity ≥ 1, refill > 0, reserve 0-90 %, burst ≥ 1, window ≥ 1 s; an instance is"
+    " refused only once the bucket is down to the reserve and it is past its share"
+)
+WEIGHT_RULES = "rule: 1-10; share under contention and queue priority grow with it"
 
 
 def whole(text: str, field: str) -> tuple[int | None, str | None]:
@@ -37,15 +44,35 @@ def threshold_errors(min_text: str, max_text: str) -> list[str]:
     return errors
 
 
-def ratelimit_errors(capacity: str, refill: str, policy: str) -> list[str]:
-    """Global bucket: capacity ≥ 1, refillPerMinute > 0, policy reject|defer."""
+def ratelimit_errors(
+    capacity: str, refill: str, policy: str, reserve: str, burst: str, window: str
+) -> list[str]:
+    """The limiter's own rules (`fila.ratelimit.problems`), after each field parses."""
     cap, cap_error = whole(capacity, "capacity")
     rate, rate_error = number(refill, "refillPerMinute")
-    errors = [e for e in (cap_error, rate_error) if e]
-    if cap is not None and cap < 1:
-        errors.append("capacity must be ≥ 1")
-    if rate is not None and rate <= 0:
-        errors.append("refillPerMinute must be > 0")
+    pct, pct_error = whole(reserve, "reservePercent")
+    icap, icap_error = whole(burst, "instanceCapacity")
+    span, span_error = whole(window, "activeWindowSeconds")
+    errors = [e for e in (cap_error, rate_error, pct_error, icap_error, span_error) if e]
     if policy not in ("reject", "defer"):
         errors.append("policy must be reject or defer")
-    return errors
+    if errors or cap is None or rate is None or pct is None or icap is None or span is None:
+        return errors
+    config = RateLimitConfig(
+        capacity=cap,
+        refillPerMinute=rate,
+        reservePercent=pct,
+        instanceCapacity=icap,
+        activeWindowSeconds=span,
+    )
+    return [f"{field} {rule}" for field, rule in problems(config)]
+
+
+def weight_errors(text: str) -> list[str]:
+    """A weight is a whole number from 1 to 10."""
+    weight, error = whole(text, "weight")
+    if error:
+        return [error]
+    if weight is not None and not WEIGHT_MIN <= weight <= WEIGHT_MAX:
+        return [f"weight must be {WEIGHT_MIN} to {WEIGHT_MAX}"]
+    return []

@@ -6,7 +6,9 @@ from typing import Literal
 
 import msgspec
 
-from fila.views import RateLimitStatus
+from fila.views import RateLimitStatus, WeightRecord
+
+__all__ = ["WeightRecord"]
 
 
 class AudioFilterStats(msgspec.Struct, kw_only=True):
@@ -49,10 +51,3 @@ class RateLimitPatch(msgspec.Struct, kw_only=True):
 class WeightBody(msgspec.Struct, kw_only=True):
     weight: int
     """1-10: the instance's share under contention and its priority on global.messages."""
-
-
-class WeightRecord(msgspec.Struct, kw_only=True):
-    instance: str
-    weight: int
-    priority: int
-    """What its messages carry on global.messages."""

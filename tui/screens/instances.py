@@ -44,6 +44,7 @@ COLUMNS: list[Column] = [
     ("tooLong", "long", lambda r, n: f"{r.tooLong:,}", lambda r: r.tooLong),
     ("rateLimited", "rated", lambda r, n: f"{r.rateLimited:,}", lambda r: r.rateLimited),
     ("tokens", "tokens", lambda r, n: share(r), lambda r: r.tokens),
+    ("weight", "wt", lambda r, n: str(r.weight), lambda r: r.weight),
     ("min", "min", lambda r, n: str(r.minDurationSeconds), lambda r: r.minDurationSeconds),
     ("max", "max", lambda r, n: str(r.maxDurationSeconds), lambda r: r.maxDurationSeconds),
     ("enabled", "on", lambda r, n: "yes" if r.enabled else "no", lambda r: r.enabled),
@@ -66,6 +67,8 @@ class InstancesScreen(FilaScreen):
         Binding("A", "select_visible", "Select shown"),
         Binding("e", "edit", "Edit thresholds"),
         Binding("E", "edit_all", "Edit all"),
+        Binding("h", "history", "History"),
+        Binding("w", "weight", "Weight"),
         Binding("s", "sort_next", "Sort"),
         Binding("S", "sort_reverse", "Reverse", show=False),
     ]
@@ -265,6 +268,21 @@ class InstancesScreen(FilaScreen):
         names = self.targets()
         if names:
             self.fila.edit_thresholds(names, self.rows.get(names[0]))
+
+    def action_weight(self) -> None:
+        """The weight of the instance under the cursor."""
+        name = self.current()
+        if name:
+            row = self.rows.get(name)
+            self.fila.edit_weight(name, row.weight if row else 1)
+
+    def action_history(self) -> None:
+        """The configuration history of the instance under the cursor."""
+        from tui.screens.instance_history import InstanceHistory
+
+        name = self.current()
+        if name:
+            self.app.push_screen(InstanceHistory(name))
 
     def action_edit_all(self) -> None:
         """Starts from the fleet defaults, not from whichever instance happens to be first."""
