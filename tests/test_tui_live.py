@@ -32,8 +32,8 @@ from tests.support import Proc, wait_for
 from tui.app import FilaApp
 from tui.screens.edit_emergency import EditEmergency
 from tui.screens.edit_ratelimit import EditRateLimit
-from tui.screens.edit_weight import EditWeight
 from tui.screens.edit_thresholds import EditThresholds
+from tui.screens.edit_weight import EditWeight
 from tui.screens.instances import InstancesScreen
 from tui.widgets.connbanner import ConnectionBanner
 

@@ -28,8 +28,8 @@ from tui.screens.command_bar import CommandBar
 from tui.screens.deadletters import DeadLettersScreen
 from tui.screens.edit_emergency import EditEmergency
 from tui.screens.edit_ratelimit import EditRateLimit
-from tui.screens.edit_weight import EditWeight
 from tui.screens.edit_thresholds import EditThresholds
+from tui.screens.edit_weight import EditWeight
 from tui.screens.feedback import FeedbackScreen
 from tui.screens.help import HelpScreen
 from tui.screens.history import HistoryScreen
