@@ -21,6 +21,8 @@ _SECRET_TEXT = re.compile(
     re.I,
 )
 """`apikey": "…`, `password=…` inside free text (a payload excerpt, a library's message)."""
+_INGEST_PATH = re.compile(r"(/webhook/evolution/t/)[^/\s\"'?#]+")
+"""The ingest token in a request path (access log lines), right or wrong, is never written."""
 
 WIRE_LOGGERS = ("aiormq", "botocore", "aiobotocore", "s3transfer", "urllib3", "hpack", "httpcore")
 """Their DEBUG output dumps raw frames and request bodies (events, audio): INFO at most."""
@@ -28,6 +30,7 @@ WIRE_LOGGERS = ("aiormq", "botocore", "aiobotocore", "s3transfer", "urllib3", "h
 
 def _scrub(text: str, literal: list[str]) -> str:
     text = _SECRET_TEXT.sub(r"\1***", _SECRET_URL.sub(r"\1***\3", text))
+    text = _INGEST_PATH.sub(r"\1***", text)
     for secret in literal:
         text = text.replace(secret, "***")
     return text
@@ -116,6 +119,7 @@ def setup(settings: Settings, process: str) -> None:
         settings.s3_access_key,
         settings.evolution_api_key,
         settings.webhook_secret.removeprefix("whsec_"),
+        *settings.ingest_token_list,
         *(urlsplit(url).password or "" for url in _urls(settings)),
     ]
     _redact_stdlib(secrets)

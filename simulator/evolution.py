@@ -1,5 +1,6 @@
-"""A stand-in for the Evolution API routes Fila calls (reactions, text, media download) plus
-a WhatsApp-style media CDN, recording every call so tests and demos can see what Fila did.
+"""A stand-in for the Evolution API routes Fila calls (reactions, text, media download, the
+instance list) plus a WhatsApp-style media CDN, recording every call so tests and demos can see
+what Fila did; `publish_per_instance` publishes as Evolution's per-instance RabbitMQ mode does.
 """
 
 from __future__ import annotations
@@ -8,23 +9,29 @@ import asyncio
 import base64
 import contextlib
 import re
+import secrets
 import time
+import uuid
 from collections import Counter, OrderedDict
 from typing import Any, Literal
+from urllib.parse import parse_qs
 
+import aio_pika
 import msgspec
+from aio_pika.abc import AbstractChannel
 
 from simulator.httpserver import Request, Response, json_response
 from simulator.served import Served
 
-Route = Literal["sendReaction", "sendText", "getBase64", "media"]
-ROUTES: tuple[Route, ...] = ("sendReaction", "sendText", "getBase64", "media")
+Route = Literal["sendReaction", "sendText", "getBase64", "media", "fetchInstances"]
+ROUTES: tuple[Route, ...] = ("sendReaction", "sendText", "getBase64", "media", "fetchInstances")
 
 _PATHS: list[tuple[re.Pattern[str], str, Route]] = [
     (re.compile(r"^/message/sendReaction/(?P<instance>[^/]+)$"), "POST", "sendReaction"),
     (re.compile(r"^/message/sendText/(?P<instance>[^/]+)$"), "POST", "sendText"),
     (re.compile(r"^/chat/getBase64FromMediaMessage/(?P<instance>[^/]+)$"), "POST", "getBase64"),
     (re.compile(r"^/media/(?P<name>[^/]+)$"), "GET", "media"),
+    (re.compile(r"^/instance/fetchInstances$"), "GET", "fetchInstances"),
 ]
 STATS_PATH = "/_stub/stats"
 
@@ -56,6 +63,28 @@ class EvolutionStub(Served):
         self._failures: dict[str, list[int]] = {}
         self._latency: dict[str, float] = {}
         self._called = asyncio.Event()
+        self._instances: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ instances
+
+    def add_instance(self, name: str) -> None:
+        """An instance fetchInstances lists from now on (as after POST /instance/create)."""
+        self._instances[name] = {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+            "name": name,
+            "connectionStatus": "open",
+            "ownerJid": f"55119{abs(hash(name)) % 10**8:08d}@s.whatsapp.net",
+            "profileName": name,
+            "integration": "WHATSAPP-BAILEYS",
+            "token": secrets.token_hex(16),
+            "clientName": "evolution_exchange",
+            "createdAt": "2026-11-25T09:00:00.000Z",
+            "Rabbitmq": {"enabled": True, "events": ["MESSAGES_UPSERT"]},
+        }
+
+    def remove_instance(self, name: str) -> None:
+        """DELETE /instance/delete: gone from the list (its exchange stays, as in RabbitMQ)."""
+        self._instances.pop(name, None)
 
     # ------------------------------------------------------------------ setup
 
@@ -76,6 +105,10 @@ class EvolutionStub(Served):
         if route not in ROUTES:
             raise ValueError(f"route must be one of {', '.join(ROUTES)}")
         self._failures.setdefault(route, []).extend([status] * n)
+
+    def recover(self, route: str) -> None:
+        """Drop the failures still queued for `route`: an outage ends now."""
+        self._failures.pop(route, None)
 
     def set_latency(self, route: str, seconds: float) -> None:
         if route not in ROUTES:
@@ -152,6 +185,8 @@ class EvolutionStub(Served):
             if blob is None:
                 return json_response({"status": 404, "error": "no such media"}, 404)
             return Response(body=blob, content_type="application/octet-stream")
+        if route == "fetchInstances":
+            return self._fetch_instances(request)
         if not isinstance(body, dict):
             return json_response({"status": 400, "error": "body must be a JSON object"}, 400)
         if route == "getBase64":
@@ -183,6 +218,18 @@ class EvolutionStub(Served):
             201,
         )
 
+    def _fetch_instances(self, request: Request) -> Response:
+        """Evolution v2: every instance's row with the global key; `instanceName` filters, an
+        unknown one is 404 (as its monitor service answers)."""
+        wanted = parse_qs(request.query).get("instanceName")
+        if wanted:
+            missing = [n for n in wanted if n not in self._instances]
+            if missing:
+                message = f'Instance "{", ".join(missing)}" not found'
+                return json_response({"status": 404, "error": "Not Found", "message": message}, 404)
+            return json_response([self._instances[n] for n in wanted])
+        return json_response(list(self._instances.values()))
+
     def _base64(self, body: dict[str, Any]) -> Response:
         message = body.get("message")
         key = message.get("key") if isinstance(message, dict) else None
@@ -202,6 +249,25 @@ class EvolutionStub(Served):
             },
             201,
         )
+
+
+async def publish_per_instance(
+    channel: AbstractChannel, instance: str, event: dict[str, Any] | bytes
+) -> None:
+    """What Evolution API does per event with RABBITMQ_GLOBAL_ENABLED=false: assert the
+    instance's topic exchange and its quorum queue `<instance>.<event>`, bind, publish."""
+    body = event if isinstance(event, bytes) else msgspec.json.encode(event)
+    name = "messages.upsert"
+    exchange = await channel.declare_exchange(
+        instance, aio_pika.ExchangeType.TOPIC, durable=True, auto_delete=False
+    )
+    queue = await channel.declare_queue(
+        f"{instance}.{name}", durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await queue.bind(exchange, routing_key=name)
+    await exchange.publish(
+        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=name
+    )
 
 
 async def serve_forever(api_key: str, port: int) -> None:

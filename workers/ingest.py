@@ -31,6 +31,7 @@ from workers import fleet as fleet_mod
 from workers.enqueue import Publisher
 from workers.filtercache import ConfigCache
 from workers.media import MediaFetcher
+from workers.instances import InstanceBinder
 from workers.pipeline import Pipeline
 from workers.storage import AudioStore
 
@@ -65,6 +66,7 @@ class IngestConsumer:
         self.tasks: set[asyncio.Task[None]] = set()
         self._consume_lock = asyncio.Lock()
 
+        self.binder: InstanceBinder | None = None
     async def start(self) -> None:
         self.connection = await _connect(self.settings)
         publish_channel = await self.connection.channel(publisher_confirms=True)
@@ -94,6 +96,9 @@ class IngestConsumer:
                 log.info("consumer paused")
 
     async def resume(self) -> None:
+        if self.settings.evolution_rabbitmq_mode == "instance":  # one exchange per instance
+            self.binder = InstanceBinder(self.settings, self.connection, self.http)
+            await self.binder.start()
         async with self._consume_lock:
             if self.queue is not None and self.tag is None:
                 self.tag = await self.queue.consume(self._on_message)
@@ -146,6 +151,8 @@ class IngestConsumer:
         if leftover:
             log.warning("requeueing unfinished events", count=len(leftover))
             await asyncio.gather(*leftover, return_exceptions=True)
+        if self.binder is not None:
+            await self.binder.stop()
         if self.pipeline is not None:
             await self.pipeline.flush(timeout=5.0)
         if self.connection is not None:

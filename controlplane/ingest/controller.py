@@ -13,6 +13,7 @@ from litestar.params import FromPath
 
 from controlplane.errors import DependencyDown, FieldError, field_of
 from controlplane.ingest.budget import ByteBudget
+from controlplane.ingest.tokens import INGEST_OPT, require_ingest
 from controlplane.runtime import Runtime
 from fila import topology
 from fila.events import EventError, audio_of, parse_event
@@ -80,6 +81,8 @@ async def enqueue(rt: Runtime, raw: bytes, ident: str) -> None:
 class IngestController(Controller):
     path = "/webhook/evolution"
     tags = ("ingest",)
+    guards = (require_ingest,)
+    opt = INGEST_OPT
 
     @post("/", status_code=202)
     async def receive(
@@ -94,6 +97,23 @@ class IngestController(Controller):
         self, event: FromPath[str], request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
     ) -> Response[Accepted]:
         """Evolution API's 'webhook by events' mode appends the event name to the URL."""
+        async with _budget(rt).hold(_size(request)):
+            return await accept(rt, await request.body(), event)
+
+    @post("/t/{token:str}", status_code=202)
+    async def receive_with_token(
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
+    ) -> Response[Accepted]:
+        """WEBHOOK_GLOBAL_URL form: Evolution's global webhook sends no headers, so the token
+        rides in the path (checked by the guard before the body is read)."""
+        async with _budget(rt).hold(_size(request)):
+            return await accept(rt, await request.body(), None)
+
+    @post("/t/{token:str}/{event:str}", status_code=202)
+    async def receive_event_with_token(
+        self, event: FromPath[str], request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
+    ) -> Response[Accepted]:
+        """The token URL with 'webhook by events' on (`…/t/<token>/messages-upsert`)."""
         async with _budget(rt).hold(_size(request)):
             return await accept(rt, await request.body(), event)
 
