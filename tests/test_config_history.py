@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +22,7 @@ from litestar import Litestar
 from controlplane.caller import fingerprint
 from fila.settings import Settings
 from simulator.benchenv import database
+from tests.support import wait_for
 from tests.test_controlplane_support import cp, cp_proc, migrated, run_migrations
 
 __all__ = ["cp", "cp_proc", "migrated"]
@@ -225,8 +229,60 @@ async def test_retention_hides_and_prunes_old_changes(settings: Settings) -> Non
                 targets = await conn.fetch("SELECT target FROM config_change")
                 return [r["target"] for r in targets] == ["recent"]
 
-            from tests.support import wait_for
-
             await wait_for(pruned, timeout=10)
     finally:
         await conn.close()
+
+
+async def test_the_cli_and_the_tui_show_the_history(
+    cp_proc: httpx.AsyncClient, settings: Settings
+) -> None:
+    from tui.app import FilaApp
+    from tui.screens.instance_history import InstanceHistory
+    from tui.widgets.historytable import HistoryTable
+
+    cp = cp_proc
+    await _ok(await cp.put("/ratelimit", json={"capacity": 321}))
+    filt = {"minDurationSeconds": 6, "maxDurationSeconds": 66, "enabled": True}
+    await _ok(await cp.put("/instance/hist-tui/filters/audio", json=filt))
+    pointed = settings.replace(server_url=str(cp.base_url))
+    env = {**os.environ, **pointed.to_env()}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "fila", "config", "history", "--instance", "hist-tui"],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 configuration changes" in done.stdout and "minDurationSeconds 3→6" in done.stdout
+    assert "ratelimit" not in done.stdout  # only that instance's changes
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "fila", "config", "history", "--limit", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1 and "limit: must be between 1 and 1000" in refused.stderr
+
+    app = FilaApp(pointed, poll_seconds=0.2, start="history")
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one("#history", HistoryTable)
+        await wait_for(lambda: table.row_count == 2, timeout=30)
+        newest, oldest = (str(table.get_row_at(i)[2]) for i in range(2))
+        assert newest == "maxDurationSeconds 7200→66, minDurationSeconds 3→6", newest
+        assert oldest.startswith("capacity ") and "→321" in oldest, oldest
+        await app.switch_mode("instances")
+        await wait_for(lambda: app.data.instances is not None, timeout=30)
+        screen = app.screen
+        await wait_for(lambda: screen.query_one("#instances").row_count >= 1, timeout=30)
+        await pilot.press("h")
+        await wait_for(lambda: isinstance(app.screen, InstanceHistory), timeout=10)
+        modal = app.screen.query_one("#instance-history", HistoryTable)
+        await wait_for(lambda: modal.row_count == 1, timeout=10)
+        assert str(modal.get_row_at(0)[1]) == "instance:hist-tui"

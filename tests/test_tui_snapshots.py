@@ -43,3 +43,12 @@ def test_edit_thresholds_refuses_inline(snap_compare: Any) -> None:
 
 def test_help_and_command_bar(snap_compare: Any) -> None:
     assert snap_compare(app("overview"), press=["question_mark"], terminal_size=SMALL)
+
+
+def test_history_screen(snap_compare: Any) -> None:
+    assert snap_compare(app("history"), terminal_size=SMALL)
+
+
+def test_instance_history_from_the_instances_screen(snap_compare: Any) -> None:
+    """`h` on inst-001: its own change and the bulk change that set it, not the others."""
+    assert snap_compare(app("instances"), press=["down", "h"], terminal_size=SMALL)

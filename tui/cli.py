@@ -24,3 +24,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: --screen must be one of {', '.join(SCREENS)}", err=True)
             raise typer.Exit(2)
         FilaApp(settings, start=screen, fixed=sample.fleet() if demo else None).run()
+
+    from tui import historycli
+
+    historycli.register(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fila.deadletters import DeadLetter
+from fila.history import ConfigChange, ConfigHistory
 from fila.models import EmergencyFilter, RateLimitConfig, WebhookTarget, WorkerInfo
 from fila.views import (
     Alert,
@@ -112,6 +113,56 @@ def overview(tick: int = 0) -> FleetOverview:
     )
 
 
+def changes() -> ConfigHistory:
+    """A few recorded configuration changes, newest first."""
+    admin = "admin sha256:5f1c0a9e3b2d"
+    rows = [
+        ConfigChange(
+            id=4,
+            at="2025-11-24T14:05:00.000+00:00",
+            route="POST /queue/pause",
+            caller=admin,
+            address="10.0.0.7",
+            target="fleet",
+            old={"paused": False},
+            new={"action": "pause", "role": None, "paused": True},
+        ),
+        ConfigChange(
+            id=3,
+            at="2025-11-24T13:40:00.000+00:00",
+            route="PUT /ratelimit",
+            caller=admin,
+            address="10.0.0.7",
+            target="ratelimit",
+            old={"capacity": 500, "refillPerMinute": 500.0},
+            new={"capacity": 800, "refillPerMinute": 500.0},
+        ),
+        ConfigChange(
+            id=2,
+            at="2025-11-24T12:10:00.000+00:00",
+            route="PUT /filters/audio/bulk",
+            caller=admin,
+            address="10.0.0.9",
+            target="filters",
+            instances=["inst-001", "inst-002"],
+            old={"filters": {}},
+            new={"minDurationSeconds": 5, "maxDurationSeconds": 600, "enabled": True},
+        ),
+        ConfigChange(
+            id=1,
+            at="2025-11-24T11:00:00.000+00:00",
+            route="PUT /instance/{instance}/filters/audio",
+            caller=admin,
+            address="10.0.0.9",
+            target="instance:inst-001",
+            instances=["inst-001"],
+            old={"minDurationSeconds": 3, "maxDurationSeconds": 7200, "enabled": True},
+            new={"minDurationSeconds": 4, "maxDurationSeconds": 7200, "enabled": True},
+        ),
+    ]
+    return ConfigHistory(changes=rows, count=len(rows))
+
+
 def fleet(count: int = 500) -> FleetData:
     """Every screen's data, filled."""
     data = FleetData(
@@ -179,6 +230,7 @@ def fleet(count: int = 500) -> FleetData:
         ],
         ratelimit=RateLimitConfig(),
         emergency=EmergencyFilter(),
+        changes=changes(),
     )
     for tick in range(-59, 1):
         data.add_overview(overview(tick))

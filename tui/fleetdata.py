@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fila.deadletters import DeadLetter
+from fila.history import ConfigHistory
 from fila.models import EmergencyFilter, RateLimitConfig, WorkerInfo
 from fila.views import FleetOverview, InstancesView
 from tui.contract import CleanupSchedule, CleanupStatus, ProcessStatus, WebhookConfigResponse
@@ -28,6 +29,8 @@ class FleetData:
     deadLetters: list[DeadLetter] | None = None
     ratelimit: RateLimitConfig | None = None
     emergency: EmergencyFilter | None = None
+    changes: ConfigHistory | None = None
+    """Fleet-wide configuration history, newest first."""
     errors: dict[str, str] = field(default_factory=dict)
     """Feed name → the last error fetching it (shown by the screen that needs it)."""
 

@@ -12,13 +12,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS = [
-    ("1…7", "overview, instances, feedback, cleanup, webhooks, dead letters, workers"),
+    ("1…8", "overview, instances, feedback, cleanup, webhooks, dead letters, workers, history"),
     (":", "a screen name (prefix is enough), pause|resume|drain [ingest|delivery], quit"),
     ("ctrl+p", "command palette"),
     ("l / x", "edit global rate limit / emergency filter (overview)"),
     ("/", "filter instances as you type (instances; Esc back to the table)"),
     ("space / A", "select the instance / every shown instance"),
     ("e / E", "edit thresholds of the selection (or cursor row) / of every instance"),
+    ("h", "configuration history of the instance under the cursor (instances)"),
     ("s / S", "sort by the next column / reverse (or click a header)"),
     ("c", "cancel the feedback session (feedback)"),
     ("r", "run cleanup now (cleanup); replay (dead letters)"),
