@@ -29,6 +29,7 @@ from fila.models import RateLimitConfig, WorkerInfo
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
 from simulator import cpuusage, rawhops
+from simulator import fairness as fair
 from simulator.benchenv import free_port, isolated
 from simulator.events import VOICE_ONLY
 from simulator.evolution import EvolutionStub
@@ -325,22 +326,68 @@ class Bench:
         }
 
     async def fairness(self, stub: EvolutionStub) -> dict[str, Any]:
-        """50 instances plus one at 10× their traffic, over a binding global limit."""
+        """Work-conserving fair sharing: a burst with the defaults, then contention, then weights.
+
+        The limiter-level parts drive the shared bucket directly on Redis (exact figures);
+        the end-to-end part sends through the whole pipeline to the receiver.
+        """
+        prefix = f"{self.s.redis_prefix}fairness:"
+        burst = await fair.burst(
+            self.redis, Keys(prefix + "burst:"), RateLimitConfig(), sent=100, seconds=10
+        )
+        contention_limits = RateLimitConfig(capacity=100, refillPerMinute=6000, reservePercent=30)
+        contention = await fair.contention(
+            self.redis,
+            Keys(prefix + "contention:"),
+            contention_limits,
+            normals=50,
+            normal_per_second=1.8,
+            hot_factor=10,
+            seconds=self.p.fairness_seconds,
+        )
+        weight_limits = RateLimitConfig(
+            capacity=40,
+            refillPerMinute=2400,
+            instanceCapacity=2,
+            weights={"w1": 1, "w3": 3},
+        )
+        weights = await fair.weighted(
+            self.redis, Keys(prefix + "weights:"), weight_limits, per_second=120, seconds=10
+        )
+        return {
+            "burst": {"limits": "defaults", **msgspec.to_builtins(burst)},
+            "contention": {
+                "limits": msgspec.to_builtins(contention_limits),
+                "normalPerSecond": 1.8,
+                "hotFactor": 10,
+                **msgspec.to_builtins(contention),
+            },
+            "weights": {
+                "limits": msgspec.to_builtins(weight_limits),
+                **msgspec.to_builtins(weights),
+            },
+            "endToEnd": await self._fairness_end_to_end(stub),
+        }
+
+    async def _fairness_end_to_end(self, stub: EvolutionStub) -> dict[str, Any]:
+        """50 instances at 90 % of their share plus one at 10× their rate, a 20/s global limit."""
         limits = {
-            "capacity": 40,
+            "capacity": 100,
             "refillPerMinute": 1200.0,
-            "instanceCapacity": 10,
+            "reservePercent": 30,
+            "instanceCapacity": 20,
             "policy": "reject",
         }
         await self.put("/ratelimit", limits)
         await asyncio.sleep(1)
         await self.clear_receiver()
         hot = "sim-hot"
+        per_instance = 0.9 * 1200 / 51  # per minute, 90 % of an equal share
         sim = Simulator(
             self.s,
             stub,
             instances=50,
-            rate=3000,
+            rate=per_instance * 60,
             duration=self.p.fairness_seconds,
             weights=VOICE_ONLY,
             hot_instance=hot,
@@ -365,6 +412,7 @@ class Bench:
             "hotDelivered": got.get(hot, 0),
             "othersSent": sum(summary.byInstance[n] for n in others),
             "othersDelivered": sum(got.get(n, 0) for n in others),
+            "worstOtherShare": round(min(ratios), 4) if ratios else None,
             "jainOthers": round(index, 4) if index is not None else None,
         }
 
@@ -598,6 +646,27 @@ async def run_bench(
     return report
 
 
+def _pair(d: dict[str, Any], a: str, b: str) -> str:
+    return f"{d.get(a, '—')} / {d.get(b, '—')}"
+
+
+def fairness_rows(f: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The fairness figures: burst, contention, weights, end to end."""
+    burst, con, wts, e2e = (f.get(k) or {} for k in ("burst", "contention", "weights", "endToEnd"))
+    return [
+        ("fairness: burst admitted / sent", _pair(burst, "admitted", "sent")),
+        ("fairness: worst normal share", con.get("worstNormalShare")),
+        ("fairness: Jain index over normals", con.get("jainNormals")),
+        ("fairness: hot admitted / sent", _pair(con, "hotAdmitted", "hotSent")),
+        ("fairness: admitted / capacity + refill·t", _pair(con, "admitted", "expected")),
+        ("fairness: token conservation error (%)", con.get("conservationErrorPercent")),
+        ("fairness: weight 3 ÷ weight 1", wts.get("ratio")),
+        ("fairness e2e: worst other share", e2e.get("worstOtherShare")),
+        ("fairness e2e: Jain index over the others", e2e.get("jainOthers")),
+        ("fairness e2e: hot sent / delivered", _pair(e2e, "hotSent", "hotDelivered")),
+    ]
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "—"
@@ -636,11 +705,7 @@ def print_report(console: Console, report: BenchReport) -> None:
             f"{report.limiter.get('admitted', '—')} / {report.limiter.get('expected', '—')}",
         ),
         ("limiter error (%)", report.limiter.get("errorPercent")),
-        ("fairness: Jain index over the others", report.fairness.get("jainOthers")),
-        (
-            "fairness: hot sent / delivered",
-            f"{report.fairness.get('hotSent', '—')} / {report.fairness.get('hotDelivered', '—')}",
-        ),
+        *fairness_rows(report.fairness),
         (
             "propagation p50 / p99 (ms)",
             f"{_fmt(report.propagation.get('p50Ms'))} / {_fmt(report.propagation.get('p99Ms'))}",

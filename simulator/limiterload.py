@@ -51,14 +51,15 @@ async def hammer(
         calls = 0
         first = await _server_ms(client)
 
-        async def lane() -> None:
+        async def lane(n: int) -> None:
             nonlocal admitted, calls
             while time.time() < deadline:
-                result = await bucket.acquire("limiter", config)
+                # Several instances, so the fair-share path is exercised across processes too.
+                result = await bucket.acquire(f"limiter-{n}", config)
                 calls += 1
                 admitted += int(result.admitted)
 
-        await asyncio.gather(*(lane() for _ in range(8)))
+        await asyncio.gather(*(lane(n) for n in range(8)))
         last = await _server_ms(client)
         return LoadReport(admitted=admitted, calls=calls, firstMs=first, lastMs=last)
     finally:

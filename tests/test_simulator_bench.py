@@ -59,14 +59,15 @@ async def test_limiter_admissions_across_processes_match_capacity_plus_refill(
     settings: Settings,
 ) -> None:
     profile = msgspec.structs.replace(QUICK, limiter_seconds=2.0)
-    bench = Bench(settings, profile, workers=1, limiter_procs=2)
+    bench = Bench(settings, profile, workers=1, limiter_procs=4)
     try:
         result = await bench.limiter()
     finally:
         await bench.close()
-    assert result["processes"] == 2 and result["calls"] > result["admitted"] > 200
-    # Tokens are conserved: admitted + left = capacity + refill·t, whatever the load.
-    assert result["errorPercent"] <= 2.0, result
+    assert result["processes"] == 4 and result["calls"] > result["admitted"] > 200
+    # Tokens are conserved: admitted + left = capacity + refill·t, whatever the load, with
+    # eight instances per process sharing the refill through the fair-share path.
+    assert result["errorPercent"] <= 0.5, result
 
 
 async def test_isolated_namespaces_are_created_and_removed(base_settings: Settings) -> None:
