@@ -120,7 +120,7 @@ async def test_token_url_with_event_suffix_is_accepted_and_no_token_reaches_a_lo
 ) -> None:
     old, new = f"old-{uuid.uuid4().hex}", f"new-{uuid.uuid4().hex}"
     wrong = f"guess-{uuid.uuid4().hex}"
-    settings = settings.replace(ingest_tokens=f"{old},{new}", log_level="INFO")
+    settings = settings.replace(ingest_tokens=f"{old},{new}", log_level="INFO", auth_fail_limit=6)
     async with rabbit(settings) as mq, controlplane(settings, spawn, admin=False) as http:
 
         def body(n: int) -> bytes:
@@ -165,7 +165,13 @@ async def test_token_url_with_event_suffix_is_accepted_and_no_token_reaches_a_lo
         for answer in refused:
             assert wrong not in answer.text and old not in answer.text
 
-        assert await mq.depth(settings.ingest_queue) == 4  # only the accepted four were queued
+        # Past FILA_AUTH_FAIL_LIMIT failures from this address: 429; a right token still passes.
+        throttled = await http.post(f"/webhook/evolution/t/{wrong}", content=body(11))
+        assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
+        assert wrong not in throttled.text
+        still = await http.post(f"/webhook/evolution/t/{new}/messages-upsert", content=body(12))
+        assert still.status_code == 202, still.text
+        assert await mq.depth(settings.ingest_queue) == 5  # only the accepted five were queued
         metrics = await http.get("/metrics", headers={"apikey": settings.api_key})
         assert metrics.status_code == 200
         for token in (old, new, wrong):
@@ -173,7 +179,7 @@ async def test_token_url_with_event_suffix_is_accepted_and_no_token_reaches_a_lo
     output = http.proc_output
     # The access log did record the requests (masked), so the check below is not vacuous.
     assert "/webhook/evolution/t/***/messages-upsert" in output, output[-2000:]
-    assert output.count("/webhook/evolution/t/***") == 5  # 2 accepted, 3 refused
+    assert output.count("/webhook/evolution/t/***") == 7  # 3 accepted, 4 refused
     for token in (old, new, wrong, old[:-1]):
         assert token not in output
 

@@ -14,6 +14,9 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
+from controlplane import throttle
+from controlplane.auth import client_address
+from controlplane.errors import Throttled
 from fila.settings import Settings
 
 TOKEN_HEADER = "x-fila-ingest-token"
@@ -60,7 +63,8 @@ def credential_problem(
 async def require_ingest(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """401 naming what was wrong, never the value given."""
+    """401 naming what was wrong, never the value given; past FILA_AUTH_FAIL_LIMIT failures
+    from one address in the window, 429 with Retry-After (controlplane.throttle)."""
     settings: Settings = connection.app.state.settings
     path_token = connection.path_params.get("token")
     problem = credential_problem(
@@ -69,5 +73,18 @@ async def require_ingest(
         connection.headers.get(TOKEN_HEADER),
         connection.headers.get("apikey"),
     )
-    if problem is not None:
-        raise NotAuthorizedException(problem)
+    if problem is None:
+        return
+    rt = getattr(connection.app.state, "rt", None)
+    if rt is not None:  # guessing tokens is throttled like guessing the key (own count)
+        wait = await throttle.failure(
+            rt.redis,
+            settings.redis_prefix,
+            "ingest",
+            client_address(connection),
+            settings.auth_fail_limit,
+            settings.auth_fail_window_seconds,
+        )
+        if wait:
+            raise Throttled("token", wait)
+    raise NotAuthorizedException(problem)
