@@ -15,11 +15,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from controlplane.fleet.service import FleetService
 from controlplane.queue.service import PEEK_INSTANCE, depth
 from controlplane.runtime import Runtime
 from controlplane.tables import CleanupRun
 from fila import logging as flog
 from fila import stats, topology
+from fila.holds import DEPENDENCIES
 from fila.stats import read_latency
 
 log = flog.get("controlplane.metrics")
@@ -129,6 +131,7 @@ async def _redis(rt: Runtime) -> list[Metric]:
             int(await rt.redis.zcard(rt.keys.feedback_sessions)),
         )
     )
+    out.extend(await _holds(rt))
     for name in ("delivery", "end_to_end"):
         buckets, total, _count = await read_latency(rt.redis, rt.keys, name)
         out.append(
@@ -140,6 +143,26 @@ async def _redis(rt: Runtime) -> list[Metric]:
             )
         )
     return out
+
+
+async def _holds(rt: Runtime) -> list[Metric]:
+    """Dependency holds from the workers' heartbeats: who waits for what, and since when."""
+    since = GaugeMetricFamily(
+        "fila_worker_hold_since_seconds",
+        "Epoch seconds since a worker holds its queue for a dependency (one series per hold)",
+        labels=["worker", "role", "dependency"],
+    )
+    count = GaugeMetricFamily(
+        "fila_dependency_holds", "Workers holding for each dependency", labels=["dependency"]
+    )
+    per: dict[str, int] = dict.fromkeys(DEPENDENCIES, 0)
+    for worker in await FleetService(rt).workers():
+        for hold in worker.holds:
+            since.add_metric([worker.id, worker.role, hold.dependency], hold.since)
+            per[hold.dependency] = per.get(hold.dependency, 0) + 1
+    for dependency, n in per.items():
+        count.add_metric([dependency], n)
+    return [since, count]
 
 
 async def _cleanup(rt: Runtime) -> list[Metric]:

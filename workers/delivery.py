@@ -26,12 +26,20 @@ from fila import stats, topology
 from fila.configstore import ConfigStore
 from fila.deadletters import dead_headers, republished, retry_headers
 from fila.keys import Keys
-from fila.models import ControlMessage, MainWebhookData, MainWebhookPayload, QueuedAudio, encode
+from fila.models import (
+    ControlMessage,
+    MainWebhookData,
+    MainWebhookPayload,
+    MonitoringEvent,
+    QueuedAudio,
+    encode,
+)
 from fila.settings import Settings, env_name
 from workers import monitoring, retry
 from workers.breaker import Breaker
 from workers.expiry import ExpiryReporter
 from workers.fleet import Fleet, run
+from workers.holds import Holds, redis_down
 from workers.monitoring import MonitoringSender
 from workers.statsreport import StatsReporter
 from workers.webhook import Attempt, Webhooks, event_url
@@ -100,6 +108,9 @@ class DeliveryConsumer:
         self._gate_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._delays: set[str] = set()
+        self.holds = Holds(settings, redis, fleet.info, self._announce, self._sync_gate)
+        self.holds.register("redis", redis.ping)
+        # The receiver has no probe here: the breaker's half-open POST is its probe.
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,6 +153,10 @@ class DeliveryConsumer:
         self._gate_task = asyncio.create_task(self._gate_loop(), name="delivery-gate")
         await self._sync_gate()
 
+    async def _announce(self, event: MonitoringEvent) -> None:
+        if self.side_channel is not None:
+            await monitoring.publish(self.side_channel, event)
+
     async def pause(self) -> None:
         self._paused = True
         await self._sync_gate()
@@ -160,6 +175,7 @@ class DeliveryConsumer:
     async def stop(self, grace: float) -> None:
         """Stop consuming, let in-flight POSTs finish within `grace`, requeue the rest."""
         self._stopping = True
+        await self.holds.close()
         if self._gate_task:
             self._gate_task.cancel()
         await self._sync_gate()
@@ -193,7 +209,8 @@ class DeliveryConsumer:
 
     async def _sync_gate(self) -> None:
         async with self._gate_lock:
-            want = not (self._paused or self._stopping) and time.time() >= self._hold_until
+            want = not (self._paused or self._stopping or self.holds.held("redis"))
+            want = want and time.time() >= self._hold_until
             if self.queue is None:
                 return
             if want and self._tag is None:
@@ -227,10 +244,13 @@ class DeliveryConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("delivery failed unexpectedly; message requeued", error=str(exc))
+                if redis_down(exc):  # Redis's outage, not the message's: hold, spend nothing
+                    self.holds.trip("redis", f"{type(exc).__name__}: {exc}")
+                else:
+                    log.error("delivery failed unexpectedly; message requeued", error=str(exc))
+                    self._hold(time.time() + 1.0, "unexpected error")
                 with contextlib.suppress(Exception):
                     await message.nack(requeue=True)
-                self._hold(time.time() + 1.0, "unexpected error")
 
     async def _deliver(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -256,6 +276,7 @@ class DeliveryConsumer:
         admission = await self.breaker.admit(url)
         if not admission.go:
             self._hold(admission.hold_until, "circuit open")
+            self.holds.trip("receiver", f"{url}: circuit open")
             await message.nack(requeue=True)
             return
         message_id = message.message_id or audio.id
@@ -274,13 +295,15 @@ class DeliveryConsumer:
             await message.ack()
             await self._delivered(audio, attempt, url, admission.probe)
         elif verdict == "retry":
-            if await self.breaker.failure(url) == "open":
+            opened = await self.breaker.failure(url) == "open"
+            if opened:
                 state = await self.breaker.state(url)
                 self._hold(state.nextProbeAt, "circuit open")
-            if admission.probe:
-                # The endpoint is still down; that is not this message's fault: no attempt.
+                self.holds.trip("receiver", f"{url}: {attempt.status or attempt.response}")
+            if opened or admission.probe:
+                # The endpoint is down; that is not this message's fault: no attempt spent.
                 await message.nack(requeue=True)
-                log.info("probe failed, circuit stays open", endpoint=url, status=attempt.status)
+                log.info("endpoint down, message held", endpoint=url, status=attempt.status)
                 return
             await self._retry(message, audio, attempt, attempts)
         else:
@@ -294,6 +317,8 @@ class DeliveryConsumer:
             log.info("endpoint healthy again, circuit closed", endpoint=url)
             self._hold_until = 0.0
         self._hold_reason = ""
+        if self.holds.held("receiver"):  # closed here or by another worker's probe
+            await self.holds.release("receiver")
         pipe = self.redis.pipeline(transaction=False)  # one round trip for all three
         self.counters.bump_on(pipe, audio.instance, {stats.DELIVERED: 1})
         stats.record_latency_on(pipe, self.keys, "delivery", attempt.seconds)

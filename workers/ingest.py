@@ -30,8 +30,9 @@ from fila.settings import Settings, env_name
 from workers import fleet as fleet_mod
 from workers.enqueue import Publisher
 from workers.filtercache import ConfigCache
-from workers.media import MediaFetcher
+from workers.holds import Holds
 from workers.instances import InstanceBinder
+from workers.media import MediaFetcher
 from workers.pipeline import Pipeline
 from workers.storage import AudioStore
 
@@ -65,42 +66,62 @@ class IngestConsumer:
         self.tag: str | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self._consume_lock = asyncio.Lock()
-
         self.binder: InstanceBinder | None = None
+        self._paused = False
+        self._stopping = False
+        self.holds: Holds | None = None
+
     async def start(self) -> None:
         self.connection = await _connect(self.settings)
         publish_channel = await self.connection.channel(publisher_confirms=True)
         publisher = Publisher(publish_channel, self.settings)
         await publisher.declare()
         await self.store.open()
+        fetcher = MediaFetcher(self.settings, self.http)
+        self.holds = Holds(
+            self.settings, self.redis, self.fleet.info, publisher.monitoring, self._sync
+        )
+        self.holds.register("s3", self.store.probe)
+        self.holds.register("redis", self.redis.ping)
+        self.holds.register("evolution", fetcher.probe_evolution)
         self.pipeline = Pipeline(
             self.settings,
             self.redis,
             publisher,
             self.config,
-            MediaFetcher(self.settings, self.http),
+            fetcher,
             self.store,
+            self.holds,
         )
         self.channel = await self.connection.channel()
         await self.channel.set_qos(prefetch_count=self.settings.ingest_concurrency)
         self.queue = await topology.declare_ingest(self.channel, self.settings)
-        if not await self.redis.exists(Keys(self.settings.redis_prefix).paused):
-            await self.resume()  # a fleet-wide pause outlives restarts: take nothing then
-
-    async def pause(self) -> None:
-        """basic.cancel: new events stay in RabbitMQ; those held finish normally."""
-        async with self._consume_lock:
-            if self.queue is not None and self.tag is not None:
-                tag, self.tag = self.tag, None
-                await self.queue.cancel(tag)
-                log.info("consumer paused")
-
-    async def resume(self) -> None:
         if self.settings.evolution_rabbitmq_mode == "instance":  # one exchange per instance
             self.binder = InstanceBinder(self.settings, self.connection, self.http)
             await self.binder.start()
+        # A fleet-wide pause outlives restarts: take nothing then.
+        self._paused = bool(await self.redis.exists(Keys(self.settings.redis_prefix).paused))
+        await self._sync()
+
+    async def pause(self) -> None:
+        """basic.cancel: new events stay in RabbitMQ; those held finish normally."""
+        self._paused = True
+        await self._sync()
+
+    async def resume(self) -> None:
+        self._paused = False
+        await self._sync()
+
+    async def _sync(self) -> None:
+        """Consume only while not paused, not stopping and not holding for a dependency."""
         async with self._consume_lock:
-            if self.queue is not None and self.tag is None:
+            holding = self.holds is not None and self.holds.active
+            want = not (self._paused or self._stopping or holding)
+            if self.queue is not None and self.tag is not None and not want:
+                tag, self.tag = self.tag, None
+                await self.queue.cancel(tag)
+                log.info("consumer paused" if not holding else "consumer holding")
+            elif self.queue is not None and self.tag is None and want:
                 self.tag = await self.queue.consume(self._on_message)
                 log.info("consuming", queue=self.queue.name)
 
@@ -135,9 +156,13 @@ class IngestConsumer:
                 # The channel went away: RabbitMQ redelivers it and the idempotency key
                 # recognises it as already queued.
                 log.warning("ack lost with the channel", error=f"{type(exc).__name__}: {exc}")
-            self.fleet.record(outcome in _OK)
+            if outcome != "held":
+                self.fleet.record(outcome in _OK)
 
     async def stop(self, grace: float) -> None:
+        self._stopping = True
+        if self.holds is not None:
+            await self.holds.close()
         try:
             await asyncio.wait_for(self.pause(), timeout=10)
         except Exception as exc:  # a dead connection: closing below releases everything anyway

@@ -70,6 +70,8 @@ class MediaFetcher:
     def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
         self._settings = settings
         self._client = client
+        self.held_media: tuple[str, str] | None = None
+        """(instance, message id) last refused by Evolution API: what a hold's probe asks for."""
 
     async def fetch(self, event: EvolutionEvent, audio: AudioMessage) -> Media:
         limit = self._settings.max_audio_bytes
@@ -112,7 +114,10 @@ class MediaFetcher:
         try:
             status, content = await self._post_retried(url, body)
         except _Transient as exc:
-            raise IngestError("evolution_unavailable", str(exc), transient=True) from exc
+            self.held_media = (event.instance, event.data.key.id)
+            raise IngestError(
+                "evolution_unavailable", str(exc), transient=True, dependency="evolution"
+            ) from exc
         if status >= 400:
             log.info("evolution has no media", status=status, id=event.data.key.id)
             return None
@@ -127,6 +132,19 @@ class MediaFetcher:
         data = await off_loop(len(text), decode_base64, text, limit, "getBase64 base64")
         mimetype = payload.get("mimetype") or audio.mimetype
         return Media(data=data, mimetype=str(mimetype), source="evolution")
+
+    async def probe_evolution(self) -> None:
+        """Raises while getBase64FromMediaMessage fails as a service (transport error, 5xx)."""
+        instance, message_id = self.held_media or ("fila-probe", "fila-probe")
+        url = (
+            f"{self._settings.evolution_url.rstrip('/')}"
+            f"/chat/getBase64FromMediaMessage/{quote(instance, safe='')}"
+        )
+        body = {"message": {"key": {"id": message_id}}}
+        headers = {"apikey": self._settings.evolution_api_key}
+        async with self._client.stream("POST", url, json=body, headers=headers) as response:
+            if _retryable_status(response.status_code):
+                raise _Transient(f"Evolution API answered {response.status_code}")
 
     async def _post_retried(self, url: str, body: object) -> tuple[int, bytes]:
         """The status and body (bounded by the audio limit as base64) of getBase64's answer."""

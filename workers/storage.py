@@ -94,7 +94,11 @@ class AudioStore:
                 await self._multipart(bucket, key, data, mimetype)
         except (ClientError, BotoCoreError, OSError) as exc:
             detail = f"{type(exc).__name__}: {exc}"
-            raise IngestError("s3_unavailable", detail, transient=True) from exc
+            raise IngestError("s3_unavailable", detail, transient=True, dependency="s3") from exc
+
+    async def probe(self) -> None:
+        """Raises while the bucket cannot be reached (a dependency hold's check)."""
+        await self._client.head_bucket(Bucket=self._settings.s3_bucket)
 
     async def _multipart(self, bucket: str, key: str, data: bytes, mimetype: str) -> None:
         part_size = max(self._settings.s3_multipart_threshold, MIN_PART)

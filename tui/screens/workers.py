@@ -42,11 +42,13 @@ class WorkersScreen(FilaScreen):
             return
         paused = data.overview.paused if data.overview else False
         roles = {r: sum(w.role == r for w in workers) for r in ("ingest", "delivery")}
+        holding = sorted({w.holding for w in workers if w.holding})
         stale = data.errors.get("workers")
         summary.update(
             f"[b]{len(workers)}[/b] alive · ingest {roles['ingest']} · delivery "
             f"{roles['delivery']}"
             + (" · [b yellow]PAUSED[/b yellow]" if paused else "")
+            + "".join(f" · [b yellow]{escape(h)}[/b yellow]" for h in holding)
             + (f" · [b red]not refreshed: {escape(stale)}[/b red]" if stale else "")
         )
         now = data.now
@@ -58,7 +60,7 @@ class WorkersScreen(FilaScreen):
                     (
                         w.id,
                         w.role,
-                        w.state,
+                        w.holding if w.holding and w.state == "running" else w.state,
                         age(w.lastBeat, now) if now else "–",
                         str(w.inFlight),
                         f"{w.processed:,}",
