@@ -1,6 +1,8 @@
 """Schema-based fuzzing of the control plane's served OpenAPI, against a real `fila controlplane`.
 
-What is checked on every generated request (valid and schema-breaking ones, right `apikey`):
+Run with the admin key, then (fewer examples) with the read-only key, which must get 403 on
+every non-GET and be answered on every GET as the admin key is. What is checked on every
+generated request (valid and schema-breaking ones, right `apikey`):
 - no 5xx, ever;
 - every 4xx body is JSON `{"statusCode": <the status>, "message": <non-empty str>, ...}`;
 - a 400 also carries `field`, the message reads `<field>: <rule>`, and the field is a field path
@@ -33,6 +35,9 @@ __all__ = ["cp_proc", "migrated"]
 
 EXAMPLES = 25
 """Per operation and generation mode: about 40 operations x 2 modes stay near a minute here."""
+READONLY_EXAMPLES = 4
+"""With the read-only key (valid requests only): the 403s need no depth, the GETs got it."""
+READONLY_KEY = "fuzz-readonly-key-0123456789"
 
 SKIPPED = {
     # Server-sent events: the response never ends, so a generated call could only time out.
@@ -41,11 +46,14 @@ SKIPPED = {
 }
 
 
-def _problem(operation: Any, case: Any, response: Any) -> str | None:
+def _problem(operation: Any, case: Any, response: Any, readonly: bool = False) -> str | None:
     """Why this response breaks the rules above, or None."""
     status = response.status_code
     if status >= 500:
         return f"{status}: {response.text[:300]}"
+    changes = operation.method.upper() != "GET"
+    if readonly and changes and status != 403:
+        return f"{status} to the read-only key on a {operation.method.upper()}"
     if status < 400:
         return None
     try:
@@ -59,6 +67,10 @@ def _problem(operation: Any, case: Any, response: Any) -> str | None:
         return f"{status} body has no message: {body!r:.200}"
     if status in (401, 405):
         return f"{status} with the right key on a declared method: {message}"
+    if status == 403:
+        if readonly and changes and message.startswith("apikey: "):
+            return None
+        return f"403 to a key that may call this: {message}"
     path_values = [str(v) for v in (case.path_parameters or {}).values()]
     if status == 400:
         field = body.get("field")
@@ -80,9 +92,12 @@ _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*([.\[].+)?$", re.S)
 """`name`, `name.sub`, `name[0].sub`: a field path whose first segment is an identifier."""
 
 
-def _fuzz(base_url: str, apikey: str) -> tuple[int, dict[str, str]]:
+def _fuzz(base_url: str, apikey: str, readonly: bool = False) -> tuple[int, dict[str, str]]:
     """Blocking (schemathesis calls through requests): run from a worker thread."""
     headers = {"apikey": apikey}
+    modes = [GenerationMode.POSITIVE]
+    if not readonly:
+        modes.append(GenerationMode.NEGATIVE)
     schema = schemathesis.openapi.from_url(f"{base_url}/schema/openapi.json", headers=headers)
     found: dict[str, str] = {}
     calls = 0
@@ -91,9 +106,9 @@ def _fuzz(base_url: str, apikey: str) -> tuple[int, dict[str, str]]:
         operation = result.ok()
         if (operation.method.upper(), operation.path) in SKIPPED:
             continue
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        for mode in modes:
             try:
-                calls += _fuzz_operation(operation, mode, base_url, headers, found)
+                calls += _fuzz_operation(operation, mode, base_url, headers, found, readonly)
             except hypothesis.errors.Unsatisfiable:
                 # Nothing in the operation can break its schema (no parameters, no body).
                 if mode is GenerationMode.POSITIVE:
@@ -107,13 +122,14 @@ def _fuzz_operation(
     base_url: str,
     headers: dict[str, str],
     found: dict[str, str],
+    readonly: bool = False,
 ) -> int:
     """Calls made; the first problem of the operation in this mode is kept in `found`."""
     label = f"{operation.method.upper()} {operation.path} [{mode.value}]"
     calls = 0
 
     @hypothesis.settings(
-        max_examples=EXAMPLES,
+        max_examples=READONLY_EXAMPLES if readonly else EXAMPLES,
         deadline=None,
         database=None,
         derandomize=True,
@@ -127,7 +143,7 @@ def _fuzz_operation(
             return
         calls += 1
         response = case.call(base_url=base_url, headers=headers, timeout=60)
-        problem = _problem(operation, case, response)
+        problem = _problem(operation, case, response, readonly)
         if problem:
             found[label] = f"{problem} <- {case.as_curl_command()[:400]}"
 
@@ -141,7 +157,7 @@ async def settings(settings: Settings) -> AsyncIterator[Settings]:
     (emergency filter, rate limit, webhooks) that later tests of the run must not inherit."""
     name = f"fila_fuzz_{uuid.uuid4().hex[:8]}"
     url = await database(settings, name, create=True)
-    own = settings.replace(database_url=url)
+    own = settings.replace(database_url=url, api_key_readonly=READONLY_KEY)
     try:
         await asyncio.to_thread(run_migrations, own)
         yield own
@@ -166,3 +182,15 @@ async def test_fuzzed_requests_get_no_5xx_and_4xx_that_name_the_field(
     assert settings.database_url.rsplit("/", 1)[-1].startswith("fila_fuzz_")
     assert calls >= declared, calls  # every operation really was called
     assert not found, "\n".join(f"{k}: {v}" for k, v in sorted(found.items()))
+
+
+async def test_fuzzed_requests_with_the_readonly_key_change_nothing(
+    cp_proc: httpx.AsyncClient, settings: Settings
+) -> None:
+    before = (await cp_proc.get("/config/export")).json()
+    calls, found = await asyncio.to_thread(_fuzz, str(cp_proc.base_url), READONLY_KEY, True)
+    print(f"fuzz (read-only key): {calls} requests, {len(found)} problems")
+    assert calls >= 30, calls
+    assert not found, "\n".join(f"{k}: {v}" for k, v in sorted(found.items()))
+    assert (await cp_proc.get("/config/export")).json() == before
+    assert (await cp_proc.get("/config/history")).json()["changes"] == []
