@@ -115,3 +115,15 @@ def test_the_control_plane_stops_within_its_grace() -> None:
 def test_the_build_context_leaves_local_state_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", ".fila", ".env", ".git"} <= ignored
+
+
+def test_every_default_secret_must_be_set_for_compose() -> None:
+    """Compose puts every Fila process on a network: the documented defaults would be refused
+    at start (fila/exposure.py), so compose itself refuses to run without them."""
+    from fila.exposure import SECRETS
+
+    for name in FILA_SERVICES:
+        env = _env(COMPOSE["services"][name])
+        for field in SECRETS:
+            var = env_name(field)
+            assert re.fullmatch(rf"\$\{{{var}:\?[^}}]+\}}", env.get(var, "")), (name, var)
