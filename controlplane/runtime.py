@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from piccolo.engine.postgres import PostgresEngine
 
 from controlplane.db import close_engine, open_engine
+from controlplane.fleet.snapshot import RowSnapshot
 from fila import logging as flog
 from fila import redisconn, topology
 from fila import s3 as s3_clients
@@ -42,6 +43,8 @@ class Runtime:
     engine: PostgresEngine
     s3: Any
     http: httpx.AsyncClient
+    fleet_rows: RowSnapshot
+    """The fleet table's rows, read at most once a second and shared by every page."""
     extras: dict[str, Any] = field(default_factory=dict)
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
@@ -86,13 +89,17 @@ async def open_runtime(settings: Settings) -> Runtime:
     except BaseException:
         await stack.aclose()
         raise
+    config = ConfigStore(redis, keys, settings)
+    counters = Counters(redis, keys, settings.timezone, settings.fleet_stats_retention_days)
+    bucket = TokenBucket(redis, keys)
     return Runtime(
         settings=settings,
         redis=redis,
         keys=keys,
-        config=ConfigStore(redis, keys, settings),
-        counters=Counters(redis, keys, settings.timezone),
-        bucket=TokenBucket(redis, keys),
+        config=config,
+        counters=counters,
+        bucket=bucket,
+        fleet_rows=RowSnapshot(settings, config, counters, bucket),
         amqp=amqp,
         channel=channel,
         engine=engine,

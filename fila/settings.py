@@ -72,6 +72,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # --- Redis ---
     redis_url: str = "redis://127.0.0.1:36379/0"
+    """The server; in `cluster` mode any node (a seed); in `sentinel` mode the db and password."""
+    redis_mode: Literal["single", "cluster", "sentinel"] = "single"
+    """`single`: one server; `cluster`: Redis Cluster; `sentinel`: the master Sentinel names."""
+    redis_nodes: str = ""
+    """host:port,… more cluster seeds (tried when redis_url's node is down); sentinel: sentinels."""
+    redis_sentinel_master: str = "mymaster"
+    """The master name the sentinels watch (`sentinel` mode only)."""
     redis_prefix: str = "fila:"
     """Prefix of every Redis key and pub/sub channel (lets several deployments share a server)."""
 
@@ -106,6 +113,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Burst an instance may draw from that reserve, per unit of weight (binds only then)."""
     rate_active_window_seconds: int = 60
     """The refill is shared among instances that sent in this window, by weight."""
+
+    # --- fleet view ---
+    fleet_idle_seconds: float = 7 * 86400
+    """An instance silent this long leaves the fleet table (its counters stay readable)."""
+    fleet_stats_retention_days: int = 30
+    """An instance's counters are kept this long after its last event."""
 
     # --- audio filter defaults ---
     audio_min_seconds: int = 3
@@ -196,6 +209,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return [i.strip() for i in self.evolution_instances.split(",") if i.strip()]
 
     @property
+    def redis_node_list(self) -> list[tuple[str, int]]:
+        """`redis_nodes` as (host, port) pairs."""
+        return [_address(a) for a in self.redis_nodes.split(",") if a.strip()]
+
+    @property
     def feedback_cycle(self) -> list[str]:
         return [e.strip() for e in self.feedback_emojis.split(",") if e.strip()]
 
@@ -242,6 +260,8 @@ _POSITIVE = (
     "rate_refill_per_minute",
     "rate_instance_capacity",
     "rate_active_window_seconds",
+    "fleet_idle_seconds",
+    "fleet_stats_retention_days",
     "ingest_concurrency",
     "delivery_concurrency",
     "heartbeat_seconds",
@@ -292,6 +312,14 @@ def _check_url(field: str, value: str, schemes: tuple[str, ...]) -> None:
         _ = parts.port
     except ValueError:
         raise _fail(field, f"URL has a bad port (got {value!r})") from None
+
+
+def _address(text: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) as a pair; ValueError when it is not one."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(text)
+    return host.strip("[]"), int(port)
 
 
 def _check_webhook_secret(secret: str) -> None:
@@ -367,6 +395,16 @@ def _validate(s: Settings) -> None:
             raise _fail("evolution_instances", f"{name!r} has '/', '\\' or control characters")
     if s.api_key_readonly and s.api_key_readonly == s.api_key:
         raise _fail("api_key_readonly", "must differ from FILA_API_KEY (it would be an admin key)")
+    try:
+        nodes = s.redis_node_list
+    except ValueError as exc:
+        raise _fail("redis_nodes", f"must be host:port,… (got {exc})") from None
+    if s.redis_mode == "sentinel" and not nodes:
+        raise _fail("redis_nodes", "sentinel mode needs the sentinels' host:port addresses")
+    if s.redis_mode == "sentinel" and not s.redis_sentinel_master.strip():
+        raise _fail("redis_sentinel_master", "sentinel mode needs the master's name")
+    if s.redis_mode != "single" and urlsplit(s.redis_url).scheme == "unix":
+        raise _fail("redis_url", f"{s.redis_mode} mode needs a redis:// or rediss:// URL")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise _fail("log_level", f"must be DEBUG, INFO, WARNING or ERROR (got {s.log_level!r})")
 

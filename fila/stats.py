@@ -56,10 +56,14 @@ def today(tz: str) -> str:
 class Counters:
     """Increment and read Fila's counters, per instance and global, in one round trip each."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, tz: str) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, tz: str, retention_days: int = 30
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.tz = tz
+        self.retention_seconds = retention_days * 86400
+        """An instance's counters outlive its last event by this much, then go."""
 
     async def bump(self, instance: str | None, counts: Mapping[str, int]) -> None:
         """Add `counts` to the global hash and to the instance's (which is marked seen)."""
@@ -79,6 +83,7 @@ class Counters:
                 pipe.expire(day_key, 3 * 86400)
         if instance:
             pipe.zadd(self.keys.instances, {instance: time.time()})
+            pipe.expire(self.keys.stats_instance(instance), self.retention_seconds)
 
     async def global_counts(self) -> dict[str, int]:
         raw = await self.redis.hgetall(self.keys.stats_global)
@@ -92,6 +97,14 @@ class Counters:
         """Every instance seen, with its last-seen epoch seconds."""
         raw = await self.redis.zrange(self.keys.instances, 0, -1, withscores=True)
         return {_text(pair[0]): float(pair[1]) for pair in raw if isinstance(pair, tuple)}
+
+    async def forget_idle(self, idle_seconds: float) -> int:
+        """Drop instances silent for `idle_seconds` from the live set (their counters stay)."""
+        return int(
+            await self.redis.zremrangebyscore(
+                self.keys.instances, "-inf", time.time() - idle_seconds
+            )
+        )
 
     async def instance_counts(self, instances: Iterable[str]) -> dict[str, dict[str, int]]:
         names = list(instances)

@@ -39,8 +39,18 @@ class InstanceRow(msgspec.Struct, kw_only=True):
 
 
 class InstancesView(msgspec.Struct, kw_only=True):
+    """A page of the fleet table (the whole fleet when no limit was asked)."""
+
     instances: list[InstanceRow]
     generatedAt: float
+    total: int = 0
+    """Instances in the live set (seen within FILA_FLEET_IDLE_SECONDS, or configured)."""
+    matched: int = 0
+    """Of those, how many the filter `q` kept."""
+    offset: int = 0
+    limit: int | None = None
+    sort: str = "instance"
+    order: Literal["asc", "desc"] = "asc"
 
 
 class RateLimitStatus(msgspec.Struct, kw_only=True):

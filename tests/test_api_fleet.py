@@ -225,3 +225,77 @@ async def test_readyz_names_the_dependency_that_is_down(
         assert run.json()["success"] is False and run.json()["errorCount"] >= 1
         status = (await client.get("/cleanup/status")).json()
         assert status["running"] is None  # the lock was given back
+
+
+async def test_a_page_of_5000_instances_is_sorted_filtered_and_small(
+    cp: AsyncTestClient[Any], settings: Settings, redis: aioredis.Redis, keys: Keys
+) -> None:
+    counters = Counters(redis, keys, settings.timezone)
+    pipe = redis.pipeline(transaction=False)
+    for n in range(5000):
+        counters.bump_on(pipe, f"big-{n:04d}", {"received": (n * 7919) % 5000, "processed": 1})
+    await pipe.execute()
+
+    response = await cp.get(
+        "/fleet/instances", params={"sort": "received", "order": "desc", "limit": 40}
+    )
+    assert response.status_code == 200, response.text
+    assert len(response.content) < 20_000
+    view = msgspec.json.decode(response.content, type=InstancesView)
+    assert (view.total, view.matched, view.offset, view.limit) == (5000, 5000, 0, 40)
+    received = [r.received for r in view.instances]
+    assert received == sorted(received, reverse=True) and received[0] == 4999
+    assert all(r.tokenCapacity == settings.rate_instance_capacity for r in view.instances)
+
+    second = msgspec.json.decode(
+        (
+            await cp.get(
+                "/fleet/instances",
+                params={"sort": "received", "order": "desc", "offset": 40, "limit": 40},
+            )
+        ).content,
+        type=InstancesView,
+    )
+    assert second.instances[0].received <= received[-1]
+    assert not {r.instance for r in second.instances} & {r.instance for r in view.instances}
+
+    found = msgspec.json.decode(
+        (await cp.get("/fleet/instances", params={"q": "BIG-004", "limit": 5})).content,
+        type=InstancesView,
+    )
+    assert found.matched == 10 and [r.instance for r in found.instances] == [
+        f"big-004{d}" for d in range(5)
+    ]
+    for params, field in (
+        ({"sort": "colour"}, "sort"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 5000}, "limit"),
+        ({"offset": -1}, "offset"),
+    ):
+        refused = await cp.get("/fleet/instances", params=params)
+        assert (refused.status_code, refused.json().get("field")) == (400, field), refused.text
+
+
+async def test_an_idle_instance_leaves_the_table_but_its_counters_stay_readable(
+    settings: Settings, migrated: Settings, redis: aioredis.Redis, keys: Keys
+) -> None:
+    short = settings.replace(fleet_idle_seconds=1.0, fleet_stats_retention_days=2)
+    counters = Counters(redis, keys, settings.timezone, short.fleet_stats_retention_days)
+    await counters.bump("quiet-one", {"received": 4, "processed": 3})
+    ttl = await redis.ttl(keys.stats_instance("quiet-one"))
+    assert 2 * 86400 - 60 < ttl <= 2 * 86400
+    async with AsyncTestClient(app=create_app(short), timeout=30) as client:
+        client.headers["apikey"] = short.api_key
+        listed = (await client.get("/fleet/instances")).json()
+        assert "quiet-one" in {r["instance"] for r in listed["instances"]}
+        await asyncio.sleep(2.2)  # idle past FILA_FLEET_IDLE_SECONDS, and a fresh snapshot
+        await counters.bump("busy-one", {"received": 1})
+        listed = (await client.get("/fleet/instances")).json()
+        assert {r["instance"] for r in listed["instances"]} == {"busy-one"}
+        assert listed["total"] == 1
+        one = await client.get("/fleet/instances/quiet-one")
+        assert one.status_code == 200 and (one.json()["received"], one.json()["processed"]) == (
+            4,
+            3,
+        )
+        assert (await client.get("/fleet/instances/never-was")).status_code == 404

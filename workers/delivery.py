@@ -91,7 +91,9 @@ class DeliveryConsumer:
         self.breaker = Breaker(
             redis, self.keys, settings.breaker_failures, settings.breaker_probe_seconds
         )
-        self.counters = stats.Counters(redis, self.keys, settings.timezone)
+        self.counters = stats.Counters(
+            redis, self.keys, settings.timezone, settings.fleet_stats_retention_days
+        )
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractChannel | None = None
         self.side_channel: AbstractChannel | None = None

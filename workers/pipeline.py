@@ -86,7 +86,9 @@ class Pipeline:
         self.holds = holds
         self.redis = redis
         self.keys = Keys(settings.redis_prefix)
-        self.counters = stats.Counters(redis, self.keys, settings.timezone)
+        self.counters = stats.Counters(
+            redis, self.keys, settings.timezone, settings.fleet_stats_retention_days
+        )
         self.bucket = TokenBucket(redis, self.keys)
         self.publisher = publisher
         self.config = config

@@ -67,7 +67,9 @@ class StatsReporter:
         self.redis = redis
         self.keys = Keys(settings.redis_prefix)
         self.channel = channel
-        self.counters = stats.Counters(redis, self.keys, settings.timezone)
+        self.counters = stats.Counters(
+            redis, self.keys, settings.timezone, settings.fleet_stats_retention_days
+        )
         self.token = uuid.uuid4().hex
         self._hold = redis.register_script(_HOLD)
         self._release = redis.register_script(_RELEASE)

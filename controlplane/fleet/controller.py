@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 
+from controlplane.errors import FieldError
 from controlplane.fleet.service import FleetService
 from controlplane.runtime import Runtime
+from fila import fleetquery
+from fila.fleetquery import InstancesQuery
 from fila.models import WorkerInfo, encode
-from fila.views import FleetOverview, InstancesView
+from fila.views import FleetOverview, InstanceRow, InstancesView
 
 STREAM_SECONDS = 1.0
 
@@ -34,9 +40,30 @@ class FleetController(Controller):
     dependencies = DEPENDENCIES
 
     @get("/fleet/instances")
-    async def instances(self, fleet: NamedDependency[FleetService]) -> InstancesView:
-        """Every instance seen or configured, in one call."""
-        return await fleet.instances()
+    async def instances(
+        self,
+        fleet: NamedDependency[FleetService],
+        sort: str = "instance",
+        order: Literal["asc", "desc"] = "asc",
+        q: str = "",
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> InstancesView:
+        """A page of the live instances, sorted and filtered here; every one without `limit`."""
+        query = InstancesQuery(sort=sort, order=order, q=q, offset=offset, limit=limit)
+        for field, rule in fleetquery.problems(query):
+            raise FieldError(field, rule)
+        return await fleet.instances(query)
+
+    @get("/fleet/instances/{instance:str}")
+    async def instance(
+        self, instance: FromPath[str], fleet: NamedDependency[FleetService]
+    ) -> InstanceRow:
+        """One instance, also after it left the live set, while its counters are retained."""
+        row = await fleet.instance(instance)
+        if row is None:
+            raise NotFoundException(f"no counters or filter for instance {instance!r}")
+        return row
 
     @get("/fleet/overview")
     async def overview(self, fleet: NamedDependency[FleetService]) -> FleetOverview:

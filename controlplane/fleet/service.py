@@ -9,10 +9,11 @@ import msgspec
 
 from controlplane.health import dependencies
 from controlplane.queue.service import QueueService
+from controlplane.queuereads import queue_reads
 from controlplane.runtime import Runtime
-from fila import stats, topology
-from fila.models import AudioFilter, WorkerInfo
-from fila.ratelimit import weight_of
+from fila import fleetquery, stats, topology
+from fila.fleetquery import InstancesQuery
+from fila.models import WorkerInfo
 from fila.views import Alert, FleetOverview, InstanceRow, InstancesView
 
 QUEUE_GROWING = 1000
@@ -45,44 +46,53 @@ class FleetService:
                 continue
         return sorted(out, key=lambda w: (w.role, w.id))
 
-    async def instances(self) -> InstancesView:
-        seen = await self.rt.counters.instances()
-        filters = await self.rt.config.all_filters()
-        names = sorted(set(seen) | set(filters))
-        counts = await self.rt.counters.instance_counts(names)
+    async def instances(self, query: InstancesQuery) -> InstancesView:
+        """One page of the fleet table, sorted and filtered here so the TUI moves only it."""
+        rows, generated = await self.rt.fleet_rows.rows()
         limits = await self.rt.config.ratelimit()
-        levels = await self.rt.bucket.peek_many(names, limits) if names else []
-        default = AudioFilter(
-            minDurationSeconds=self.rt.settings.audio_min_seconds,
-            maxDurationSeconds=self.rt.settings.audio_max_seconds,
+        if query.sort == "tokens":  # the one order that needs every level
+            rows = await self.rt.fleet_rows.with_levels(rows, limits)
+            shown, matched = fleetquery.page(rows, query)
+        else:
+            shown, matched = fleetquery.page(rows, query)
+            shown = await self.rt.fleet_rows.with_levels(shown, limits)
+        return InstancesView(
+            instances=shown,
+            generatedAt=generated,
+            total=len(rows),
+            matched=matched,
+            offset=query.offset,
+            limit=query.limit,
+            sort=query.sort,
+            order=query.order,
         )
-        rows = []
-        for name, level in zip(names, levels, strict=True):
-            c = counts[name]
-            f = filters.get(name, default)
-            rows.append(
-                InstanceRow(
-                    instance=name,
-                    received=c[stats.RECEIVED],
-                    processed=c[stats.PROCESSED],
-                    tooShort=c[stats.TOO_SHORT],
-                    tooLong=c[stats.TOO_LONG],
-                    rateLimited=c[stats.RATE_LIMITED],
-                    deferred=c[stats.DEFERRED],
-                    ingestFailed=c[stats.INGEST_FAILED],
-                    delivered=c[stats.DELIVERED],
-                    deliveryFailed=c[stats.DELIVERY_FAILED],
-                    tokens=round(level.instanceTokens, 3),
-                    tokenCapacity=limits.instanceCapacity * weight_of(limits, name),
-                    weight=weight_of(limits, name),
-                    sharePerMinute=round(level.sharePerMinute, 3),
-                    minDurationSeconds=f.minDurationSeconds,
-                    maxDurationSeconds=f.maxDurationSeconds,
-                    enabled=f.enabled,
-                    lastSeen=seen.get(name),
-                )
-            )
-        return InstancesView(instances=rows, generatedAt=time.time())
+
+    async def instance(self, name: str) -> InstanceRow | None:
+        """One instance's row, live or not, while its counters or its filter exist."""
+        counts = (await self.rt.counters.instance_counts([name]))[name]
+        configured = await self.rt.redis.hexists(self.rt.keys.config_filters, name)
+        if not any(counts.values()) and not configured:
+            return None
+        seen = await self.rt.redis.zscore(self.rt.keys.instances, name)
+        f = await self.rt.config.filter_for(name)
+        row = InstanceRow(
+            instance=name,
+            received=counts[stats.RECEIVED],
+            processed=counts[stats.PROCESSED],
+            tooShort=counts[stats.TOO_SHORT],
+            tooLong=counts[stats.TOO_LONG],
+            rateLimited=counts[stats.RATE_LIMITED],
+            deferred=counts[stats.DEFERRED],
+            ingestFailed=counts[stats.INGEST_FAILED],
+            delivered=counts[stats.DELIVERED],
+            deliveryFailed=counts[stats.DELIVERY_FAILED],
+            minDurationSeconds=f.minDurationSeconds,
+            maxDurationSeconds=f.maxDurationSeconds,
+            enabled=f.enabled,
+            lastSeen=float(seen) if seen is not None else None,
+        )
+        [shown] = await self.rt.fleet_rows.with_levels([row], await self.rt.config.ratelimit())
+        return shown
 
     async def _depths(self) -> dict[str, int]:
         names = (
@@ -94,8 +104,7 @@ class FleetService:
         out = dict.fromkeys(names, 0)
         for name in names:
             try:
-                async with self.rt.amqp.channel() as channel:
-                    out[name] = await topology.queue_depth(channel, name)
+                out[name] = await queue_reads(self.rt).depth(name)
             except Exception:
                 continue
         return out
