@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from tests.test_ingest_support import (
     s3_get,
     s3_objects,
     text_event,
+    workers,
 )
 from workers.enqueue import H_DETAIL, defer_delay_ms
 from workers.storage import extension, object_key
@@ -194,7 +196,9 @@ async def test_media_from_evolution_api_and_encrypted_download(
     plain = noise(50_000)
     via_api = noise(20_000)
     async with EvolutionStub(api_key=settings.evolution_api_key) as stub, rabbit(settings) as mq:
-        settings = settings.replace(evolution_url=stub.url, ingest_max_attempts=2)
+        settings = settings.replace(
+            evolution_url=stub.url, ingest_max_attempts=2, hold_probe_seconds=1.0
+        )
         proc = spawn(["worker", "ingest"], settings)
         good = _enc_event(stub, "ENC-OK", plain)
         tampered = _enc_event(stub, "ENC-TAMPER", plain, tamper=True)
@@ -220,20 +224,35 @@ async def test_media_from_evolution_api_and_encrypted_download(
         api_calls = [c for c in stub.calls_to("getBase64", "inst-api")]
         assert [c.status for c in api_calls] == [503, 503, 201]
 
-        # Down for good and no url: retried through the delay queue, then dead-lettered.
-        stub.fail_next("getBase64", 1000, 503)
-        await mq.publish(audio_event("inst-api", "API-DOWN", 9))
         # With the API down, an event that also has the .enc url still gets through.
+        stub.fail_next("getBase64", 1000, 503)
         fallback = noise(5_000)
         await mq.publish(_enc_event(stub, "ENC-FALLBACK", fallback))
-        await _wait(lambda: _count(redis, keys, "ingestFailed", 4), proc, redis, keys, 60)
         await _wait(lambda: _count(redis, keys, "processed", 3), proc, redis, keys, 30)
+        # Down and no url: the API's outage, not the event's: held, no attempt spent, and
+        # queued once the API answers again.
+        await mq.publish(audio_event("inst-api", "API-DOWN", 9))
+
+        async def holding() -> bool:
+            return any(w["holding"] for w in await workers(redis, keys))
+
+        await _wait(holding, proc, redis, keys, 30)
+        await asyncio.sleep(3)
+        assert (await counters(redis, keys)).get("ingestFailed") == 3
+        stub.add_media("API-DOWN", via_api, "audio/ogg; codecs=opus")
+        stub.recover("getBase64")
+        await _wait(lambda: _count(redis, keys, "processed", 4), proc, redis, keys, 30)
 
         queued = {
             m.message_id: msgspec.json.decode(m.body, type=QueuedAudio)
             for m in await mq.drain(topology.GLOBAL_QUEUE)
         }
-        assert set(queued) == {"inst-enc:ENC-OK", "inst-api:API-OK", "inst-enc:ENC-FALLBACK"}
+        assert set(queued) == {
+            "inst-enc:ENC-OK",
+            "inst-api:API-OK",
+            "inst-enc:ENC-FALLBACK",
+            "inst-api:API-DOWN",
+        }
         assert (await s3_get(settings, queued["inst-enc:ENC-FALLBACK"].s3Key))[0] == fallback
         assert (await s3_get(settings, queued["inst-enc:ENC-OK"].s3Key))[0] == plain
         api_item = queued["inst-api:API-OK"]
@@ -245,10 +264,7 @@ async def test_media_from_evolution_api_and_encrypted_download(
             "inst-enc:ENC-TAMPER": "enc_sha256_mismatch",
             "inst-enc:ENC-KEY": "mac_mismatch",
             "inst-enc:ENC-GONE": "download_failed",
-            "inst-api:API-DOWN": "evolution_unavailable",
         }
-        assert _h(dead["inst-api:API-DOWN"].headers[topology.H_ATTEMPTS]) == "2"
-        assert "x-death" not in dead["inst-api:API-DOWN"].headers  # went via a delay queue
         assert _h(dead["inst-enc:ENC-KEY"].headers[topology.H_ATTEMPTS]) == "1"
         assert dead["inst-enc:ENC-KEY"].body == msgspec.json.encode(wrong_key)
         assert proc.terminate() == 0

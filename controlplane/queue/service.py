@@ -14,6 +14,7 @@ from controlplane.queue.schemas import (
     RateLimitPatch,
     WeightRecord,
 )
+from controlplane.queuereads import queue_reads
 from controlplane.runtime import Runtime
 from fila import ratelimit, stats, topology
 from fila.models import ControlKind, RateLimitConfig, WorkerRole
@@ -33,9 +34,8 @@ def refill_rate(per_minute: float) -> str:
 
 
 async def depth(rt: Runtime, queue: str) -> int:
-    """Ready messages, on a channel of its own (a failed passive declare closes its channel)."""
-    async with rt.amqp.channel() as channel:
-        return await topology.queue_depth(channel, queue)
+    """Ready messages, over the process's one queue-reading channel (not one per read)."""
+    return await queue_reads(rt).depth(queue)
 
 
 class QueueService:
