@@ -80,6 +80,44 @@ def services_status() -> None:
         raise typer.Exit(1)
 
 
+cluster_app = typer.Typer(help="A local Redis Cluster (3 masters + 3 replicas) on loopback.")
+services_app.add_typer(cluster_app, name="redis-cluster")
+
+
+@cluster_app.command("up")
+def cluster_up() -> None:
+    """Start (and create once) the local Redis Cluster; print the settings that use it."""
+    cluster = svc.LocalRedisCluster(settings_or_exit())
+    try:
+        cluster.up(report=lambda m: console.print(m))
+    except svc.ServiceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"Redis Cluster answering on 127.0.0.1:{cluster.ports[0]}-{cluster.ports[-1]}")
+    for name, value in cluster.env().items():
+        print(f"{name}={value}")
+
+
+@cluster_app.command("down")
+def cluster_down(
+    wipe: bool = typer.Option(False, "--wipe", help="Also delete its data (a new cluster)."),
+) -> None:
+    """Stop the local Redis Cluster's nodes (only those Fila started)."""
+    stopped = svc.LocalRedisCluster(settings_or_exit()).down(wipe=wipe)
+    console.print(f"stopped: {', '.join(map(str, stopped)) if stopped else 'nothing was running'}")
+
+
+@cluster_app.command("status")
+def cluster_status() -> None:
+    """Whether every node runs and the cluster serves all its slots."""
+    cluster = svc.LocalRedisCluster(settings_or_exit())
+    running = [p for p in cluster.ports if cluster.pid(p) is not None]
+    healthy = cluster.healthy()
+    console.print(f"nodes running: {len(running)}/{len(cluster.ports)}; cluster ok: {healthy}")
+    if not healthy:
+        raise typer.Exit(1)
+
+
 @app.command("settings")
 def show_settings(
     markdown: bool = typer.Option(False, "--markdown", help="Print the README's table."),

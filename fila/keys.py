@@ -1,4 +1,20 @@
-"""Redis key and pub/sub channel names, all behind the configured prefix."""
+"""Redis key and pub/sub channel names, all behind the configured prefix.
+
+Redis Cluster runs a script, a MULTI or a multi-key command only on keys of one hash slot, and
+a key's slot is the hash of its `{tag}` when it has one. Keys that move together share a tag:
+
+- `{bucket}`: the token bucket (global, per-instance shares, active set, weights, weight sum),
+  one admission script reads and writes them all at once.
+- `{feedback}`: every feedback session, the due-time sorted set and the feedback counters; each
+  state change of a session is one script over the three.
+- `{cleanup}`: the cleanup lock and its progress hash, extended and released in one script.
+- `{workers}`: worker registrations, read with one MGET by the fleet views and health checks.
+- `{<instance>}`: an instance's object-name stamp and its events' claimed names (one script).
+
+Everything else is read and written one key at a time (or in non-atomic pipelines, which the
+cluster client splits by node), so it has no tag and spreads over the cluster. An instance name
+that begins with `}` would break its tag; Evolution instance names do not.
+"""
 
 from __future__ import annotations
 
@@ -102,7 +118,7 @@ class Keys:
     # --- fleet ---
     def worker(self, worker_id: str) -> str:
         """Hash describing a worker, refreshed on each heartbeat (expires on silence)."""
-        return f"{self.prefix}worker:{worker_id}"
+        return f"{self.prefix}{{workers}}:worker:{worker_id}"
 
     @property
     def workers(self) -> str:
@@ -116,30 +132,40 @@ class Keys:
 
     # --- feedback sessions ---
     def feedback_session(self, session_id: str) -> str:
-        return f"{self.prefix}feedback:session:{session_id}"
+        return f"{self.prefix}{{feedback}}:session:{session_id}"
 
     @property
     def feedback_sessions(self) -> str:
         """Sorted set session id → next tick due (epoch ms)."""
-        return f"{self.prefix}feedback:sessions"
+        return f"{self.prefix}{{feedback}}:sessions"
 
     @property
     def feedback_stats(self) -> str:
-        return f"{self.prefix}feedback:stats"
+        return f"{self.prefix}{{feedback}}:stats"
 
     # --- locks ---
     def lock(self, name: str) -> str:
-        return f"{self.prefix}lock:{name}"
+        """Tagged by its name, so what a lock guards can share its slot (`cleanup_progress`)."""
+        return f"{self.prefix}lock:{{{name}}}"
 
     # --- S3 cleanup ---
     @property
     def cleanup_progress(self) -> str:
         """Hash scanned/deleted/errors of the cleanup running now (absent when none runs)."""
-        return f"{self.prefix}cleanup:progress"
+        return f"{self.prefix}cleanup:{{cleanup}}:progress"
 
     def cleanup_fired(self, fire: str) -> str:
         """Claimed by the one replica that runs the scheduled cleanup of `fire` (local time)."""
         return f"{self.prefix}cleanup:fired:{fire}"
+
+    # --- S3 object names (one claim script touches both) ---
+    def object_stamp(self, instance: str) -> str:
+        """The instance's last object-name stamp (ms), so its names only go forward."""
+        return f"{self.prefix}ingest:object:{{{instance}}}:stamp"
+
+    def event_object(self, instance: str, idem: str) -> str:
+        """The object name claimed by event `idem` of `instance` (the same on redelivery)."""
+        return f"{self.prefix}ingest:object:{{{instance}}}:event:{idem}"
 
     # --- delivery circuit breakers ---
     @property

@@ -551,3 +551,177 @@ def _redact(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")
     return url
+
+
+CLUSTER_PORTS = tuple(range(36400, 36406))
+"""The local Redis Cluster's nodes; each also listens on its port + 10000 (the cluster bus)."""
+CLUSTER_NODE_TIMEOUT_MS = 2000
+"""How long a master may be silent before its replica takes over (Redis' default is 15 s)."""
+
+
+class LocalRedisCluster:
+    """3 masters and 3 replicas of Debian's redis-server on loopback, for tests and the demo.
+
+    Created once with `redis-cli --cluster create`; stopping keeps each node's data and
+    nodes.conf, so the next `up` brings the same cluster back.
+    """
+
+    def __init__(self, settings: Settings, ports: tuple[int, ...] = CLUSTER_PORTS) -> None:
+        self.ports = ports
+        self.root = Path(settings.data_dir).resolve() / f"redis-cluster-{ports[0]}"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    @property
+    def nodes(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports[1:])
+
+    def settings(self, base: Settings) -> Settings:
+        """`base` pointed at this cluster."""
+        return base.replace(redis_mode="cluster", redis_url=self.url, redis_nodes=self.nodes)
+
+    def env(self) -> dict[str, str]:
+        """The variables that point a process at this cluster."""
+        return {
+            "FILA_REDIS_MODE": "cluster",
+            "FILA_REDIS_URL": self.url,
+            "FILA_REDIS_NODES": self.nodes,
+        }
+
+    def _pidfile(self, port: int) -> Path:
+        return self.root / str(port) / "redis.pid"
+
+    def pid(self, port: int) -> int | None:
+        """The node's process when it runs (started by us: its pid file names it)."""
+        try:
+            pid = int(self._pidfile(port).read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split()[2] == "Z":
+            return None
+        return pid
+
+    def _start_node(self, port: int) -> None:
+        where = self.root / str(port)
+        where.mkdir(parents=True, exist_ok=True)
+        for taken in (port, port + 10000):
+            if _port_open(taken):
+                raise ServiceError(
+                    f"redis-cluster: port {taken} is taken by a process Fila did not start"
+                    + (" (the cluster bus is each node's port + 10000)" if taken != port else "")
+                )
+        argv = [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--protected-mode", "no",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(where / "nodes.conf"),
+            "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+            "--dir", str(where),
+            "--appendonly", "yes",
+            "--save", "",
+        ]  # fmt: skip
+        with (where / "redis.log").open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(where),
+                start_new_session=True,
+            )
+        self._pidfile(port).write_text(str(proc.pid))
+
+    def _info(self, port: int) -> dict[str, str]:
+        import redis
+
+        client = redis.Redis(port=port, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            raw = client.cluster("INFO")
+        finally:
+            client.close()
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return dict(line.split(":", 1) for line in text.split() if ":" in line)
+
+    def healthy(self) -> bool:
+        """Every node answers and sees a whole cluster of all the nodes, every slot served."""
+        try:
+            infos = [self._info(p) for p in self.ports if self.pid(p) is not None]
+        except Exception:
+            return False
+        return len(infos) == len(self.ports) and all(
+            i.get("cluster_state") == "ok" and i.get("cluster_known_nodes") == str(len(self.ports))
+            for i in infos
+        )
+
+    def up(self, report: Callable[[str], None] = print, timeout: float = 60.0) -> None:
+        """Start the nodes not running, create the cluster once, wait until it serves."""
+        ensure_packages(report)
+        for port in self.ports:
+            if self.pid(port) is None:
+                self._start_node(port)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                infos = [self._info(p) for p in self.ports]
+                break
+            except Exception as exc:
+                dead = [p for p in self.ports if self.pid(p) is None]
+                if dead or time.monotonic() > deadline:
+                    tail = _tail(self.root / str((dead or self.ports)[0]) / "redis.log")
+                    raise ServiceError(
+                        f"redis-cluster: node did not start: {exc} | {tail}"
+                    ) from None
+                time.sleep(0.1)
+        if any(i.get("cluster_known_nodes") == "1" for i in infos):
+            report(f"creating a Redis Cluster on 127.0.0.1:{self.ports[0]}-{self.ports[-1]}…")
+            created = subprocess.run(
+                [
+                    shutil.which("redis-cli") or "/usr/bin/redis-cli",
+                    "--cluster", "create",
+                    *(f"127.0.0.1:{p}" for p in self.ports),
+                    "--cluster-replicas", "1",
+                    "--cluster-yes",
+                ],
+                capture_output=True, text=True, check=False, timeout=60,
+            )  # fmt: skip
+            if created.returncode != 0:
+                out = " ".join((created.stdout + created.stderr).split())[-300:]
+                raise ServiceError(f"redis-cluster: --cluster create failed: {out}")
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise ServiceError(f"redis-cluster: not whole within {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def kill(self, port: int, sig: int = signal.SIGKILL) -> None:
+        """Signal one node (a fault for tests: kill -9 of a master)."""
+        pid = self.pid(port)
+        if pid is not None:
+            os.kill(pid, sig)
+
+    def down(self, wipe: bool = False) -> list[int]:
+        """Stop the nodes we started (data kept unless `wipe`); returns their ports."""
+        stopped = []
+        for port in self.ports:
+            pid = self.pid(port)
+            if pid is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.pid(port) is not None:
+                _reap()
+                time.sleep(0.05)
+            if self.pid(port) is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            _reap()
+            stopped.append(port)
+        if wipe:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return stopped

@@ -30,6 +30,7 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from fila import redisconn
 from fila.settings import Settings, env_name
 
 CONNECT_TIMEOUT = 5.0
@@ -90,12 +91,15 @@ async def wait_until(
 
 async def redis(settings: Settings) -> None:
     async def probe() -> None:
-        client = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=CONNECT_TIMEOUT,
-            retry=Retry(NoBackoff(), retries=0),
-        )
+        if settings.redis_mode == "single":
+            client = aioredis.Redis.from_url(
+                settings.redis_url,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                socket_timeout=CONNECT_TIMEOUT,
+                retry=Retry(NoBackoff(), retries=0),
+            )
+        else:  # the cluster or the sentinels, as the process will open them (no patience here)
+            client = redisconn.connect(settings.replace(startup_wait_seconds=0.01), 2)
         try:
             await client.ping()
         except RedisError as exc:

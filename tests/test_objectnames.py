@@ -38,7 +38,7 @@ async def test_names_are_unique_per_event_and_stable_when_redelivered(
     other = await names[0].claim("shop-2:M0", "shop-2", "audio/mpeg")
     assert re.fullmatch(r"audio_\d{13}_shop-2\.mp3", other)
     # Bounded memory: one stamp key per instance and one per event, both expiring.
-    stamp_key = f"{keys.prefix}ingest:object-stamp:shop-1"
+    stamp_key = keys.object_stamp("shop-1")
     assert 0 < await redis.ttl(stamp_key) <= STAMP_MEMORY_SECONDS
-    assert 0 < await redis.ttl(f"{keys.prefix}ingest:event-object:shop-1:M0") <= 600
+    assert 0 < await redis.ttl(keys.event_object("shop-1", "shop-1:M0")) <= 600
     assert int(await redis.get(stamp_key)) == stamps[-1]

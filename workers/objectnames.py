@@ -42,10 +42,7 @@ class ObjectNames:
         stamp = int(time.time() * 1000)
         head, _, tail = object_key(instance, mimetype, stamp).partition(str(stamp))
         claimed = await self._script(
-            keys=[
-                f"{self._keys.prefix}ingest:event-object:{idem}",
-                f"{self._keys.prefix}ingest:object-stamp:{instance}",
-            ],
+            keys=[self._keys.event_object(instance, idem), self._keys.object_stamp(instance)],
             args=[stamp, head, tail, STAMP_MEMORY_SECONDS, self._event_ttl],
         )
         return claimed.decode() if isinstance(claimed, bytes) else str(claimed)
