@@ -22,8 +22,8 @@ from fila.settings import Settings
 PUBLIC = {"public": True}
 """`opt` of a handler that needs no key (health probes)."""
 
-READ_METHODS = frozenset({"GET"})
-"""What the read-only key may call."""
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""What the read-only key may call: the methods that change nothing (RFC 9110 safe methods)."""
 
 
 def _role(given: str, settings: Settings) -> Role | None:

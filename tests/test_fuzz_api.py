@@ -51,7 +51,7 @@ def _problem(operation: Any, case: Any, response: Any, readonly: bool = False) -
     status = response.status_code
     if status >= 500:
         return f"{status}: {response.text[:300]}"
-    changes = operation.method.upper() != "GET"
+    changes = operation.method.upper() not in ("GET", "HEAD", "OPTIONS")
     if readonly and changes and status != 403:
         return f"{status} to the read-only key on a {operation.method.upper()}"
     if status < 400:
