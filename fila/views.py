@@ -49,6 +49,7 @@ class InstancesView(msgspec.Struct, kw_only=True):
     """Of those, how many the filter `q` kept."""
     offset: int = 0
     limit: int | None = None
+    q: str = ""
     sort: str = "instance"
     order: Literal["asc", "desc"] = "asc"
 

@@ -29,40 +29,41 @@ def row_text(table: DataTable[object], key: str) -> dict[str, str]:
     return {k: getattr(v, "plain", str(v)) for k, v in zip(keys, table.get_row(key), strict=True)}
 
 
-async def test_refresh_changes_cells_in_place_and_only_adds_rows() -> None:
-    app = FilaApp(Settings(), fixed=demo.fleet(500), start="instances")
+async def test_refresh_changes_cells_in_place_and_the_table_holds_one_page() -> None:
+    app = FilaApp(Settings(), fixed=demo.fleet(5000), start="instances")
     async with app.run_test(size=(120, 40)) as pilot:
         screen = page(app)
         table = screen.table
-        assert table.row_count == 500
-        table.move_cursor(row=42)
+        await wait_for(lambda: table.row_count == screen.limit)
+        assert 20 <= screen.limit <= 40  # what fits on screen, not the 5,000
+        table.move_cursor(row=12)
         order = [str(r.key.value) for r in table.ordered_rows]
         cleared: list[bool] = []
         table.clear = lambda columns=False: cleared.append(True) or table  # type: ignore[method-assign]
 
-        view = demo.instances(500, tick=5)
+        view = demo.instances(5000, tick=5)
         newcomer = InstanceRow(instance="zz-new", received=1, lastSeen=view.generatedAt)
         view = InstancesView(instances=[*view.instances, newcomer], generatedAt=view.generatedAt)
         app.data.instances = view
         screen.refresh_from(app.data)
         await pilot.pause()
 
-        assert cleared == []
-        assert table.row_count == 501
-        assert [str(r.key.value) for r in table.ordered_rows][:500] == order
-        assert table.cursor_row == 42
+        assert cleared == []  # same rows on the page: cells changed in place
+        assert [str(r.key.value) for r in table.ordered_rows] == order
+        assert table.cursor_row == 12
         expected = view.instances[7]
         assert row_text(table, "inst-007")["received"] == f"{expected.received:,}"
-        assert row_text(table, "zz-new")["received"] == "1"
-        assert row_text(table, "zz-new")["lastSeen"] == "0s"
+        assert screen.total == 5001
+        assert "1–" in screen.status_text and "of 5,001" in screen.status_text
 
 
-async def test_filter_as_you_type_and_sort_by_header() -> None:
+async def test_filter_as_you_type_sort_by_header_and_page() -> None:
     app = FilaApp(Settings(), fixed=demo.fleet(500), start="instances")
     async with app.run_test(size=(120, 40)) as pilot:
         screen = page(app)
         await pilot.press("slash", *"inst-04")
         await wait_for(lambda: screen.table.row_count == 10)
+        assert screen.matched == 10
         await pilot.press("enter")
         assert app.focused is screen.table
         await pilot.click("#instances", offset=(30, 0))  # a header cell: sort by that column
@@ -83,7 +84,15 @@ async def test_filter_as_you_type_and_sort_by_header() -> None:
 
         await pilot.press("escape", "slash")
         screen.query_one("#filter").clear()  # type: ignore[attr-defined]
-        await wait_for(lambda: screen.table.row_count == 500)
+        await wait_for(lambda: screen.matched == 500)
+        await pilot.press("escape")
+        first = [str(r.key.value) for r in screen.table.ordered_rows]
+        await pilot.press("right_square_bracket")
+        await wait_for(lambda: screen.page_offset == screen.limit)
+        second = [str(r.key.value) for r in screen.table.ordered_rows]
+        assert len(second) == screen.limit and not set(first) & set(second)
+        await pilot.press("left_square_bracket")
+        await wait_for(lambda: [str(r.key.value) for r in screen.table.ordered_rows] == first)
 
 
 async def test_colon_commands_palette_and_help_navigate() -> None:

@@ -38,16 +38,16 @@ from tui.screens.overview import OverviewScreen
 from tui.screens.webhooks import WebhooksScreen
 from tui.screens.workers import WorkersScreen
 
-FETCH: dict[str, Callable[[FilaClient], Awaitable[Any]]] = {
-    "instances": FilaClient.instances,
-    "workers": FilaClient.workers,
-    "process": FilaClient.process_status,
-    "cleanup": FilaClient.cleanup_status,
-    "schedule": FilaClient.cleanup_schedule,
-    "webhook": FilaClient.webhook_config,
-    "ratelimit": FilaClient.ratelimit,
-    "emergency": FilaClient.emergency,
-    "changes": FilaClient.config_history,
+FETCH: dict[str, Callable[[FilaClient, FleetData], Awaitable[Any]]] = {
+    "instances": lambda c, d: c.instances(d.instancesQuery),
+    "workers": lambda c, d: c.workers(),
+    "process": lambda c, d: c.process_status(),
+    "cleanup": lambda c, d: c.cleanup_status(),
+    "schedule": lambda c, d: c.cleanup_schedule(),
+    "webhook": lambda c, d: c.webhook_config(),
+    "ratelimit": lambda c, d: c.ratelimit(),
+    "emergency": lambda c, d: c.emergency(),
+    "changes": lambda c, d: c.config_history(),
 }
 """Feed name (a `FleetData` field) → how to fetch it."""
 
@@ -131,6 +131,11 @@ class FilaApp(App[None]):
         gc.freeze()
         gc.set_threshold(GC_YOUNG, *self._gc_threshold[1:])
 
+    @property
+    def tabs(self) -> list[tuple[str, str]]:
+        """(key, screen name) of every screen, for the tab strip."""
+        return [(key, name) for name, (key, _) in SCREENS.items()]
+
     # ------------------------------------------------------------ data collection
 
     @property
@@ -168,7 +173,9 @@ class FilaApp(App[None]):
         if self.client is None or not feeds:
             return
         client = self.client
-        results = await asyncio.gather(*(FETCH[f](client) for f in feeds), return_exceptions=True)
+        results = await asyncio.gather(
+            *(FETCH[f](client, self.data) for f in feeds), return_exceptions=True
+        )
         for feed, result in zip(feeds, results, strict=True):
             if isinstance(result, Unreachable):
                 self.connection_error = str(result)

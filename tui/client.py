@@ -16,6 +16,7 @@ import httpx
 import msgspec
 
 from fila.deadletters import DeadLetter, ReplayResult
+from fila.fleetquery import InstancesQuery
 from fila.history import ConfigHistory
 from fila.models import AudioFilter, EmergencyFilter, RateLimitConfig, WorkerInfo
 from fila.settings import Settings
@@ -145,8 +146,13 @@ class FilaClient:
 
     # ------------------------------------------------------------ fleet
 
-    async def instances(self) -> InstancesView:
-        return await self._call("GET", "/fleet/instances", InstancesView)
+    async def instances(self, query: InstancesQuery | None = None) -> InstancesView:
+        """A page of the fleet table, sorted and filtered by the control plane."""
+        q = query or InstancesQuery()
+        params = {"sort": q.sort, "order": q.order, "q": q.q, "offset": str(q.offset)}
+        if q.limit is not None:
+            params["limit"] = str(q.limit)
+        return await self._call("GET", "/fleet/instances", InstancesView, params=params)
 
     async def overview(self) -> FleetOverview:
         return await self._call("GET", "/fleet/overview", FleetOverview)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fila.deadletters import DeadLetter
+from fila.fleetquery import InstancesQuery
 from fila.history import ConfigHistory
 from fila.models import EmergencyFilter, RateLimitConfig, WorkerInfo
 from fila.views import FleetOverview, InstancesView
@@ -21,6 +22,8 @@ class FleetData:
     history: list[FleetOverview] = field(default_factory=list)
     """Recent overviews, oldest first (sparklines)."""
     instances: InstancesView | None = None
+    instancesQuery: InstancesQuery = field(default_factory=InstancesQuery)
+    """The page the instances screen shows (sent to the control plane as query parameters)."""
     workers: list[WorkerInfo] | None = None
     process: ProcessStatus | None = None
     cleanup: CleanupStatus | None = None

@@ -63,6 +63,7 @@ class FleetService:
             matched=matched,
             offset=query.offset,
             limit=query.limit,
+            q=query.q,
             sort=query.sort,
             order=query.order,
         )

@@ -11,6 +11,7 @@ from textual.widgets import Footer, Header
 
 from tui.fleetdata import FleetData
 from tui.widgets.connbanner import ConnectionBanner
+from tui.widgets.tabstrip import TabStrip
 
 if TYPE_CHECKING:
     from tui.app import FilaApp
@@ -31,6 +32,7 @@ class FilaScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≋")
+        yield TabStrip(self.fila.tabs, self.fila.current_mode or "")
         yield ConnectionBanner()
         yield from self.compose_body()
         yield Footer()
@@ -39,6 +41,7 @@ class FilaScreen(Screen[None]):
         yield from ()
 
     async def on_screen_resume(self) -> None:
+        self.query_one(TabStrip).show(self.fila.current_mode or "")
         self.refresh_from(self.fila.data)
 
     def action_leave_field(self) -> None:

@@ -1,4 +1,4 @@
-"""All instances in one table, updated in place each second; sort, filter, select, edit."""
+"""The fleet table, a page at a time, updated in place each second; sort, filter, select, edit."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Input, Static
 
+from fila import fleetquery
+from fila.fleetquery import InstancesQuery
 from fila.views import InstanceRow
 from tui.fleetdata import FleetData
 from tui.screens.base import FilaScreen
@@ -58,7 +60,32 @@ def cell(key: str, text: str) -> Cell:
     return Cell(text, right=key not in LEFT)
 
 
+SORT_FIELDS = {
+    "instance": "instance",
+    "received": "received",
+    "processed": "processed",
+    "tooShort": "tooShort",
+    "tooLong": "tooLong",
+    "rateLimited": "rateLimited",
+    "tokens": "tokens",
+    "weight": "weight",
+    "min": "minDurationSeconds",
+    "max": "maxDurationSeconds",
+    "enabled": "enabled",
+    "lastSeen": "lastSeen",
+}
+"""Column key → the field the control plane sorts by (`fila.fleetquery.SORTS`)."""
+PAGE_DEFAULT = 40
+"""Rows asked for before the table knows its height."""
+
+
 class InstancesScreen(FilaScreen):
+    """A page of the fleet: the control plane sorts, filters and slices, this shows the slice.
+
+    Its cost follows what the operator sees (a page of rows a second), not the fleet size;
+    the same rule pages locally when the app runs on injected data.
+    """
+
     FEEDS = ("instances",)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter"),
@@ -71,18 +98,25 @@ class InstancesScreen(FilaScreen):
         Binding("w", "weight", "Weight"),
         Binding("s", "sort_next", "Sort"),
         Binding("S", "sort_reverse", "Reverse", show=False),
+        Binding("pagedown,right_square_bracket", "page(1)", "Next page", show=False, priority=True),
+        Binding("pageup,left_square_bracket", "page(-1)", "Prev page", show=False, priority=True),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, InstanceRow] = {}
-        """Latest row of every instance, shown or filtered out."""
+        """The rows of the page shown."""
         self.shown: dict[str, list[str]] = {}
         """Cell texts currently in the table, per instance (to change only what changed)."""
+        self.page_order: list[str] = []
         self.selected: set[str] = set()
         self.needle = ""
         self.sort_key: str | None = None
         self.sort_reverse = False
+        self.page_offset = 0
+        self.limit = PAGE_DEFAULT
+        self.matched = 0
+        self.total = 0
         self.now = 0.0
         self.status_text = ""
 
@@ -100,61 +134,119 @@ class InstancesScreen(FilaScreen):
 
     def on_mount(self) -> None:
         self.table.focus()
+        self._publish_query()
+
+    def on_resize(self) -> None:
+        rows = max(10, self.table.size.height - 1)  # less the header row
+        if self.table.size.height and rows != self.limit:
+            self.limit = rows
+            self._requery()
+
+    # ------------------------------------------------------------ the query
+
+    @property
+    def query_now(self) -> InstancesQuery:
+        return InstancesQuery(
+            sort=SORT_FIELDS.get(self.sort_key or "instance", "instance"),
+            order="desc" if self.sort_reverse else "asc",
+            q=self.needle,
+            offset=self.page_offset,
+            limit=self.limit,
+        )
+
+    def _publish_query(self) -> None:
+        self.fila.data.instancesQuery = self.query_now
+
+    def _requery(self) -> None:
+        """Ask for the page now (live), or cut it from the injected rows (offline)."""
+        self._publish_query()
+        if self.fila.client is not None:
+            self.run_worker(self.fila.load("instances"), exclusive=True, group="requery")
+        else:
+            self.refresh_from(self.fila.data)
 
     # ------------------------------------------------------------ data
 
     def refresh_from(self, data: FleetData) -> None:
         view = data.instances
         if view is not None:
-            self.apply(view.instances, view.generatedAt)
+            query = self.query_now
+            if view.limit is None:  # every row injected: page it here, by the same rule
+                rows, matched = fleetquery.page(view.instances, query)
+                self._apply_page(rows, matched, len(view.instances), view.generatedAt)
+            elif (view.sort, view.order, view.q, view.offset, view.limit) == (
+                query.sort,
+                query.order,
+                query.q,
+                query.offset,
+                query.limit,
+            ):
+                self._apply_page(view.instances, view.matched, view.total, view.generatedAt)
+            # else: an answer to a query no longer current; the next one is on its way
         self._status(data.errors.get("instances"))
 
     def apply(self, rows: list[InstanceRow], now: float) -> None:
-        """Change the cells that differ, add rows for new instances; never rebuild."""
+        """Show `rows` as the whole fleet (injected data), paged by the current query."""
+        page_rows, matched = fleetquery.page(rows, self.query_now)
+        self._apply_page(page_rows, matched, len(rows), now)
+
+    def _apply_page(self, rows: list[InstanceRow], matched: int, total: int, now: float) -> None:
+        """Change the cells that differ; rebuild only when the page holds other rows."""
         table = self.table
         self.now = now
-        resort = False
-        changes: list[tuple[str, str, Cell]] = []
-        rows_before = self.rows
-        self.rows = dict(rows_before)
-        for row in rows:
-            self.rows[row.instance] = row
-            if not self._matches(row.instance):
-                continue
-            before = self.shown.get(row.instance)
-            if before is not None and rows_before.get(row.instance) == row:
-                texts = [*before[:-1], age(row.lastSeen, now)]  # only the age moves
-            else:
+        self.matched, self.total = matched, total
+        order = [r.instance for r in rows]
+        if self.page_offset and not rows and matched:  # the page ran past the end: step back
+            self.page_offset = max(0, (matched - 1) // self.limit * self.limit)
+            self._requery()
+            return
+        previous = self.rows
+        self.rows = {r.instance: r for r in rows}
+        if order != self.page_order:
+            under = self.current()
+            at = table.cursor_row
+            table.clear()
+            self.shown = {}
+            for row in rows:
                 texts = self._texts(row)
-            if before is None:
                 table.add_row(
                     *(cell(k, t) for k, t in zip(KEYS, texts, strict=True)), key=row.instance
                 )
-                resort = True
+                self.shown[row.instance] = texts
+            self.page_order = order
+            if under in self.shown:
+                table.move_cursor(row=order.index(under), scroll=False)
+            elif order:
+                table.move_cursor(row=min(at, len(order) - 1), scroll=False)
+            return
+        changes: list[tuple[str, str, Cell]] = []
+        for row in rows:
+            before = self.shown[row.instance]
+            if previous.get(row.instance) == row:
+                texts = [*before[:-1], age(row.lastSeen, now)]  # only the age moves
             else:
-                for key, old, new in zip(KEYS, before, texts, strict=True):
-                    if old != new:
-                        changes.append((row.instance, key, cell(key, new)))
-                        resort = resort or key == self.sort_key
+                texts = self._texts(row)
+            for key, old, new in zip(KEYS, before, texts, strict=True):
+                if old != new:
+                    changes.append((row.instance, key, cell(key, new)))
             self.shown[row.instance] = texts
         table.set_cells(changes)
-        if resort and self.sort_key:
-            self._sort()
 
     def _texts(self, row: InstanceRow) -> list[str]:
         texts = [fmt(row, self.now) for _, _, fmt, _ in COLUMNS]
         texts[0] = "●" if row.instance in self.selected else ""
         return texts
 
-    def _matches(self, instance: str) -> bool:
-        return self.needle in instance.lower()
-
     def _status(self, error: str | None) -> None:
-        parts = [f"{len(self.shown)}/{len(self.rows)} instances"]
+        first = self.page_offset + 1 if self.shown else 0
+        parts = [f"{first}–{self.page_offset + len(self.shown)} of {self.matched:,}"]
+        if self.needle or self.matched != self.total:
+            parts.append(f"{self.total:,} live")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         if self.sort_key:
             parts.append(f"sorted by {self.sort_key}{' ↓' if self.sort_reverse else ' ↑'}")
+        parts.append("[ ] page")
         if error:
             parts.append(error)
         text = " · ".join(parts)
@@ -165,36 +257,13 @@ class InstancesScreen(FilaScreen):
                 shown.stylize("red", len(text) - len(error))
             self.query_one("#status", Static).update(shown)
 
-    def _rebuild(self) -> None:
-        """Only on a new filter: the set of rows itself changes."""
-        self.table.clear()
-        self.shown.clear()
-        self.apply(list(self.rows.values()), self.now)
-        self._sort()
-        self._status(None)
-
-    def _sort(self) -> None:
-        if self.sort_key is None:
-            return
-        getter = next(c[3] for c in COLUMNS if c[0] == self.sort_key)
-        index = KEYS.index("instance")
-
-        def by(values: tuple[Cell, ...]) -> Any:
-            name = values[index].plain
-            return (getter(self.rows[name]), name)
-
-        # The cursor follows its instance: a re-sort must not slide another one under it.
-        under = self.current()
-        self.table.sort(key=by, reverse=self.sort_reverse)
-        if under is not None and under in self.shown:
-            self.table.move_cursor(row=self.table.get_row_index(under), scroll=False)
-
     # ------------------------------------------------------------ actions
 
     @on(Input.Changed, "#filter")
     def _filter(self, event: Input.Changed) -> None:
         self.needle = event.value.strip().lower()
-        self._rebuild()
+        self.page_offset = 0
+        self._requery()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
@@ -203,10 +272,12 @@ class InstancesScreen(FilaScreen):
     @on(DataTable.HeaderSelected)
     def _header(self, event: DataTable.HeaderSelected) -> None:
         key = str(event.column_key.value)
+        if key not in SORT_FIELDS:
+            return
         self.sort_reverse = not self.sort_reverse if key == self.sort_key else False
         self.sort_key = key
-        self._sort()
-        self._status(None)
+        self.page_offset = 0
+        self._requery()
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()
@@ -216,17 +287,25 @@ class InstancesScreen(FilaScreen):
 
     def action_sort_next(self) -> None:
         """Sort by the next column (header clicks choose one directly)."""
-        order = KEYS[1:]
+        order = list(SORT_FIELDS)
         at = order.index(self.sort_key) + 1 if self.sort_key in order else 0
         self.sort_key = order[at % len(order)]
         self.sort_reverse = False
-        self._sort()
-        self._status(None)
+        self.page_offset = 0
+        self._requery()
 
     def action_sort_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
-        self._sort()
-        self._status(None)
+        self.page_offset = 0
+        self._requery()
+
+    def action_page(self, step: int) -> None:
+        """The next or previous page of the matching instances."""
+        last = max(0, (self.matched - 1) // self.limit * self.limit)
+        offset = min(max(0, self.page_offset + step * self.limit), last)
+        if offset != self.page_offset:
+            self.page_offset = offset
+            self._requery()
 
     def current(self) -> str | None:
         table = self.table
