@@ -561,8 +561,9 @@ async def test_feedback_screen_lists_and_cancels_a_session(
                 await wait_for(lambda: table.row_count == 1, timeout=60)
             except AssertionError:
                 raise AssertionError(f"{started} {app.data.process} {app.data.errors}") from None
-            assert str(table.get_row_at(0)[0]) == session
-            assert str(table.get_row_at(0)[2]) == "transcription"
+            row = [str(c) for c in table.get_row_at(0)]
+            assert (row[0], row[3], row[4]) == ("tui-fb", "transcription", session)
+            await wait_for(lambda: str(table.get_row_at(0)[1]) in ("🔄", "⏳"), timeout=30)
             await pilot.press("c")
             await wait_for(lambda: table.row_count == 0, timeout=60)
         async with httpx.AsyncClient(base_url=cp.server_url, headers=headers) as client:

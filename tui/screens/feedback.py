@@ -31,7 +31,8 @@ class FeedbackScreen(FilaScreen):
     def compose_body(self) -> ComposeResult:
         yield Static(id="feedback-stats")
         table: DataTable[str] = DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
-        table.add_columns("session", "instance", "type", "running for", "reaction")
+        # The long session id goes last: a narrow terminal cuts it, not the reaction.
+        table.add_columns("instance", "reaction", "running for", "type", "session")
         yield table
 
     def refresh_from(self, data: FleetData) -> None:
@@ -52,11 +53,11 @@ class FeedbackScreen(FilaScreen):
                 (
                     s.sessionId,
                     (
-                        s.sessionId,
                         s.instance,
-                        s.processType,
-                        duration(s.runningFor),
                         self._reaction(s.currentReaction),
+                        duration(s.runningFor),
+                        s.processType,
+                        s.sessionId,
                     ),
                 )
                 for s in status.activeSessions
