@@ -8,13 +8,16 @@ import importlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 
 from controlplane.auth import require_apikey
 from controlplane.errors import HANDLERS
+from controlplane.methods import options_answer
+from controlplane.openapi import refine
 from controlplane.runtime import Runtime, bounded, open_runtime
 from controlplane.strictbody import strict_body
 from fila import logging as flog
@@ -95,6 +98,15 @@ def body_limit(settings: Settings) -> int:
     return (settings.max_audio_bytes + 2) // 3 * 4 + 1024 * 1024
 
 
+async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """OPTIONS answered with the path's every method; JSON bodies checked strictly."""
+    answer = options_answer(request)
+    if answer is not None:
+        return answer
+    await strict_body(request)
+    return None
+
+
 def create_app(settings: Settings) -> Litestar:
     """The app; connections open in its lifespan, so building it is cheap (OpenAPI, tests)."""
 
@@ -131,18 +143,27 @@ def create_app(settings: Settings) -> Litestar:
             await scheduler.stop()
             await rt.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=_handlers(),
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
         guards=[require_apikey],
-        before_request=strict_body,
+        before_request=before_request,
         request_max_body_size=body_limit(settings),
         exception_handlers=HANDLERS,
         openapi_config=OpenAPIConfig(
             title="Fila control plane",
             version="0.1.0",
             path="/schema",
+            # Behind the same `apikey` rules as every route (the app's guard covers them); the
+            # pages embed the document, so no second unauthenticated fetch is needed.
+            render_plugins=[
+                SwaggerRenderPlugin(path=["/", "/swagger"]),
+                RedocRenderPlugin(path="/redoc"),
+                JsonRenderPlugin(path="/openapi.json"),
+            ],
         ),
     )
+    refine(app)
+    return app

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from controlplane.ingest.budget import Busy
+from controlplane.methods import allowed
 from fila import logging as flog
 
 log = flog.get("controlplane.errors")
@@ -49,6 +51,20 @@ class DependencyDown(Exception):
         super().__init__(f"{dependency} unavailable{': ' + detail if detail else ''}")
         self.dependency = dependency
         self.detail = detail
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every 4xx/5xx body, as the OpenAPI document's shared `Problem` component shows it."""
+
+    statusCode: int
+    message: str
+    """`<field>: <rule>` for a 400; names the dependency for a 503."""
+    field: str | None = None
+    """The request field at fault (400, 413, 429 of a credential)."""
+    dependency: str | None = None
+    """The backing service that failed (503)."""
+    retryAfter: int | None = None
+    """Seconds to wait (429, also in the `Retry-After` header)."""
 
 
 def _body(status: int, message: str, **extra: Any) -> Response[dict[str, Any]]:
@@ -123,7 +139,10 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         limit = request.route_handler.resolve_request_max_body_size()
         rule = f"larger than the {limit}-byte limit (FILA_MAX_AUDIO_BYTES as base64 + 1 MiB)"
         return _body(413, f"body: {rule}", field="body")
-    return _body(exc.status_code, str(exc.detail))
+    response = _body(exc.status_code, str(exc.detail))
+    if exc.status_code == 405:  # RFC 9110: a 405 lists what the path does answer
+        response.headers["allow"] = ", ".join(allowed(request.app, request.url.path))
+    return response
 
 
 def _dependency_of(exc: Exception) -> str | None:

@@ -10,8 +10,20 @@ from urllib.parse import urlsplit
 
 from controlplane.errors import FieldError
 from fila.addresses import is_private
+from fila.models import MAX_SECONDS_MAX, MIN_SECONDS_MAX, MIN_SECONDS_MIN
 
-_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+"""dailyTime, as the validator and the OpenAPI document read it."""
+_HHMM = re.compile(HHMM)
+TIMEZONES = sorted(zoneinfo.available_timezones())
+"""The IANA names this host knows: the only timezones accepted (and the document's enum)."""
+URL = (
+    r"^https?://[A-Za-z0-9._~-]*[A-Za-z0-9][A-Za-z0-9._~-]*"
+    r"(:(6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3}))?"
+    r"([/?#][^\s\x00-\x1f\x7f]*)?$"
+)
+"""An http(s) URL with a host and a valid port, no spaces or control characters."""
+_URL = re.compile(URL)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -33,12 +45,13 @@ def audio_bounds(min_s: Any, max_s: Any, enabled: Any, prefix: str = "") -> tupl
     lo = require_int(prefix + "minDurationSeconds", min_s)
     hi = require_int(prefix + "maxDurationSeconds", max_s)
     on = require_bool(prefix + "enabled", enabled)
-    if not 1 <= lo <= 300:
-        raise FieldError(prefix + "minDurationSeconds", "must be between 1 and 300")
+    if not MIN_SECONDS_MIN <= lo <= MIN_SECONDS_MAX:
+        rule = f"must be between {MIN_SECONDS_MIN} and {MIN_SECONDS_MAX}"
+        raise FieldError(prefix + "minDurationSeconds", rule)
     if hi < lo:
         raise FieldError(prefix + "maxDurationSeconds", "must be ≥ minDurationSeconds")
-    if hi > 7200:
-        raise FieldError(prefix + "maxDurationSeconds", "must be ≤ 7200")
+    if hi > MAX_SECONDS_MAX:
+        raise FieldError(prefix + "maxDurationSeconds", f"must be ≤ {MAX_SECONDS_MAX}")
     return lo, hi, on
 
 
@@ -51,17 +64,19 @@ def daily_time(field: str, value: Any) -> str:
 def timezone(field: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise FieldError(field, "must be an IANA timezone name")
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise FieldError(field, f"unknown IANA timezone {value!r}") from None
+    if value not in TIMEZONES:
+        raise FieldError(field, f"unknown IANA timezone {value!r}")
     return value
+
+
+RETENTION_DAYS_MAX = 36_500
+"""A century: larger values mean nothing and would overflow the stored integer."""
 
 
 def retention_days(field: str, value: Any) -> int:
     days = require_int(field, value)
-    if days < 1:
-        raise FieldError(field, "must be ≥ 1")
+    if not 1 <= days <= RETENTION_DAYS_MAX:
+        raise FieldError(field, f"must be 1 to {RETENTION_DAYS_MAX}")
     return days
 
 
@@ -72,7 +87,7 @@ async def webhook_url(field: str, value: Any, block_private: bool) -> str:
     if any(ch.isspace() or _CONTROL.match(ch) for ch in value):
         raise FieldError(field, "must not contain spaces or control characters")
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _URL.fullmatch(value):
         raise FieldError(field, "must be an http or https URL with a host")
     try:
         _ = parts.port

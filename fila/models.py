@@ -7,14 +7,17 @@ what operators and clients already see on the wire.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from fila.holds import DependencyHold
 
-_BAD_INSTANCE = re.compile(r"[/\\\x00-\x1f\x7f]")
+_BAD_CHARS = r"/\\\x00-\x1f\x7f"
+_BAD_INSTANCE = re.compile(f"[{_BAD_CHARS}]")
 """Characters that would break the `audio_<ms>_<instance>.<ext>` object key or an API path."""
+INSTANCE_PATTERN = f"^[^{_BAD_CHARS}]*[^\\s{_BAD_CHARS}][^{_BAD_CHARS}]*$"
+"""`instance_problem`'s rule as a regex, for the OpenAPI document: not blank, none of those."""
 
 
 def instance_problem(instance: str) -> str | None:
@@ -150,6 +153,13 @@ class MonitoringEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 # ---------------------------------------------------------------- configuration
+
+
+MIN_SECONDS_MIN, MIN_SECONDS_MAX, MAX_SECONDS_MAX = 1, 300, 7200
+"""The contract's filter rules: 1 ≤ min ≤ 300; min ≤ max ≤ 7200 (controlplane.validation)."""
+MinSeconds = Annotated[int, msgspec.Meta(ge=MIN_SECONDS_MIN, le=MIN_SECONDS_MAX)]
+MaxSeconds = Annotated[int, msgspec.Meta(ge=MIN_SECONDS_MIN, le=MAX_SECONDS_MAX)]
+"""The same bounds as msgspec constraints: request bodies and the OpenAPI document use them."""
 
 
 class AudioFilter(msgspec.Struct, kw_only=True):

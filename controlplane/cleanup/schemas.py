@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+from controlplane.validation import HHMM, RETENTION_DAYS_MAX, TIMEZONES
+
+DailyTime = Annotated[str, msgspec.Meta(pattern=HHMM)]
+Timezone = Annotated[str, msgspec.Meta(extra_json_schema={"enum": TIMEZONES})]
+"""What `controlplane.validation.timezone` accepts: this host's IANA names."""
 
 
 class Schedule(msgspec.Struct, kw_only=True):
@@ -16,9 +24,9 @@ class SchedulePatch(msgspec.Struct, kw_only=True):
     """Partial: only the fields given change."""
 
     enabled: bool | None = None
-    retentionDays: int | None = None
-    dailyTime: str | None = None
-    timezone: str | None = None
+    retentionDays: Annotated[int, msgspec.Meta(ge=1, le=RETENTION_DAYS_MAX)] | None = None
+    dailyTime: DailyTime | None = None
+    timezone: Timezone | None = None
 
 
 class RunResult(msgspec.Struct, kw_only=True):

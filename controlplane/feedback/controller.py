@@ -6,9 +6,10 @@ The app builds `FeedbackService(settings, redis)` in its lifespan, stores it as
 
 from __future__ import annotations
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from controlplane.errors import DependencyDown
@@ -34,11 +35,25 @@ class FeedbackController(Controller):
     ) -> schemas.StartResult:
         return await feedback.start_session(data)
 
-    @post("/finish", status_code=200, summary="Final reaction (and text) for a session")
+    @post(
+        "/finish",
+        status_code=200,
+        summary="Final reaction (and text) for a session",
+        responses={
+            202: ResponseSpec(
+                schemas.FinishResult,
+                description="Not sent within FINISH_WAIT_SECONDS (5 s): `pending` is true, the "
+                "reaction and text go on in the background, /process/status lists the session "
+                "in `endingSessions` until they are sent or given up.",
+            )
+        },
+    )
     async def finish(
         self, data: JSONBody[schemas.FinishBody], feedback: NamedDependency[FeedbackService]
-    ) -> schemas.FinishResult:
-        return await feedback.finish_session(data)
+    ) -> Response[schemas.FinishResult]:
+        """200 with what was sent, or 202 within 5 s while Evolution API is slow or down."""
+        result = await feedback.finish_session(data)
+        return Response(result, status_code=202 if result.pending else 200)
 
     @get("/status", summary="Active sessions and feedback stats")
     async def status(self, feedback: NamedDependency[FeedbackService]) -> schemas.StatusResult:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 FinishStatus = Literal["success", "error", "aborted"]
+NotBlank = Annotated[str, msgspec.Meta(pattern=r"\S")]
+"""Ids must hold something besides spaces (the service's `_require`)."""
 
 
 class StartBody(msgspec.Struct, kw_only=True):
-    instance: str
-    chatId: str
-    messageId: str
+    instance: NotBlank
+    chatId: NotBlank
+    messageId: NotBlank
     processType: str = ""
     fromMe: bool = False
     """True for a voice note the instance's own phone sent: the reaction's key must say so."""
@@ -28,9 +30,9 @@ class StartResult(msgspec.Struct, kw_only=True):
 
 
 class FinishBody(msgspec.Struct, kw_only=True):
-    instance: str
-    chatId: str
-    messageId: str
+    instance: NotBlank
+    chatId: NotBlank
+    messageId: NotBlank
     status: FinishStatus
     texto: str | None = None
 
@@ -43,6 +45,9 @@ class FinishResult(msgspec.Struct, kw_only=True):
     textSent: bool
     finishedAt: str
     durationMs: int
+    pending: bool = False
+    """True with 202: the final reaction (and text) were not sent within FINISH_WAIT_SECONDS;
+    they go on in the background and /process/status lists the session in endingSessions."""
 
 
 class ActiveSession(msgspec.Struct, kw_only=True):
@@ -73,10 +78,29 @@ class FeedbackStats(msgspec.Struct, kw_only=True):
     byStatus: dict[str, int] = msgspec.field(default_factory=dict)
 
 
+class EndingSession(msgspec.Struct, kw_only=True):
+    """A finished session whose final reaction or text is still being sent (retried)."""
+
+    sessionId: str
+    instance: str
+    chatId: str
+    messageId: str
+    status: str
+    finalReaction: str
+    reactionSent: bool
+    textSent: bool
+    """False also when there is no text to send (see `text`)."""
+    text: bool
+    """A text was asked for."""
+    attempts: int
+    """Ends tried so far; after the last one the session ends anyway (undelivered)."""
+
+
 class StatusResult(msgspec.Struct, kw_only=True):
     activeSessionsCount: int
     activeSessions: list[ActiveSession]
     stats: FeedbackStats
+    endingSessions: list[EndingSession] = msgspec.field(default_factory=list)
 
 
 class DeleteResult(msgspec.Struct, kw_only=True):

@@ -30,6 +30,9 @@ END_CALL_BUDGET = 20.0
 """Seconds of retries for each call of an end."""
 END_CALL_WORST = END_CALL_BUDGET + EvolutionClient.PER_CALL_TIMEOUT
 """A call's last attempt may start just before its budget runs out and take a full timeout."""
+FINISH_WAIT_SECONDS = 5.0
+"""Longest /process/finish waits for its final reaction and text: past it, 202 and they go on
+in the background (Evolution API down would otherwise hold the request for minutes)."""
 LEASE_MARGIN = 0.5
 """Seconds kept free at the end of a tick's lease for the release to land."""
 MIN_TICK_BUDGET = 0.5
@@ -171,9 +174,23 @@ class FeedbackService:
             raise NotFound(f"sessionId: no active session {sid}")
         if outcome != "ok":
             raise Conflict(f"session {sid} is already finishing")
-        # Shielded: a client hanging up must not cut the final reaction in half.
+        # Shielded: a client hanging up (or the wait running out) must not cut the end in half.
         task = self._track(asyncio.create_task(self._end(sid)))
-        done = await asyncio.shield(task)
+        try:
+            done = await asyncio.wait_for(asyncio.shield(task), FINISH_WAIT_SECONDS)
+        except TimeoutError:
+            session = await self.store.get(sid)
+            now = _now_ms()
+            return schemas.FinishResult(
+                success=True,
+                sessionId=sid,
+                status=body.status,
+                finalReaction=reaction,
+                textSent=False,
+                finishedAt=_iso(now),
+                durationMs=now - session.startedAt if session else 0,
+                pending=True,
+            )
         if done is None:
             raise DependencyDown("evolution-api", "final reaction not delivered yet; retried")
         return schemas.FinishResult(
@@ -196,7 +213,23 @@ class FeedbackService:
         now = _now_ms()
         scheduled = await self.store.scheduled()
         active: list[schemas.ActiveSession] = []
+        ending: list[schemas.EndingSession] = []
         for sid, s in await self.store.load(sorted(scheduled)):
+            if s is not None and s.state == "ending":
+                ending.append(
+                    schemas.EndingSession(
+                        sessionId=sid,
+                        instance=s.instance,
+                        chatId=s.chatId,
+                        messageId=s.messageId,
+                        status=s.endStatus,
+                        finalReaction=s.endReaction,
+                        reactionSent=s.endReactionSent,
+                        textSent=s.endTextSent,
+                        text=bool(s.endText),
+                        attempts=s.endAttempts,
+                    )
+                )
             if s is None or s.state != "active":
                 continue
             current = s.currentReaction
@@ -233,6 +266,7 @@ class FeedbackService:
                 timedOut=by_status.get("timeout", 0),
                 byStatus=by_status,
             ),
+            endingSessions=ending,
         )
 
     async def cleanup_orphans(self) -> schemas.OrphansResult:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import msgspec
 
+from fila.models import MaxSeconds, MinSeconds
+
 
 class AudioFilterBody(msgspec.Struct, kw_only=True):
-    minDurationSeconds: int
-    maxDurationSeconds: int
+    minDurationSeconds: MinSeconds
+    maxDurationSeconds: MaxSeconds
+    """At least minDurationSeconds (a rule across fields: refused with a 400 naming it)."""
     enabled: bool
 
 
@@ -24,8 +27,8 @@ class AudioFilterRecord(msgspec.Struct, kw_only=True):
 
 
 class BulkFilterBody(msgspec.Struct, kw_only=True):
-    minDurationSeconds: int
-    maxDurationSeconds: int
+    minDurationSeconds: MinSeconds
+    maxDurationSeconds: MaxSeconds
     enabled: bool
     instances: list[str] | None = None
     """None: every instance seen or configured."""
@@ -37,6 +40,6 @@ class BulkResult(msgspec.Struct, kw_only=True):
 
 class EmergencyBody(msgspec.Struct, kw_only=True):
     enabled: bool
-    minDurationSeconds: int = 3
-    maxDurationSeconds: int = 7200
+    minDurationSeconds: MinSeconds = 3
+    maxDurationSeconds: MaxSeconds = 7200
     reason: str = ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Annotated, Literal
 
 import aio_pika
 import aiormq
@@ -20,6 +20,8 @@ from fila import deadletters, topology
 from fila.deadletters import DeadLetter, ReplayResult
 
 QueueName = Literal["delivery", "ingest", "monitoring"]
+LIMIT_MAX = 10_000
+"""Most letters one browse returns."""
 
 
 class DeadLetters(msgspec.Struct, kw_only=True):
@@ -31,7 +33,7 @@ class ReplayBody(msgspec.Struct, kw_only=True):
     queue: QueueName = "delivery"
     instance: str | None = None
     reason: str | None = None
-    limit: int | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 def _names(rt: Runtime, queue: str) -> tuple[str, str]:
@@ -67,15 +69,15 @@ class DeadLetterController(Controller):
     async def browse(
         self,
         rt: NamedDependency[Runtime],
-        queue: FromQuery[str] = "delivery",
+        queue: FromQuery[QueueName] = "delivery",
         instance: FromQuery[str | None] = None,
         reason: FromQuery[str | None] = None,
         limit: FromQuery[int] = 100,
     ) -> DeadLetters:
         """Messages stay where they are (non-destructive)."""
         dlq, _ = _names(rt, queue)
-        if not 1 <= limit <= 10_000:
-            raise FieldError("limit", "must be between 1 and 10000")
+        if not 1 <= limit <= LIMIT_MAX:
+            raise FieldError("limit", f"must be between 1 and {LIMIT_MAX}")
         async with plain_channel(rt) as channel:
             letters = await deadletters.browse(
                 channel, dlq, instance=instance, reason=reason, limit=limit

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
+from fila.ratelimit import RESERVE_PERCENT_MAX, WEIGHT_MAX, WEIGHT_MIN
 from fila.views import RateLimitStatus, WeightRecord
 
 __all__ = ["WeightRecord"]
+
+Weight = Annotated[int, msgspec.Meta(ge=WEIGHT_MIN, le=WEIGHT_MAX)]
+"""fila.ratelimit's weight bounds, for the decoder and the OpenAPI document alike."""
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class AudioFilterStats(msgspec.Struct, kw_only=True):
@@ -36,18 +41,20 @@ class ControlResult(msgspec.Struct, kw_only=True):
 class RateLimitPatch(msgspec.Struct, kw_only=True):
     """Partial: only the fields given change."""
 
-    capacity: int | None = None
-    refillPerMinute: float | None = None
+    capacity: AtLeastOne | None = None
+    refillPerMinute: Annotated[float, msgspec.Meta(gt=0)] | None = None
     policy: Literal["reject", "defer"] | None = None
-    reservePercent: int | None = None
-    instanceCapacity: int | None = None
-    activeWindowSeconds: int | None = None
-    weights: dict[str, int] | None = None
+    reservePercent: Annotated[int, msgspec.Meta(ge=0, le=RESERVE_PERCENT_MAX)] | None = None
+    instanceCapacity: AtLeastOne | None = None
+    activeWindowSeconds: AtLeastOne | None = None
+    weights: dict[str, Weight] | None = None
     """Replaces every weight at once; `PUT /instance/{instance}/weight` changes one."""
-    instanceRefillPerMinute: float | None = None
+    instanceRefillPerMinute: Annotated[
+        float | None, msgspec.Meta(extra_json_schema={"type": "null", "deprecated": True})
+    ] = None
     """Retired (the share follows the active instances); given, it is refused with a 400."""
 
 
 class WeightBody(msgspec.Struct, kw_only=True):
-    weight: int
+    weight: Weight
     """1-10: the instance's share under contention and its priority on global.messages."""

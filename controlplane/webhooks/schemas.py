@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
+from controlplane.validation import URL
 from fila.models import WebhookTarget
+
+Url = Annotated[str, msgspec.Meta(pattern=URL)]
+"""`controlplane.validation.webhook_url`'s form (private targets are refused apart)."""
+UrlOrEmpty = Annotated[str, msgspec.Meta(pattern=f"^$|{URL}")]
+"""A stored target's URL may be cleared with ""."""
 
 
 class TargetPatch(msgspec.Struct, kw_only=True):
     enabled: bool | None = None
-    url: str | None = None
+    url: UrlOrEmpty | None = None
 
 
 class WebhookPatch(msgspec.Struct, kw_only=True):
@@ -50,7 +56,7 @@ class DisabledResponse(msgspec.Struct, kw_only=True):
 
 
 class TestBody(msgspec.Struct, kw_only=True):
-    url: str
+    url: Url
     type: Literal["principal", "monitoramento"] = "principal"
 
 
