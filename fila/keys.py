@@ -106,6 +106,11 @@ class Keys:
         return f"{self.prefix}instances"
 
     @property
+    def recent_errors(self) -> str:
+        """List of the latest queue.error reasons (JSON), newest first, capped."""
+        return f"{self.prefix}stats:recenterrors"
+
+    @property
     def non_audio(self) -> str:
         """Hash message type → count of non-audio events acknowledged."""
         return f"{self.prefix}stats:nonaudio"

@@ -75,6 +75,28 @@ class Alert(msgspec.Struct, kw_only=True):
     message: str
 
 
+class InstanceCount(msgspec.Struct, kw_only=True):
+    instance: str
+    count: int
+
+
+class Busiest(msgspec.Struct, kw_only=True):
+    """The instances with the most refused, filtered and failed voice notes (top 5 each)."""
+
+    rejected: list[InstanceCount] = msgspec.field(default_factory=list)
+    filtered: list[InstanceCount] = msgspec.field(default_factory=list)
+    failed: list[InstanceCount] = msgspec.field(default_factory=list)
+
+
+class RecentError(msgspec.Struct, kw_only=True):
+    """One `queue.error` as the overview lists it."""
+
+    at: float
+    """Epoch seconds when it was recorded."""
+    instance: str | None
+    error: str
+
+
 class FleetOverview(msgspec.Struct, kw_only=True):
     """Fleet-wide figures (`GET /fleet/overview`, and each event of `GET /fleet/stream`)."""
 
@@ -101,7 +123,10 @@ class FleetOverview(msgspec.Struct, kw_only=True):
     health: list[DependencyHealth] = msgspec.field(default_factory=list)
     alerts: list[Alert] = msgspec.field(default_factory=list)
     openCircuits: list[str] = msgspec.field(default_factory=list)
-    """Webhook URLs whose circuit breaker is open."""
+    """Webhook URLs whose circuit breaker is open (of the webhooks configured now)."""
+    busiest: Busiest = msgspec.field(default_factory=Busiest)
+    recentErrors: list[RecentError] = msgspec.field(default_factory=list)
+    """The latest queue.error reasons, newest first."""
 
 
 class WeightRecord(msgspec.Struct, kw_only=True):

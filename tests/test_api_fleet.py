@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,12 +17,15 @@ from litestar.testing import AsyncTestClient
 from controlplane.app import create_app
 from controlplane.fleet.controller import STREAM_SECONDS
 from fila.keys import Keys
-from fila.models import AudioFilter, EmergencyFilter
+from fila.models import AudioFilter, EmergencyFilter, MonitoringEvent
 from fila.settings import Settings
 from fila.stats import Counters, record_latency
 from fila.views import FleetOverview, InstancesView
 from simulator.benchenv import database
+from tests.support import Proc, wait_for
 from tests.test_controlplane_support import cp, cp_proc, migrated, run_migrations
+from tests.test_ingest_support import rabbit
+from workers import monitoring
 from workers.fleet import Fleet
 
 __all__ = ["cp", "cp_proc", "migrated"]
@@ -236,13 +240,15 @@ async def test_a_page_of_5000_instances_is_sorted_filtered_and_small(
         counters.bump_on(pipe, f"big-{n:04d}", {"received": (n * 7919) % 5000, "processed": 1})
     await pipe.execute()
 
+    # Configured-only instances of other tests (filters in PostgreSQL) are in the table too.
     response = await cp.get(
-        "/fleet/instances", params={"sort": "received", "order": "desc", "limit": 40}
+        "/fleet/instances", params={"sort": "received", "order": "desc", "limit": 40, "q": "big-"}
     )
     assert response.status_code == 200, response.text
     assert len(response.content) < 20_000
     view = msgspec.json.decode(response.content, type=InstancesView)
-    assert (view.total, view.matched, view.offset, view.limit) == (5000, 5000, 0, 40)
+    assert view.total >= 5000
+    assert (view.matched, view.offset, view.limit) == (5000, 0, 40)
     received = [r.received for r in view.instances]
     assert received == sorted(received, reverse=True) and received[0] == 4999
     assert all(r.tokenCapacity == settings.rate_instance_capacity for r in view.instances)
@@ -251,7 +257,7 @@ async def test_a_page_of_5000_instances_is_sorted_filtered_and_small(
         (
             await cp.get(
                 "/fleet/instances",
-                params={"sort": "received", "order": "desc", "offset": 40, "limit": 40},
+                params={"sort": "received", "order": "desc", "offset": 40, "limit": 40, "q": "big"},
             )
         ).content,
         type=InstancesView,
@@ -291,11 +297,67 @@ async def test_an_idle_instance_leaves_the_table_but_its_counters_stay_readable(
         await asyncio.sleep(2.2)  # idle past FILA_FLEET_IDLE_SECONDS, and a fresh snapshot
         await counters.bump("busy-one", {"received": 1})
         listed = (await client.get("/fleet/instances")).json()
-        assert {r["instance"] for r in listed["instances"]} == {"busy-one"}
-        assert listed["total"] == 1
+        names = {r["instance"] for r in listed["instances"]}
+        assert "busy-one" in names and "quiet-one" not in names
         one = await client.get("/fleet/instances/quiet-one")
         assert one.status_code == 200 and (one.json()["received"], one.json()["processed"]) == (
             4,
             3,
         )
         assert (await client.get("/fleet/instances/never-was")).status_code == 404
+
+
+async def test_overview_names_the_busiest_the_latest_errors_and_only_live_circuits(
+    cp: AsyncTestClient[Any],
+    settings: Settings,
+    redis: aioredis.Redis,
+    keys: Keys,
+    spawn: Callable[..., Proc],
+) -> None:
+    counters = Counters(redis, keys, settings.timezone)
+    await counters.bump("loud", {"rateLimited": 9, "tooShort": 1})
+    await counters.bump("picky", {"tooShort": 30, "tooLong": 4})
+    await counters.bump("broken", {"ingestFailed": 2, "deliveryFailed": 3})
+    configured = await cp.put(
+        "/webhook/global/config",
+        json={"principal": {"enabled": True, "url": "http://127.0.0.1:9/now"}},
+    )
+    assert configured.status_code == 200, configured.text
+    opened = msgspec.json.encode({"state": "open", "failures": 5, "openedAt": 1.0})
+    await redis.hset(keys.breakers, "http://127.0.0.1:9/now/messages-upsert", opened)
+    await redis.hset(keys.breakers, "http://127.0.0.1:9/replaced", opened)
+
+    worker = spawn(["worker", "delivery"], settings)  # its monitoring sender notes queue.error
+    async with rabbit(settings) as mq:
+        await monitoring.publish(
+            mq.channel,
+            MonitoringEvent(
+                event="queue.error",
+                timestamp="2026-12-01T00:00:00Z",
+                data={"error": "Ingest failed: media_not_found", "instance": "broken"},
+                server_url=settings.server_url,
+                instance="broken",
+            ),
+        )
+
+        async def noted() -> bool:
+            body = (await cp.get("/fleet/overview")).json()
+            return bool(body["recentErrors"])
+
+        try:
+            await wait_for(noted, timeout=60)
+        except AssertionError:
+            raise AssertionError(worker.output()[-2000:]) from None
+    overview = msgspec.json.decode((await cp.get("/fleet/overview")).content, type=FleetOverview)
+    [error] = overview.recentErrors
+    assert (error.instance, error.error) == ("broken", "Ingest failed: media_not_found")
+    assert [(c.instance, c.count) for c in overview.busiest.rejected] == [("loud", 9)]
+    assert [(c.instance, c.count) for c in overview.busiest.filtered] == [
+        ("picky", 34),
+        ("loud", 1),
+    ]
+    assert [(c.instance, c.count) for c in overview.busiest.failed] == [("broken", 5)]
+    assert overview.openCircuits == ["http://127.0.0.1:9/now/messages-upsert"]
+    assert [a.message for a in overview.alerts if a.code == "circuit_open"] == [
+        "circuit open: http://127.0.0.1:9/now/messages-upsert"
+    ]

@@ -7,11 +7,14 @@ from fila.history import ConfigChange, ConfigHistory
 from fila.models import EmergencyFilter, RateLimitConfig, WebhookTarget, WorkerInfo
 from fila.views import (
     Alert,
+    Busiest,
     DependencyHealth,
     FleetOverview,
+    InstanceCount,
     InstanceRow,
     InstancesView,
     RateLimitStatus,
+    RecentError,
 )
 from tui.contract import (
     CleanupProgress,
@@ -109,6 +112,24 @@ def overview(tick: int = 0) -> FleetOverview:
         alerts=[
             Alert(level="critical", code="bucket_empty", message="global bucket below 10 %"),
             Alert(level="warning", code="queue_growing", message="queue grew 400 in 60 s"),
+        ],
+        busiest=Busiest(
+            rejected=[
+                InstanceCount(instance=f"inst-{i:03d}", count=900 - 70 * i) for i in range(5)
+            ],
+            filtered=[
+                InstanceCount(instance=f"inst-{i:03d}", count=1500 - 90 * i) for i in range(3, 8)
+            ],
+            failed=[InstanceCount(instance="inst-044", count=12)],
+        ),
+        recentErrors=[
+            RecentError(at=EPOCH + tick - 4, instance="inst-011", error="Rate limit exceeded"),
+            RecentError(
+                at=EPOCH + tick - 31, instance="inst-044", error="Ingest failed: media_not_found"
+            ),
+            RecentError(
+                at=EPOCH + tick - 95, instance="inst-002", error="Delivery failed: http_500"
+            ),
         ],
     )
 

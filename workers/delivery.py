@@ -34,6 +34,7 @@ from fila.models import (
     QueuedAudio,
     encode,
 )
+from fila.recenterrors import RecentErrors
 from fila.settings import Settings, env_name
 from workers import monitoring, retry
 from workers.breaker import Breaker
@@ -141,7 +142,10 @@ class DeliveryConsumer:
         self.side_channel = await self.connection.channel(publisher_confirms=True)
         await topology.declare_monitoring(self.side_channel)
         self.sender = MonitoringSender(
-            self.settings, await self.connection.channel(), self.webhooks
+            self.settings,
+            await self.connection.channel(),
+            self.webhooks,
+            RecentErrors(self.redis, self.keys),
         )
         await self.sender.start()
         self.expiry = ExpiryReporter(

@@ -23,6 +23,7 @@ from fila import logging as flog
 from fila import topology
 from fila.deadletters import dead_headers, republished, retry_headers
 from fila.models import MonitoringEvent, MonitoringKind, encode
+from fila.recenterrors import RecentErrors
 from fila.settings import Settings
 from fila.topology import MONITORING_QUEUE, declare_monitoring
 from workers import retry
@@ -73,8 +74,16 @@ async def publish(channel: AbstractChannel, item: MonitoringEvent) -> bool:
 class MonitoringSender:
     """Consumes the monitoring queue; flushes at `batch_size` events or every `flush_seconds`."""
 
-    def __init__(self, settings: Settings, channel: AbstractChannel, webhooks: Webhooks) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        channel: AbstractChannel,
+        webhooks: Webhooks,
+        recent: RecentErrors | None = None,
+    ) -> None:
         self.settings = settings
+        self.recent = recent
+        """Where queue.error reasons are noted for the overview, once per event."""
         self.channel = channel
         self.webhooks = webhooks
         self._batch: list[AbstractIncomingMessage] = []
@@ -135,6 +144,11 @@ class MonitoringSender:
             failed = Attempt(status=None, response=None)
             await self._dead_letter(message, f"invalid body: {exc}", failed, attempts)
             return
+        if self.recent is not None and item.event == "queue.error" and attempts == 1:
+            try:
+                await self.recent.record(item)
+            except Exception as exc:
+                log.warning("queue.error not noted for the overview", error=str(exc))
         config = await self.webhooks.config()
         url = event_url(config.monitoramento, config.webhookByEvents, item.event)
         if url is None:

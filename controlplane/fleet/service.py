@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -14,7 +15,15 @@ from controlplane.runtime import Runtime
 from fila import fleetquery, stats, topology
 from fila.fleetquery import InstancesQuery
 from fila.models import WorkerInfo
-from fila.views import Alert, FleetOverview, InstanceRow, InstancesView
+from fila.recenterrors import RecentErrors
+from fila.views import (
+    Alert,
+    Busiest,
+    FleetOverview,
+    InstanceCount,
+    InstanceRow,
+    InstancesView,
+)
 
 QUEUE_GROWING = 1000
 """Ready messages on global.messages above which the overview raises an alert."""
@@ -126,9 +135,14 @@ class FleetService:
         return rate_in, rate_out
 
     async def open_circuits(self) -> list[str]:
+        """Open breakers of the webhooks configured now (a replaced URL's is no alert)."""
         raw = await self.rt.redis.hgetall(self.rt.keys.breakers)
+        config = await self.rt.config.webhook()
+        bases = [t.url.rstrip("/") for t in (config.principal, config.monitoramento) if t.url]
         out = []
         for url, value in raw.items():
+            if not any(_text(url).startswith(base) for base in bases):
+                continue
             try:
                 state: Any = msgspec.json.decode(value)
             except msgspec.DecodeError:
@@ -164,8 +178,24 @@ class FleetService:
             health=health,
             openCircuits=circuits,
         )
+        overview.busiest = await self.busiest()
+        overview.recentErrors = await RecentErrors(self.rt.redis, self.rt.keys).latest()
         overview.alerts = alerts(overview)
         return overview
+
+    async def busiest(self, top: int = 5) -> Busiest:
+        """From the shared once-a-second rows: no extra read per overview."""
+        rows, _ = await self.rt.fleet_rows.rows()
+
+        def most(count: Callable[[InstanceRow], int]) -> list[InstanceCount]:
+            ranked = sorted(((count(r), r.instance) for r in rows if count(r) > 0), reverse=True)
+            return [InstanceCount(instance=name, count=n) for n, name in ranked[:top]]
+
+        return Busiest(
+            rejected=most(lambda r: r.rateLimited),
+            filtered=most(lambda r: r.tooShort + r.tooLong),
+            failed=most(lambda r: r.ingestFailed + r.deliveryFailed),
+        )
 
 
 def alerts(o: FleetOverview) -> list[Alert]:

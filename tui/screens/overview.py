@@ -53,6 +53,36 @@ def _state(overview: FleetOverview) -> str:
     return ", ".join(flags)
 
 
+def busiest_table(overview: FleetOverview) -> Table:
+    """Top instances by refused, filtered and failed notes, side by side."""
+    table = Table(title="busiest instances", expand=True, box=None, padding=(0, 1))
+    for name in ("rejected", "filtered", "failed"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis", ratio=1)
+    b = overview.busiest
+    columns = [b.rejected, b.filtered, b.failed]
+    for i in range(max((len(c) for c in columns), default=0)):
+        table.add_row(
+            *(Text(f"{c[i].instance} {c[i].count:,}") if i < len(c) else Text("") for c in columns)
+        )
+    return table
+
+
+def recent_errors(overview: FleetOverview) -> Table:
+    """The newest queue.error reasons, age first."""
+    table = Table(title="latest queue.error", expand=True, box=None, padding=(0, 1))
+    table.add_column("ago", no_wrap=True, justify="right", style="dim")
+    table.add_column("instance", no_wrap=True, overflow="ellipsis")
+    table.add_column("error", no_wrap=True, overflow="ellipsis", ratio=1)
+    for e in overview.recentErrors[:6]:
+        ago = max(0.0, overview.timestamp - e.at)
+        table.add_row(
+            f"{ago:.0f}s" if ago < 120 else f"{ago / 60:.0f}m", e.instance or "–", e.error
+        )
+    if not overview.recentErrors:
+        table.add_row("", "", Text("none", style="dim"))
+    return table
+
+
 def health_line(overview: FleetOverview) -> Text:
     text = Text("health ", style="bold")
     text.append("● ", style="green")
@@ -82,6 +112,9 @@ class OverviewScreen(FilaScreen):
         yield Gauge("tokens", id="tokens")
         yield Static(id="figures")
         yield Static(id="health")
+        with Horizontal(id="lower"):
+            yield Static(id="busiest")
+            yield Static(id="recent-errors")
 
     def refresh_from(self, data: FleetData) -> None:
         overview = data.overview
@@ -100,3 +133,5 @@ class OverviewScreen(FilaScreen):
             )
         self.query_one("#figures", Static).update(figures(overview))
         self.query_one("#health", Static).update(health_line(overview))
+        self.query_one("#busiest", Static).update(busiest_table(overview))
+        self.query_one("#recent-errors", Static).update(recent_errors(overview))
