@@ -157,7 +157,11 @@ async def settings(settings: Settings) -> AsyncIterator[Settings]:
     (emergency filter, rate limit, webhooks) that later tests of the run must not inherit."""
     name = f"fila_fuzz_{uuid.uuid4().hex[:8]}"
     url = await database(settings, name, create=True)
-    own = settings.replace(database_url=url, api_key_readonly=READONLY_KEY)
+    # Cases without a right key are the fuzz's to judge (401), not the throttle's (429 past
+    # FILA_AUTH_FAIL_LIMIT; tests/test_network_safety.py checks that).
+    own = settings.replace(
+        database_url=url, api_key_readonly=READONLY_KEY, auth_fail_limit=1_000_000
+    )
     try:
         await asyncio.to_thread(run_migrations, own)
         yield own
