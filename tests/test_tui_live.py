@@ -26,6 +26,7 @@ from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import AudioFilter, RateLimitConfig
 from fila.settings import Settings
+from fila.stats import Counters
 from simulator.evolution import EvolutionStub
 from simulator.receiver import Receiver
 from tests.support import Proc, wait_for
@@ -672,3 +673,38 @@ async def test_schedule_and_webhook_forms_save_or_show_the_servers_refusal(
         async with httpx.AsyncClient(base_url=live.server_url, headers=headers) as client:
             got = (await client.get("/webhook/global/config")).json()["data"]["principal"]
         assert got == {"enabled": True, "url": "https://hooks.example.com/in"}
+
+
+async def test_the_instances_table_pages_sorts_and_filters_on_the_control_plane(
+    live: Settings, redis: Any, keys: Keys
+) -> None:
+    counters = Counters(redis, keys, live.timezone)
+    pipe = redis.pipeline(transaction=False)
+    for n in range(300):
+        counters.bump_on(pipe, f"pg-{n:03d}", {"received": (n * 37) % 300})
+    await pipe.execute()
+    app = FilaApp(live, poll_seconds=0.5, start="instances")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen_stack[0]
+        assert isinstance(screen, InstancesScreen)
+        await wait_for(lambda: screen.matched >= 300, timeout=60)
+        assert screen.table.row_count == screen.limit < 300  # one page came over, not 300 rows
+        await pilot.press("slash", *"pg-")
+        await wait_for(lambda: screen.matched == 300, timeout=30)
+        await pilot.press("enter")
+        while screen.sort_key != "received":
+            await pilot.press("s")
+        await pilot.press("S")  # descending: the busiest first, as the server sorted them
+
+        def top() -> list[int]:
+            return [screen.rows[str(r.key.value)].received for r in screen.table.ordered_rows]
+
+        await wait_for(lambda: top()[:1] == [299], timeout=30)
+        assert top() == sorted(top(), reverse=True)
+        await pilot.press("right_square_bracket")
+        await wait_for(lambda: screen.page_offset == screen.limit and top()[0] < 299, timeout=30)
+        assert app.data.instances is not None and app.data.instances.offset == screen.limit
+        wanted = {f"pg-{n:03d}" for n in range(300) if "29" in f"pg-{n:03d}"}
+        screen.query_one("#filter", Input).value = "29"  # a new filter starts at page one
+        await wait_for(lambda: set(screen.rows) == wanted, timeout=30)
+        assert (screen.matched, screen.page_offset) == (len(wanted), 0)

@@ -24,6 +24,13 @@ def test_main_screens(snap_compare: Any, screen: str, size: tuple[int, int]) -> 
     assert snap_compare(app(screen), terminal_size=size)
 
 
+def test_5000_instances_sorted_by_received_on_page_two(snap_compare: Any) -> None:
+    """The fleet at ten times the reference: one page on screen, the rest counted."""
+    fleet = FilaApp(Settings(), fixed=demo.fleet(5000), start="instances")
+    presses = ["s", "s", "S", "right_square_bracket"]  # received, descending, next page
+    assert snap_compare(fleet, press=presses, terminal_size=LARGE)
+
+
 @pytest.mark.parametrize("screen", ["feedback", "cleanup", "webhooks", "deadletters"])
 def test_other_screens(snap_compare: Any, screen: str) -> None:
     assert snap_compare(app(screen), terminal_size=SMALL)
