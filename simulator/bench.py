@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fila import redisconn, services, topology
+from fila import fleetquery, redisconn, services, topology
 from fila.keys import Keys
 from fila.models import RateLimitConfig, WorkerInfo
 from fila.ratelimit import TokenBucket
@@ -36,7 +36,7 @@ from simulator.evolution import EvolutionStub
 from simulator.limiterload import LoadReport
 from simulator.procs import ProcessGroup
 from simulator.receiver import percentile
-from simulator.simulate import Simulator
+from simulator.simulate import Simulator, Summary
 
 PRINCIPAL = "/principal"
 
@@ -52,6 +52,7 @@ class Profile(msgspec.Struct, kw_only=True):
     fairness_seconds: float
     propagation_changes: int
     limiter_seconds: float
+    scale_seconds: float
 
 
 QUICK = Profile(
@@ -63,6 +64,7 @@ QUICK = Profile(
     fairness_seconds=12,
     propagation_changes=20,
     limiter_seconds=5,
+    scale_seconds=20,
 )
 FULL = Profile(
     hop_seconds=10,
@@ -73,6 +75,7 @@ FULL = Profile(
     fairness_seconds=40,
     propagation_changes=100,
     limiter_seconds=15,
+    scale_seconds=60,
 )
 
 
@@ -93,6 +96,7 @@ class BenchReport(msgspec.Struct, kw_only=True):
     limiter: dict[str, Any] = msgspec.field(default_factory=dict)
     fairness: dict[str, Any] = msgspec.field(default_factory=dict)
     propagation: dict[str, Any] = msgspec.field(default_factory=dict)
+    scale: dict[str, Any] = msgspec.field(default_factory=dict)
     targets: list[TargetCheck] = msgspec.field(default_factory=list)
     errors: list[str] = msgspec.field(default_factory=list)
 
@@ -325,6 +329,98 @@ class Bench:
             "machineCores": os.cpu_count(),
         }
 
+    async def scale(self, stub_port: int) -> dict[str, Any]:
+        """5,000 instances at ten times the reference load; then pages of the fleet view."""
+        instances, per_minute = 5000, 5000.0
+        await self.put(
+            "/ratelimit", {"capacity": 10**9, "refillPerMinute": 1e9, "policy": "reject"}
+        )
+        await asyncio.sleep(1)
+        await self.clear_receiver()
+        memory_before = int((await self.redis.info("memory"))["used_memory"])
+        out = Path(self.procs.log_dir) / "scale.json"
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(out.unlink)
+        sim = await self.procs.start(
+            "simulate-scale",
+            [
+                "simulate",
+                "--instances",
+                str(instances),
+                "--rate",
+                str(per_minute),
+                "--duration",
+                str(self.p.scale_seconds),
+                "--stub-port",
+                str(stub_port),
+                "--linger",
+                str(self.p.drain_seconds + 30),
+                "--json",
+                str(out),
+            ],
+        )
+        roots = self.cpu_roots()
+        cpu_before = await asyncio.to_thread(cpuusage.tree_cpu, roots)
+        try:
+            deadline = time.monotonic() + self.p.scale_seconds * 4 + 60
+            while not await asyncio.to_thread(out.exists):
+                if not sim.alive:
+                    raise RuntimeError(f"the simulator exited:\n{sim.tail()}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the simulator did not finish")
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(0.2)
+            summary = msgspec.json.decode(await asyncio.to_thread(out.read_bytes), type=Summary)
+            stats = await self.wait_delivered(summary.voice_ok, self.p.drain_seconds)
+            cpu_after = await asyncio.to_thread(cpuusage.tree_cpu, roots)
+            window = (stats["lastAt"] or time.time()) - summary.startedAt
+        finally:
+            await self.procs.stop(sim)
+        memory_after = int((await self.redis.info("memory"))["used_memory"])
+        pages = await self._fleet_pages(100)
+        await self.purge()
+        seen = len(summary.byInstance)
+        return {
+            "instances": instances,
+            "instancesSeen": seen,
+            "ratePerMinute": per_minute,
+            "seconds": self.p.scale_seconds,
+            "sent": summary.sent,
+            "voiceNotes": summary.voice_ok,
+            "delivered": stats["accepted"],
+            "allDelivered": int(stats["accepted"]) >= summary.voice_ok,
+            "latencyMs": stats["latencyMs"],
+            "coresUsed": cpuusage.usage(cpu_before, cpu_after, window),
+            "redisBytesGrowth": memory_after - memory_before,
+            "redisBytesPerInstance": round((memory_after - memory_before) / max(seen, 1)),
+            "fleetPage": pages,
+        }
+
+    async def _fleet_pages(self, count: int) -> dict[str, Any]:
+        """`GET /fleet/instances` pages of 40 in every sort, as a TUI asks for them."""
+        sorts = list(fleetquery.SORTS)
+        wall: list[float] = []
+        sizes: list[int] = []
+        for n in range(count):
+            params = {
+                "sort": sorts[n % len(sorts)],
+                "order": "desc" if n % 2 else "asc",
+                "offset": str((n * 40) % 4000),
+                "limit": "40",
+            }
+            started = time.perf_counter()
+            response = await self.http.get(f"{self.cp}/fleet/instances", params=params)
+            wall.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+            sizes.append(len(response.content))
+        wall.sort()
+        return {
+            "requests": count,
+            "p50Ms": round(percentile(wall, 50), 1),
+            "p99Ms": round(percentile(wall, 99), 1),
+            "maxBytes": max(sizes),
+        }
+
     async def fairness(self, stub: EvolutionStub) -> dict[str, Any]:
         """Work-conserving fair sharing: a burst with the defaults, then contention, then weights.
 
@@ -481,8 +577,9 @@ class Bench:
         ]
         # Open the window: take the whole capacity at once, so the bucket starts empty at a
         # known server time and no refill is lost to the cap before the processes begin.
-        await asyncio.sleep(max(0.0, start_at - 0.2 - time.time()))
         bucket = TokenBucket(self.redis, Keys(prefix))
+        await bucket.peek("limiter", config)  # connections and script cache warm before the window
+        await asyncio.sleep(max(0.0, start_at - 0.2 - time.time()))
         primed = await bucket.acquire("limiter", config, cost=capacity)
         raw_t0 = await self.redis.hget(Keys(prefix).bucket_global, "ts")
         if not primed.admitted or raw_t0 is None:
@@ -585,6 +682,7 @@ async def run_bench(
         ("fairness", "fairness (one instance at 10×)"),
         ("propagation", "config propagation"),
         ("limiter", "limiter accuracy"),
+        ("scale", "5,000 instances at 10× the reference"),
     ]
     with Progress(
         TextColumn("[bold]bench[/bold] {task.description}"),
@@ -629,6 +727,7 @@ async def run_bench(
                     (10, "fairness", lambda: in_process(bench.fairness)),
                     (11, "propagation", bench.propagation),
                     (12, "limiter", bench.limiter),
+                    (13, "scale", lambda: bench.scale(stub_port)),
                 ]
                 for n, name, part in parts:
                     try:
@@ -644,6 +743,19 @@ async def run_bench(
                 await bench.close()
     report.targets = check_targets(report)
     return report
+
+
+def scale_rows(sc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The 5,000-instance run: delivery, latency, Redis per instance, fleet pages."""
+    lat = sc.get("latencyMs") or {}
+    page = sc.get("fleetPage") or {}
+    return [
+        ("scale: delivered / voice notes", _pair(sc, "delivered", "voiceNotes")),
+        ("scale: latency p50 / p99 (ms)", f"{_fmt(lat.get('p50'))} / {_fmt(lat.get('p99'))}"),
+        ("scale: Redis bytes per instance", sc.get("redisBytesPerInstance")),
+        ("scale: fleet page p50 / p99 (ms)", _pair(page, "p50Ms", "p99Ms")),
+        ("scale: fleet page bytes (max)", page.get("maxBytes")),
+    ]
 
 
 def _pair(d: dict[str, Any], a: str, b: str) -> str:
@@ -706,6 +818,7 @@ def print_report(console: Console, report: BenchReport) -> None:
         ),
         ("limiter error (%)", report.limiter.get("errorPercent")),
         *fairness_rows(report.fairness),
+        *scale_rows(report.scale),
         (
             "propagation p50 / p99 (ms)",
             f"{_fmt(report.propagation.get('p50Ms'))} / {_fmt(report.propagation.get('p99Ms'))}",
@@ -714,12 +827,16 @@ def print_report(console: Console, report: BenchReport) -> None:
     for name, value in rows:
         figures.add_row(name, value if isinstance(value, str) else _fmt(value))
     console.print(figures)
-    cores = report.endToEnd.get("coresUsed") or {}
-    if cores:
-        cpu = Table("process tree", "cores busy", title="CPU during the e2e throughput run")
-        for name, share in sorted(cores.items(), key=lambda kv: -kv[1]):
-            cpu.add_row(name, f"{share:.2f}")
-        console.print(cpu)
+    for part, title in (
+        (report.endToEnd, "CPU during the e2e throughput run"),
+        (report.scale, "CPU during the 5,000-instance run"),
+    ):
+        cores = part.get("coresUsed") or {}
+        if cores:
+            cpu = Table("process tree", "cores busy", title=title)
+            for name, share in sorted(cores.items(), key=lambda kv: -kv[1]):
+                cpu.add_row(name, f"{share:.2f}")
+            console.print(cpu)
     targets = Table("target", "measured", "wanted", "met", title="Targets")
     for t in report.targets:
         verdict = (
