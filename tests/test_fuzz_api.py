@@ -18,6 +18,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import hypothesis
@@ -46,7 +47,9 @@ SKIPPED = {
 }
 
 
-def _problem(operation: Any, case: Any, response: Any, readonly: bool = False) -> str | None:
+def _problem(
+    operation: Any, case: Any, response: Any, apikey: str, readonly: bool = False
+) -> str | None:
     """Why this response breaks the rules above, or None."""
     status = response.status_code
     if status >= 500:
@@ -65,13 +68,15 @@ def _problem(operation: Any, case: Any, response: Any, readonly: bool = False) -
     message = body.get("message")
     if not isinstance(message, str) or not message.strip():
         return f"{status} body has no message: {body!r:.200}"
+    if status == 401 and response.request.headers.get("apikey") != apikey:
+        return None  # a negative case that broke the declared apikey header itself
     if status in (401, 405):
         return f"{status} with the right key on a declared method: {message}"
     if status == 403:
         if readonly and changes and message.startswith("apikey: "):
             return None
         return f"403 to a key that may call this: {message}"
-    path_values = [str(v) for v in (case.path_parameters or {}).values()]
+    path_values = [unquote(str(v)) for v in (case.path_parameters or {}).values()]
     if status == 400:
         field = body.get("field")
         if not isinstance(field, str) or not message.startswith(f"{field}: "):
@@ -143,7 +148,7 @@ def _fuzz_operation(
             return
         calls += 1
         response = case.call(base_url=base_url, headers=headers, timeout=60)
-        problem = _problem(operation, case, response, readonly)
+        problem = _problem(operation, case, response, headers["apikey"], readonly)
         if problem:
             found[label] = f"{problem} <- {case.as_curl_command()[:400]}"
 

@@ -10,6 +10,7 @@ import msgspec
 from controlplane import configlock, configrows
 from controlplane.clock import iso, now
 from controlplane.configlock import config_write
+from controlplane.errors import FieldError
 from controlplane.filters.schemas import AudioFilterRecord
 from controlplane.history import service as history
 from controlplane.runtime import Runtime
@@ -128,6 +129,8 @@ class FilterService:
 
     async def set_emergency(self, value: EmergencyFilter) -> EmergencyFilter:
         audio_bounds(value.minDurationSeconds, value.maxDurationSeconds, value.enabled)
+        if "\x00" in value.reason:  # PostgreSQL text (and JSONB) cannot hold it: 400, not 503
+            raise FieldError("reason", "must not contain a NUL character")
         async with config_write(configlock.EMERGENCY):
             await history.record(configlock.EMERGENCY, await self.emergency(), value)
             await configrows.store(configrows.EMERGENCY, msgspec.to_builtins(value))
