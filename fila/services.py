@@ -553,8 +553,9 @@ def _redact(url: str) -> str:
     return url
 
 
-CLUSTER_PORTS = tuple(range(36400, 36406))
-"""The local Redis Cluster's nodes; each also listens on its port + 10000 (the cluster bus)."""
+CLUSTER_PORTS = tuple(range(21400, 21406))
+"""The local Redis Cluster's nodes, and their cluster bus on port + 10000: both below Linux's
+ephemeral range (32768-60999), where an outgoing connection could hold a port a node needs."""
 CLUSTER_NODE_TIMEOUT_MS = 2000
 """How long a master may be silent before its replica takes over (Redis' default is 15 s)."""
 
@@ -645,8 +646,15 @@ class LocalRedisCluster:
             raw = client.cluster("INFO")
         finally:
             client.close()
+        if isinstance(raw, dict):
+            return {str(k): str(v) for k, v in raw.items()}
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         return dict(line.split(":", 1) for line in text.split() if ":" in line)
+
+    def _lost_port_race(self, port: int) -> bool:
+        """The node exited because its port was in use when it bound (and is free now)."""
+        log = _tail(self.root / str(port) / "redis.log", 3)
+        return "Address already in use" in log and not _port_open(port)
 
     def healthy(self) -> bool:
         """Every node answers and sees a whole cluster of all the nodes, every slot served."""
@@ -666,12 +674,18 @@ class LocalRedisCluster:
             if self.pid(port) is None:
                 self._start_node(port)
         deadline = time.monotonic() + timeout
+        restarts = 3
         while True:
             try:
                 infos = [self._info(p) for p in self.ports]
                 break
             except Exception as exc:
                 dead = [p for p in self.ports if self.pid(p) is None]
+                if dead and restarts and all(self._lost_port_race(p) for p in dead):
+                    restarts -= 1  # an outgoing connection held the port (ephemeral range)
+                    for port in dead:
+                        self._start_node(port)
+                    continue
                 if dead or time.monotonic() > deadline:
                     tail = _tail(self.root / str((dead or self.ports)[0]) / "redis.log")
                     raise ServiceError(

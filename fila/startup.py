@@ -30,7 +30,6 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from fila import redisconn
 from fila.settings import Settings, env_name
 
 CONNECT_TIMEOUT = 5.0
@@ -91,15 +90,17 @@ async def wait_until(
 
 async def redis(settings: Settings) -> None:
     async def probe() -> None:
-        if settings.redis_mode == "single":
-            client = aioredis.Redis.from_url(
-                settings.redis_url,
-                socket_connect_timeout=CONNECT_TIMEOUT,
-                socket_timeout=CONNECT_TIMEOUT,
-                retry=Retry(NoBackoff(), retries=0),
-            )
-        else:  # the cluster or the sentinels, as the process will open them (no patience here)
-            client = redisconn.connect(settings.replace(startup_wait_seconds=0.01), 2)
+        if settings.redis_mode != "single":
+            # Any node (or sentinel) answering will do; a cluster client made in this
+            # throwaway loop would leave connections the process's own loop cannot use.
+            await _any_redis(settings)
+            return
+        client = aioredis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=CONNECT_TIMEOUT,
+            retry=Retry(NoBackoff(), retries=0),
+        )
         try:
             await client.ping()
         except RedisError as exc:
@@ -110,6 +111,34 @@ async def redis(settings: Settings) -> None:
             await client.aclose()
 
     await wait_until(settings, "redis_url", "Redis", _where(settings.redis_url, 6379), probe)
+
+
+async def _any_redis(settings: Settings) -> None:
+    """PING the URL's node then each of `redis_nodes` (sentinels answer PING too)."""
+    first = urlsplit(settings.redis_url)
+    addresses = [(first.hostname or "127.0.0.1", first.port or 6379), *settings.redis_node_list]
+    if settings.redis_mode == "sentinel":
+        addresses = settings.redis_node_list
+    error: Exception = RedisConnectionError("no address")
+    for host, port in addresses:
+        client = aioredis.Redis(
+            host=host,
+            port=port,
+            username=first.username,
+            password=first.password if settings.redis_mode == "cluster" else None,
+            ssl=first.scheme == "rediss",
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=CONNECT_TIMEOUT,
+            retry=Retry(NoBackoff(), retries=0),
+        )
+        try:
+            await client.ping()
+            return
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            error = exc
+        finally:
+            await client.aclose()
+    raise error
 
 
 async def postgres(settings: Settings) -> None:

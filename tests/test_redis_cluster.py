@@ -1,0 +1,316 @@
+"""Fila on a real Redis Cluster (3 masters + 3 replicas started by `fila.services`), and a
+failover: the master holding the global bucket killed with SIGKILL while voice notes flow.
+
+The cluster is created once per test session on ports of its own (21410-21415, bus +10000),
+apart from the one `fila services redis-cluster up` runs, and wiped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, cast
+
+import httpx
+import msgspec
+import pytest
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from fila import redisconn, services
+from fila.configstore import ConfigStore
+from fila.keys import Keys
+from fila.models import RateLimitConfig, WebhookConfig, WebhookTarget
+from fila.ratelimit import TokenBucket
+from fila.settings import Settings
+from simulator.bench import QUICK, Bench
+from simulator.evolution import EvolutionStub
+from simulator.receiver import Receiver
+from tests.support import Proc, wait_for
+from tests.test_controlplane_support import free_port, migrated
+from tests.test_ingest_support import audio_event, counters, noise, rabbit, workers
+
+Spawn = Callable[..., Proc]
+__all__ = ["migrated"]
+
+PORTS = tuple(range(21410, 21416))
+CHAT = "5511977776666@s.whatsapp.net"
+FAILOVER_NOTES = 1000
+"""Voice notes of the failover run, offered at FAILOVER_RATE a second (~40 s of sending)."""
+FAILOVER_RATE = 25
+
+
+@pytest.fixture(scope="session")
+def local_cluster(base_settings: Settings) -> Iterator[services.LocalRedisCluster]:
+    cluster = services.LocalRedisCluster(base_settings, PORTS)
+    cluster.down(wipe=True)
+    try:
+        cluster.up(report=lambda m: print(m, file=sys.stderr))
+        yield cluster
+    finally:
+        cluster.down(wipe=True)
+
+
+@pytest.fixture
+async def on_cluster(
+    settings: Settings, local_cluster: services.LocalRedisCluster
+) -> AsyncIterator[Settings]:
+    """The test's isolated settings (vhost, prefix, bucket), with Redis on the cluster."""
+    local_cluster.up(report=lambda _: None)  # whole again if an earlier test killed a node
+    yield local_cluster.settings(settings).replace(heartbeat_seconds=0.5)
+
+
+@pytest.fixture
+async def credis(on_cluster: Settings) -> AsyncIterator[Any]:
+    client = redisconn.connect(on_cluster)
+    assert isinstance(client, RedisCluster)
+    yield client
+    await client.aclose()
+
+
+async def _control_plane(spawn: Spawn, cfg: Settings) -> tuple[Proc, str]:
+    port = free_port()
+    proc = spawn(["controlplane", "--no-migrate"], cfg, FILA_HTTP_PORT=str(port))
+    async with httpx.AsyncClient(timeout=5) as client:
+
+        async def up() -> bool:
+            assert proc.popen.poll() is None, proc.output()
+            try:
+                return (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(up, timeout=90, interval=0.25)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def _fleet(redis: Any, keys: Keys, n: int) -> list[dict[str, Any]]:
+    async def ready() -> bool:
+        return len(await workers(redis, keys)) == n
+
+    await wait_for(ready, timeout=60)
+    return await workers(redis, keys)
+
+
+def test_keys_moved_together_share_one_slot() -> None:
+    """What one script, MULTI or MGET touches must hash to one slot (else CROSSSLOT)."""
+    k = Keys("fila:")
+    groups = [
+        [
+            k.bucket_global,
+            k.bucket_instance("a"),
+            k.bucket_instance("zz-9"),
+            k.bucket_active,
+            k.bucket_active_weights,
+            k.bucket_active_weight_sum,
+        ],
+        [
+            k.feedback_session("a:b"),
+            k.feedback_session("c:d"),
+            k.feedback_sessions,
+            k.feedback_stats,
+        ],
+        [k.lock("cleanup"), k.cleanup_progress],
+        [k.worker("ingest-h-1-ab"), k.worker("delivery-h-2-cd")],
+        [k.object_stamp("shop-1"), k.event_object("shop-1", "shop-1:M1")],
+    ]
+    for group in groups:
+        assert len({key_slot(key.encode()) for key in group}) == 1, group
+    # Keys nothing ties together are spread (the idempotency marks of two events).
+    assert key_slot(k.seen("a:1").encode()) != key_slot(k.seen("a:2").encode())
+
+
+@pytest.mark.usefixtures("migrated")
+async def test_the_pipeline_runs_on_redis_cluster(
+    on_cluster: Settings, credis: Any, spawn: Spawn
+) -> None:
+    """Filters applied live, counters and /queue/stats, feedback sessions: as on one node."""
+    keys = Keys(on_cluster.redis_prefix)
+    async with (
+        EvolutionStub(api_key=on_cluster.evolution_api_key) as stub,
+        Receiver(secret=on_cluster.webhook_secret) as receiver,
+        rabbit(on_cluster) as mq,
+    ):
+        cfg = on_cluster.replace(
+            evolution_url=stub.url, feedback_interval_seconds=0.3, feedback_timeout_seconds=60.0
+        )
+        _, base = await _control_plane(spawn, cfg)
+        async with httpx.AsyncClient(
+            base_url=base, timeout=30, headers={"apikey": cfg.api_key}
+        ) as api:
+            hooked = await api.put(
+                "/webhook/global/config", json={"principal": {"enabled": True, "url": receiver.url}}
+            )
+            assert hooked.status_code == 200, hooked.text
+            for role in ("ingest", "ingest", "delivery"):
+                spawn(["worker", role], cfg)
+            await _fleet(credis, keys, 3)
+            for i in range(10):
+                await mq.publish(audio_event("shop", f"A{i}", 10, data=noise(300)))
+            await receiver.wait_for_count(10, timeout=60)
+
+            # Live: the filter changes while the workers run; every worker applies it.
+            before = max(w["appliedSeq"] for w in await workers(credis, keys))
+            changed = await api.put(
+                "/instance/shop/filters/audio",
+                json={"minDurationSeconds": 20, "maxDurationSeconds": 60, "enabled": True},
+            )
+            assert changed.status_code == 200, changed.text
+
+            async def applied() -> bool:
+                return all(w["appliedSeq"] > before for w in await workers(credis, keys))
+
+            await wait_for(applied, timeout=30)
+            for i in range(10):
+                await mq.publish(audio_event("shop", f"S{i}", 10, data=noise(300)))
+                await mq.publish(audio_event("shop", f"L{i}", 30, data=noise(300)))
+                await mq.publish(audio_event("shop", f"X{i}", 90, data=noise(300)))
+            got = await receiver.wait_for_count(20, timeout=60)
+
+            async def counted() -> bool:
+                mine = await counters(credis, keys, "shop")
+                return mine.get("tooShort", 0) + mine.get("tooLong", 0) == 20
+
+            await wait_for(counted, timeout=30)
+            await asyncio.sleep(1)  # nothing more arrives: the filtered ones stay filtered
+            ids = {d.json["data"]["key"]["id"] for d in receiver.accepted()}
+            assert ids == {f"A{i}" for i in range(10)} | {f"L{i}" for i in range(10)}, ids
+            assert len(got) == 20
+            mine = await counters(credis, keys, "shop")
+            assert (mine["tooShort"], mine["tooLong"], mine["processed"]) == (10, 10, 20), mine
+
+            stats = (await api.get("/queue/stats")).json()
+            assert stats["queueSize"] == 0 and stats["processedToday"] == 20, stats
+            assert stats["audioFilterStats"] == {"tooShort": 10, "tooLong": 10, "processed": 20}
+            assert stats["rateLimitStatus"]["tokens"] <= stats["rateLimitStatus"]["capacity"]
+
+            # Feedback: a session ticks (several control-plane loops would share it), then ends.
+            message_id = f"FB{uuid.uuid4().hex[:6]}"
+            session = {"instance": "shop", "chatId": CHAT, "messageId": message_id}
+            started = await api.post("/process/start", json=session)
+            assert started.status_code == 200, started.text
+
+            def reactions() -> list[str]:
+                return [
+                    c.json["reaction"]
+                    for c in stub.calls_to("sendReaction")
+                    if c.json["key"]["id"] == message_id and c.status < 400
+                ]
+
+            await wait_for(lambda: len(reactions()) >= 3, timeout=30)
+            status = (await api.get("/process/status")).json()
+            assert status["activeSessionsCount"] == 1, status
+            finished = await api.post("/process/finish", json={**session, "status": "success"})
+            assert finished.status_code == 200, finished.text
+            await wait_for(lambda: reactions()[-1] == "✅", timeout=30)
+            status = (await api.get("/process/status")).json()
+            assert status["activeSessionsCount"] == 0, status
+
+
+async def test_limiter_accuracy_across_four_processes_on_redis_cluster(
+    on_cluster: Settings,
+) -> None:
+    profile = msgspec.structs.replace(QUICK, limiter_seconds=2.0)
+    bench = Bench(on_cluster, profile, workers=1, limiter_procs=4)
+    try:
+        result = await bench.limiter()
+    finally:
+        await bench.close()
+    print(f"\nlimiter on Redis Cluster: {result}")
+    assert result["processes"] == 4 and result["calls"] > result["admitted"] > 200
+    assert result["errorPercent"] <= 0.5, result
+
+
+async def test_failover_of_the_bucket_master_loses_nothing(
+    on_cluster: Settings, credis: Any, spawn: Spawn, local_cluster: services.LocalRedisCluster
+) -> None:
+    """kill -9 of the master holding the global bucket mid-stream: every note delivered or
+    refused by id, admissions within the bucket's allowance plus the failover window's tokens."""
+    keys = Keys(on_cluster.redis_prefix)
+    refill = 600.0  # 10 tokens/s for 25 notes/s offered: the limit binds all along
+    limit = RateLimitConfig(
+        capacity=50, refillPerMinute=refill, reservePercent=0, instanceCapacity=10**6
+    )
+    instances = [f"fo-{n:02d}" for n in range(20)]
+    async with (
+        Receiver(secret=on_cluster.webhook_secret) as main,
+        Receiver(secret=on_cluster.webhook_secret) as monitor,
+        rabbit(on_cluster) as mq,
+    ):
+        # Configured straight in Redis (the control plane on a cluster is the test above).
+        store = ConfigStore(credis, keys, on_cluster)
+        await store.set_webhook(
+            WebhookConfig(
+                principal=WebhookTarget(enabled=True, url=main.url),
+                monitoramento=WebhookTarget(enabled=True, url=monitor.url),
+            )
+        )
+        await store.set_ratelimit(limit)
+        for role in ("ingest", "ingest", "delivery", "delivery"):
+            spawn(["worker", role], on_cluster)
+        await _fleet(credis, keys, 4)
+
+        # Empty the bucket at a known server time: from here it admits refill·t, no more.
+        bucket = TokenBucket(cast(Any, credis), keys)
+        primed = await bucket.acquire("prime", limit, cost=limit.capacity)
+        assert primed.admitted
+        t0 = float(await credis.hget(keys.bucket_global, "ts"))
+        victim = credis.get_node_from_key(keys.bucket_global)
+        started = time.monotonic()
+        window = 0.0
+
+        async def fail_over() -> float:
+            await asyncio.sleep(10)
+            local_cluster.kill(victim.port)
+            killed = time.monotonic()
+            await credis.hget(keys.bucket_global, "ts")  # answers once the replica took over
+            return time.monotonic() - killed
+
+        failover = asyncio.create_task(fail_over())
+        for i in range(FAILOVER_NOTES):
+            await mq.publish(audio_event(instances[i % 20], f"N{i:04d}", 10, data=noise(200)))
+            await asyncio.sleep(max(0.0, started + (i + 1) / FAILOVER_RATE - time.monotonic()))
+        window = await failover
+        promoted = credis.get_node_from_key(keys.bucket_global)
+        assert promoted.port != victim.port
+
+        sent = {f"N{i:04d}" for i in range(FAILOVER_NOTES)}
+
+        def delivered() -> set[str]:
+            return {d.json["data"]["key"]["id"] for d in main.accepted()}
+
+        def refused() -> set[str]:
+            return {
+                (e.get("data") or {}).get("messageId")
+                for e in monitor.by_event("queue.error")
+                if (e.get("data") or {}).get("error") == "Rate limit exceeded"
+            }
+
+        try:
+            await wait_for(lambda: not sent - delivered() - refused(), timeout=90, interval=1)
+        except AssertionError:
+            left = sorted(sent - delivered() - refused())
+            raise AssertionError(
+                f"{len(left)} notes neither delivered nor refused: {left[:5]}"
+            ) from None
+        tokens_left, last = await credis.hmget(keys.bucket_global, ["tokens", "ts"])
+        span = (float(last) - t0) / 1000
+        allowance = refill / 60 * span - float(tokens_left)
+        window_tokens = refill / 60 * window
+        admitted = len(delivered() & sent)
+        lost = sent - delivered() - refused()
+        excess = admitted - allowance
+        print(
+            f"\nfailover: master :{victim.port} killed at 10 s, :{promoted.port} serving after "
+            f"{window:.1f} s; sent={FAILOVER_NOTES} delivered={admitted} "
+            f"refused={len(refused() - delivered())} both={len(refused() & delivered())} "
+            f"lost={len(lost)}; allowance={allowance:.1f} over {span:.1f} s, "
+            f"excess={excess:+.1f} (bound: {window_tokens:.1f} failover-window tokens)"
+        )
+        assert lost == set()
+        assert not refused() & delivered()
+        assert excess <= window_tokens, (admitted, allowance, window_tokens)
+        assert admitted > 0.9 * allowance  # the limit bound: tokens were not left unspent
