@@ -9,11 +9,10 @@ from typing import Literal
 import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 
-from controlplane.errors import FieldError
+from controlplane.errors import FieldError, NotFound
 from controlplane.fleet.service import FleetService
 from controlplane.runtime import Runtime
 from fila import fleetquery
@@ -62,7 +61,7 @@ class FleetController(Controller):
         """One instance, also after it left the live set, while its counters are retained."""
         row = await fleet.instance(instance)
         if row is None:
-            raise NotFoundException(f"no counters or filter for instance {instance!r}")
+            raise NotFound(f"instance: no counters or filter for {instance}")
         return row
 
     @get("/fleet/overview")
