@@ -165,5 +165,5 @@ def create_app(settings: Settings) -> Litestar:
             ],
         ),
     )
-    refine(app)
+    refine(app, settings.evolution_routing_key)
     return app

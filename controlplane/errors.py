@@ -80,7 +80,7 @@ def field_error(_: Request[Any, Any, Any], exc: FieldError) -> Response[dict[str
 
 
 _MISSING = re.compile(r"missing required field `([^`]+)`")
-_AT = re.compile(r"^(?P<rule>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
+_AT = re.compile(r"^(?P<rule>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S)
 
 
 def field_of(text: str, key: str = "") -> tuple[str, str]:
@@ -93,7 +93,10 @@ def field_of(text: str, key: str = "") -> tuple[str, str]:
         field = ".".join(x for x in (path.lstrip("."), missing.group(1)) if x)
     if field == "data":
         field = "body"
-    return field, (match.group("rule") if match else text)
+    rule = match.group("rule") if match else text
+    if match and match.group("key"):
+        rule = f"a name: {rule}"  # a dict's key broke the rule, not one of its values
+    return field, rule
 
 
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

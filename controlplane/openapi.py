@@ -18,6 +18,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from controlplane.config.service import HISTORY_LIMIT
 from controlplane.errors import Problem
+from controlplane.ingest.controller import consumed_pattern
 from controlplane.queue.deadletters import LIMIT_MAX as DEAD_LETTER_LIMIT
 from fila import fleetquery
 from fila.models import INSTANCE_PATTERN, AudioMessage, EvolutionEvent
@@ -88,60 +89,51 @@ def _problem(status: int) -> dict[str, Any]:
     return response
 
 
-def _ingest_body() -> dict[str, Any]:
-    """The Evolution event the ingest routes decode (`fila.events.parse_event`)."""
-    return {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "allOf": [
-                        {"$ref": REF.format(name="EvolutionEvent")},
-                        {
-                            "type": "object",
-                            "properties": {
-                                "instance": {"type": "string", "pattern": INSTANCE_PATTERN},
-                                "data": {
-                                    "type": "object",
-                                    "properties": {
-                                        "key": {
-                                            "type": "object",
-                                            "properties": {
-                                                "id": {"type": "string", "pattern": r"\S"}
-                                            },
-                                        },
-                                        "message": {
-                                            "anyOf": [
-                                                {
-                                                    "type": "object",
-                                                    "properties": {
-                                                        "audioMessage": {
-                                                            "$ref": REF.format(name="AudioMessage")
-                                                        },
-                                                        "base64": {"type": "string"},
-                                                    },
-                                                },
-                                                {"type": "null"},
-                                            ]
-                                        },
-                                    },
-                                },
-                            },
-                        },
-                    ]
-                }
-            }
+def _ingest_body(routing_key: str) -> dict[str, Any]:
+    """Another event with any body (answered 200, not queued), or the consumed one as
+    `fila.events.parse_event` decodes it (202): the body's `event` decides which."""
+    consumed = consumed_pattern(routing_key)
+    other = {
+        "type": "object",
+        "required": ["event"],
+        "properties": {"event": {"type": "string", "not": {"pattern": consumed}}},
+    }
+    message = {
+        "type": "object",
+        "properties": {
+            "audioMessage": {"$ref": REF.format(name="AudioMessage")},
+            "base64": {"type": "string"},
         },
     }
+    data = {
+        "type": "object",
+        "properties": {
+            "key": {"type": "object", "properties": {"id": {"type": "string", "pattern": r"\S"}}},
+            "message": {"anyOf": [message, {"type": "null"}]},
+        },
+    }
+    rules = {
+        "type": "object",
+        "properties": {
+            "event": {"type": "string", "pattern": consumed},
+            "instance": {"type": "string", "pattern": INSTANCE_PATTERN},
+            "data": data,
+        },
+    }
+    upsert = {"allOf": [{"$ref": REF.format(name="EvolutionEvent")}, rules]}
+    schema = {"anyOf": [other, upsert]}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-def _operation(path: str, method: str, op: dict[str, Any], handler: HTTPRouteHandler) -> None:
+def _operation(
+    path: str, method: str, op: dict[str, Any], handler: HTTPRouteHandler, routing_key: str
+) -> None:
     public = bool(handler.opt.get("public"))
     ingest = bool(handler.opt.get("ingest"))
     responses: dict[str, Any] = op.setdefault("responses", {})
     data = handler.parsed_data_field
     if ingest:
-        op["requestBody"] = _ingest_body()
+        op["requestBody"] = _ingest_body(routing_key)
         responses["200"] = {
             "description": "An event Fila does not consume: answered, not queued.",
             "content": {"application/json": {"schema": {"$ref": REF.format(name="Accepted")}}},
@@ -192,8 +184,9 @@ def _with(schema: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
     return {**schema, **rules}
 
 
-def refine(app: Litestar) -> dict[str, Any]:
-    """Rewrite the app's cached OpenAPI document in place; returns it (for tests)."""
+def refine(app: Litestar, routing_key: str) -> dict[str, Any]:
+    """Rewrite the app's cached OpenAPI document in place; returns it (for tests). The
+    routing key names the one event the ingest routes queue."""
     doc = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
     handlers = _handlers(app)
     found: set[type[msgspec.Struct]] = {Problem, EvolutionEvent, AudioMessage}
@@ -214,7 +207,7 @@ def refine(app: Litestar) -> dict[str, Any]:
         for method, op in item.items():
             found_handler = handlers.get((method, path))
             if found_handler is not None and isinstance(op, dict):
-                _operation(path, method, op, found_handler)
+                _operation(path, method, op, found_handler, routing_key)
     stream = doc["paths"].get("/fleet/stream", {}).get("get")
     if stream is not None:
         stream["responses"]["200"] = {

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from controlplane.errors import FieldError
 from fila.addresses import is_private
-from fila.models import MAX_SECONDS_MAX, MIN_SECONDS_MAX, MIN_SECONDS_MIN
+from fila.models import HEADER_NAME, HEADER_VALUE, MAX_SECONDS_MAX, MIN_SECONDS_MAX, MIN_SECONDS_MIN
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 """dailyTime, as the validator and the OpenAPI document read it."""
@@ -24,7 +24,8 @@ URL = (
 )
 """An http(s) URL with a host and a valid port, no spaces or control characters."""
 _URL = re.compile(URL)
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_NAME = re.compile(HEADER_NAME)
+_HEADER_VALUE = re.compile(HEADER_VALUE)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -105,10 +106,11 @@ async def webhook_url(field: str, value: Any, block_private: bool) -> str:
 
 
 def header_map(field: str, headers: dict[str, str]) -> dict[str, str]:
-    """Extra HTTP headers sent with each POST: RFC 9110 names, no control characters in values."""
+    """Extra HTTP headers sent with each POST: RFC 9110 names, values httpx can send."""
     for name, value in headers.items():
-        if not _TOKEN.fullmatch(name):
+        if not _HEADER_NAME.fullmatch(name):
             raise FieldError(field, f"{name!r} is not a valid HTTP header name")
-        if _CONTROL.search(value):
-            raise FieldError(f"{field}.{name}", "must not contain control characters")
+        if not _HEADER_VALUE.fullmatch(value):
+            rule = "must be visible ASCII (spaces and tabs only between words)"
+            raise FieldError(f"{field}.{name}", rule)
     return headers

@@ -18,6 +18,15 @@ _BAD_INSTANCE = re.compile(f"[{_BAD_CHARS}]")
 """Characters that would break the `audio_<ms>_<instance>.<ext>` object key or an API path."""
 INSTANCE_PATTERN = f"^[^{_BAD_CHARS}]*[^\\s{_BAD_CHARS}][^{_BAD_CHARS}]*$"
 """`instance_problem`'s rule as a regex, for the OpenAPI document: not blank, none of those."""
+HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
+"""An HTTP header name (RFC 9110 token): the webhook headers' keys, validator and document."""
+HEADER_VALUE = r"^([\x21-\x7e]+([ \t]+[\x21-\x7e]+)*)?$"
+"""An HTTP header value httpx and h11 will send: visible ASCII, inner spaces and tabs only."""
+HeaderMap = dict[
+    Annotated[str, msgspec.Meta(pattern=HEADER_NAME)],
+    Annotated[str, msgspec.Meta(pattern=HEADER_VALUE)],
+]
+"""Extra headers sent with each webhook POST."""
 
 
 def instance_problem(instance: str) -> str | None:
@@ -214,7 +223,7 @@ class WebhookConfig(msgspec.Struct, kw_only=True):
     principal: WebhookTarget = msgspec.field(default_factory=WebhookTarget)
     monitoramento: WebhookTarget = msgspec.field(default_factory=WebhookTarget)
     webhookByEvents: bool = False
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    headers: HeaderMap = msgspec.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- fleet control

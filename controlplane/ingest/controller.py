@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import aio_pika
@@ -9,7 +10,6 @@ import aiormq
 import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
 
 from controlplane.errors import DependencyDown, FieldError, field_of
 from controlplane.ingest.budget import ByteBudget
@@ -31,6 +31,30 @@ class Accepted(msgspec.Struct, kw_only=True, omit_defaults=True):
 def _normal(event: str) -> str:
     """`MESSAGES_UPSERT`, `messages-upsert` and `messages.upsert` name the same event."""
     return event.strip().lower().replace("_", ".").replace("-", ".")
+
+
+def _class(chars: str) -> str:
+    """A regex character class both Python and ECMA-262 read alike (BMP escapes)."""
+    out = (
+        c if (c.isascii() and c.isalnum()) or ord(c) > 0xFFFF else f"\\u{ord(c):04x}" for c in chars
+    )
+    return "[" + "".join(out) + "]"
+
+
+@functools.cache
+def consumed_pattern(routing_key: str) -> str:
+    """The event names `_normal` maps to the routing key, as the OpenAPI document's regex:
+    what `str.strip` removes around each character's one-character lower-case spellings."""
+    wanted = _normal(routing_key)
+    every = "".join(map(chr, range(0x110000)))
+    space = "".join(c for c in every if c.isspace())
+    forms = dict.fromkeys(wanted, "")
+    for c in every:
+        low = "." if c in "_-" else c.lower()
+        if low in forms:
+            forms[low] += c
+    body = "".join(_class(forms[ch]) for ch in wanted)
+    return f"^{_class(space)}*{body}{_class(space)}*$"
 
 
 def parse(raw: bytes) -> dict[str, Any]:
@@ -90,15 +114,16 @@ class IngestController(Controller):
     ) -> Response[Accepted]:
         """202 only after the raw body is durably on the ingest queue."""
         async with _budget(rt).hold(_size(request)):
-            return await accept(rt, await request.body(), None)
+            return await accept(rt, await request.body())
 
     @post("/{event:str}", status_code=202)
     async def receive_event(
-        self, event: FromPath[str], request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
     ) -> Response[Accepted]:
-        """Evolution API's 'webhook by events' mode appends the event name to the URL."""
+        """Evolution API's 'webhook by events' mode appends the event name to the URL; the
+        body's `event` still decides (the document cannot tie a body to its path)."""
         async with _budget(rt).hold(_size(request)):
-            return await accept(rt, await request.body(), event)
+            return await accept(rt, await request.body())
 
     @post("/t/{token:str}", status_code=202)
     async def receive_with_token(
@@ -107,15 +132,15 @@ class IngestController(Controller):
         """WEBHOOK_GLOBAL_URL form: Evolution's global webhook sends no headers, so the token
         rides in the path (checked by the guard before the body is read)."""
         async with _budget(rt).hold(_size(request)):
-            return await accept(rt, await request.body(), None)
+            return await accept(rt, await request.body())
 
     @post("/t/{token:str}/{event:str}", status_code=202)
     async def receive_event_with_token(
-        self, event: FromPath[str], request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
     ) -> Response[Accepted]:
         """The token URL with 'webhook by events' on (`…/t/<token>/messages-upsert`)."""
         async with _budget(rt).hold(_size(request)):
-            return await accept(rt, await request.body(), event)
+            return await accept(rt, await request.body())
 
 
 def _budget(rt: Runtime) -> ByteBudget:
@@ -135,13 +160,14 @@ def _size(request: Request[Any, Any, Any]) -> int:
     return request.route_handler.resolve_request_max_body_size() or 0
 
 
-async def accept(rt: Runtime, raw: bytes, path_event: str | None) -> Response[Accepted]:
+async def accept(rt: Runtime, raw: bytes) -> Response[Accepted]:
     """Events other than the one the ingest queue is bound to are answered 200, not queued,
-    as the RabbitMQ binding would skip them (Evolution API posts every enabled event)."""
+    as the RabbitMQ binding would skip them (Evolution API posts every enabled event). The
+    body's `event` decides (Evolution always sends it), so the document can say which."""
     body = await off_loop(len(raw), parse, raw)
-    named = body.get("event") if isinstance(body.get("event"), str) else path_event
+    named = body.get("event")
     wanted = _normal(rt.settings.evolution_routing_key)
-    if named is not None and _normal(str(named)) != wanted:
+    if isinstance(named, str) and _normal(named) != wanted:
         reason = f"event {named!r} is not consumed (only {rt.settings.evolution_routing_key})"
         return Response(Accepted(accepted=False, reason=reason), status_code=200)
     ident = event_id(body)

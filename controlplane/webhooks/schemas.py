@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from controlplane.validation import URL
-from fila.models import WebhookTarget
+from fila.models import HeaderMap, WebhookTarget
 
 Url = Annotated[str, msgspec.Meta(pattern=URL)]
 """`controlplane.validation.webhook_url`'s form (private targets are refused apart)."""
@@ -26,7 +26,7 @@ class WebhookPatch(msgspec.Struct, kw_only=True):
     principal: TargetPatch | None = None
     monitoramento: TargetPatch | None = None
     webhookByEvents: bool | None = None
-    headers: dict[str, str] | None = None
+    headers: HeaderMap | None = None
 
 
 class WebhookData(msgspec.Struct, kw_only=True):
