@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fila import services as svc
+from fila.rabbitcluster import LocalRabbitCluster
 from fila.settings import Settings, SettingsError, describe, get_settings
 
 app = typer.Typer(help="Fila: Evolution API voice notes → S3 → global queue → webhooks.")
@@ -111,6 +112,44 @@ def cluster_down(
 def cluster_status() -> None:
     """Whether every node runs and the cluster serves all its slots."""
     cluster = svc.LocalRedisCluster(settings_or_exit())
+    running = [p for p in cluster.ports if cluster.pid(p) is not None]
+    healthy = cluster.healthy()
+    console.print(f"nodes running: {len(running)}/{len(cluster.ports)}; cluster ok: {healthy}")
+    if not healthy:
+        raise typer.Exit(1)
+
+
+rabbit_app = typer.Typer(help="A local RabbitMQ cluster (3 nodes, quorum queues) on loopback.")
+services_app.add_typer(rabbit_app, name="rabbitmq-cluster")
+
+
+@rabbit_app.command("up")
+def rabbit_cluster_up() -> None:
+    """Start (and join once) the local RabbitMQ cluster; print the settings that use it."""
+    cluster = LocalRabbitCluster(settings_or_exit())
+    try:
+        cluster.up(report=lambda m: console.print(m))
+    except svc.ServiceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"RabbitMQ cluster answering on 127.0.0.1:{','.join(map(str, cluster.ports))}")
+    for name, value in cluster.env().items():
+        print(f"{name}={value}")
+
+
+@rabbit_app.command("down")
+def rabbit_cluster_down(
+    wipe: bool = typer.Option(False, "--wipe", help="Also delete its data (a new cluster)."),
+) -> None:
+    """Stop the local RabbitMQ cluster's nodes (only those Fila started)."""
+    stopped = LocalRabbitCluster(settings_or_exit()).down(wipe=wipe)
+    console.print(f"stopped: {', '.join(map(str, stopped)) if stopped else 'nothing was running'}")
+
+
+@rabbit_app.command("status")
+def rabbit_cluster_status() -> None:
+    """Whether every node runs and sees the others."""
+    cluster = LocalRabbitCluster(settings_or_exit())
     running = [p for p in cluster.ports if cluster.pid(p) is not None]
     healthy = cluster.healthy()
     console.print(f"nodes running: {len(running)}/{len(cluster.ports)}; cluster ok: {healthy}")

@@ -52,6 +52,10 @@ def exposure(settings: Settings, listens: bool) -> str | None:
             continue
         if not is_loopback(parts.hostname):
             return f"{env_name(field)} ({parts.hostname})"
+    for url in settings.rabbitmq_urls[1:]:  # the other nodes of a cluster
+        host = urlsplit(url).hostname or ""
+        if not is_loopback(host):
+            return f"{env_name('rabbitmq_nodes')} ({host})"
     return None
 
 

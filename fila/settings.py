@@ -14,7 +14,7 @@ import zoneinfo
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -57,6 +57,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # --- RabbitMQ ---
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:35672/"
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:35673"
+    rabbitmq_nodes: str = ""
+    """host:port,… more nodes of the cluster (same user and vhost): a connection moves on."""
+    rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
+    """`quorum`: every queue replicated; FIFO on global.messages (no priority before RabbitMQ 4)."""
     evolution_exchange: str = "evolution_exchange"
     evolution_routing_key: str = "messages.upsert"
     ingest_queue: str = "fila.ingest"
@@ -212,6 +216,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def redis_node_list(self) -> list[tuple[str, int]]:
         """`redis_nodes` as (host, port) pairs."""
         return [_address(a) for a in self.redis_nodes.split(",") if a.strip()]
+
+    @property
+    def rabbitmq_urls(self) -> list[str]:
+        """`rabbitmq_url`, then the same URL on each of `rabbitmq_nodes`: tried in turn."""
+        first = urlsplit(self.rabbitmq_url)
+        userinfo = first.netloc.rpartition("@")[0]
+        urls = [self.rabbitmq_url]
+        for host, port in (_address(a) for a in self.rabbitmq_nodes.split(",") if a.strip()):
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            netloc = f"{userinfo}@{where}" if userinfo else where
+            urls.append(urlunsplit(first._replace(netloc=netloc)))
+        return urls
 
     @property
     def feedback_cycle(self) -> list[str]:
@@ -399,6 +415,10 @@ def _validate(s: Settings) -> None:
         nodes = s.redis_node_list
     except ValueError as exc:
         raise _fail("redis_nodes", f"must be host:port,… (got {exc})") from None
+    try:
+        s.rabbitmq_urls  # noqa: B018 (validation)
+    except ValueError as exc:
+        raise _fail("rabbitmq_nodes", f"must be host:port,… (got {exc})") from None
     if s.redis_mode == "sentinel" and not nodes:
         raise _fail("redis_nodes", "sentinel mode needs the sentinels' host:port addresses")
     if s.redis_mode == "sentinel" and not s.redis_sentinel_master.strip():

@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import aio_pika
 import aiormq
 import asyncpg
 import redis.asyncio as aioredis
 import stamina
+from aio_pika.abc import AbstractConnection
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -30,6 +30,7 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from fila import topology
 from fila.settings import Settings, env_name
 
 CONNECT_TIMEOUT = 5.0
@@ -150,13 +151,27 @@ async def postgres(settings: Settings) -> None:
     await wait_until(settings, "database_url", "PostgreSQL", where, probe)
 
 
-async def rabbitmq(settings: Settings) -> None:
-    async def probe() -> None:
-        connection = await aio_pika.connect(settings.rabbitmq_url, timeout=CONNECT_TIMEOUT)
-        await connection.close()
+class QueueTypeMismatch(Unreachable):
+    """A queue of the other type than FILA_RABBITMQ_QUEUE_TYPE: the message says which, and
+    what to do (a start stops there rather than in a channel-closed traceback)."""
 
-    where = _where(settings.rabbitmq_url, 5672)
+
+async def rabbitmq(settings: Settings) -> None:
+    """Wait for a node (any of a cluster's), then check the queues' type against the settings."""
+    opened: list[AbstractConnection] = []
+
+    async def probe() -> None:
+        opened.append(await topology.connect_once(settings, timeout=CONNECT_TIMEOUT))
+
+    urls = settings.rabbitmq_urls
+    where = ", ".join(_where(url, 5672) for url in urls)
     await wait_until(settings, "rabbitmq_url", "RabbitMQ", where, probe)
+    try:
+        await topology.check_queue_types(opened[-1], settings)
+    except topology.QueueMismatch as exc:
+        raise QueueTypeMismatch(str(exc)) from None
+    finally:
+        await opened[-1].close()
 
 
 def _status(exc: ClientError) -> int:

@@ -331,6 +331,7 @@ async def test_overview_names_the_busiest_the_latest_errors_and_only_live_circui
     async with rabbit(settings) as mq:
         await monitoring.publish(
             mq.channel,
+            settings,
             MonitoringEvent(
                 event="queue.error",
                 timestamp="2026-12-01T00:00:00Z",

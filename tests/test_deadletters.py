@@ -22,7 +22,7 @@ from tests.support import wait_for
 async def channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
     connection = await topology.connect(settings)
     chan = await connection.channel()
-    await topology.declare_global(chan)
+    await topology.declare_global(chan, settings)
     yield chan
     await connection.close()
 

@@ -81,8 +81,8 @@ def contract_body(item: QueuedAudio, settings: Settings) -> dict[str, Any]:
 async def channel(settings: Settings) -> AsyncIterator[AbstractChannel]:
     connection = await topology.connect(settings)
     chan = await connection.channel()
-    await topology.declare_global(chan)
-    await topology.declare_monitoring(chan)
+    await topology.declare_global(chan, settings)
+    await topology.declare_monitoring(chan, settings)
     yield chan
     await connection.close()
 

@@ -87,13 +87,17 @@ async def test_a_deleted_delay_queue_is_declared_again(settings: Settings) -> No
     async with rabbit(settings) as mq:
         declared: set[str] = set()
         first = aio_pika.Message(b"{}", message_id="d1")
-        await topology.publish_later(mq.channel, first, topology.GLOBAL_QUEUE, 200, declared)
+        await topology.publish_later(
+            mq.channel, settings, first, topology.GLOBAL_QUEUE, 200, declared
+        )
         name = topology.delay_queue_name(topology.GLOBAL_QUEUE, 200)
         assert declared == {name}
         await wait_for(lambda: _queued(mq, 1), timeout=30)
         await mq.channel.queue_delete(name)  # remembered as declared, but gone
         second = aio_pika.Message(b"{}", message_id="d2")
-        await topology.publish_later(mq.channel, second, topology.GLOBAL_QUEUE, 200, declared)
+        await topology.publish_later(
+            mq.channel, settings, second, topology.GLOBAL_QUEUE, 200, declared
+        )
         await wait_for(lambda: _queued(mq, 2), timeout=30)
         back = await mq.drain(topology.GLOBAL_QUEUE)
         assert [m.message_id for m in back] == ["d1", "d2"]
@@ -103,8 +107,8 @@ async def test_a_monitoring_report_declares_its_deleted_queue(settings: Settings
     async with rabbit(settings) as mq:
         await mq.channel.queue_delete(topology.MONITORING_QUEUE)
         event = monitoring.event(settings, "queue.stats", {"queueSize": 0})
-        assert await monitoring.publish(mq.channel, event)
+        assert await monitoring.publish(mq.channel, settings, event)
         [message] = await mq.drain(topology.MONITORING_QUEUE)
         assert msgspec.json.decode(message.body, type=MonitoringEvent).event == "queue.stats"
         await mq.channel.close()
-        assert not await monitoring.publish(mq.channel, event)  # reported, not raised
+        assert not await monitoring.publish(mq.channel, settings, event)  # reported, not raised

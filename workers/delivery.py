@@ -138,9 +138,9 @@ class DeliveryConsumer:
         self.connection = await self._connect()
         self.channel = await self.connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self.settings.delivery_concurrency)
-        self.queue = await topology.declare_global(self.channel)
+        self.queue = await topology.declare_global(self.channel, self.settings)
         self.side_channel = await self.connection.channel(publisher_confirms=True)
-        await topology.declare_monitoring(self.side_channel)
+        await topology.declare_monitoring(self.side_channel, self.settings)
         self.sender = MonitoringSender(
             self.settings,
             await self.connection.channel(),
@@ -161,7 +161,7 @@ class DeliveryConsumer:
 
     async def _announce(self, event: MonitoringEvent) -> None:
         if self.side_channel is not None:
-            await monitoring.publish(self.side_channel, event)
+            await monitoring.publish(self.side_channel, self.settings, event)
 
     async def pause(self) -> None:
         self._paused = True
@@ -351,7 +351,12 @@ class DeliveryConsumer:
         assert self.channel is not None
         headers = retry_headers(message, attempts, attempt.status)
         await topology.publish_later(
-            self.channel, republished(message, headers), topology.GLOBAL_QUEUE, delay, self._delays
+            self.channel,
+            self.settings,
+            republished(message, headers),
+            topology.GLOBAL_QUEUE,
+            delay,
+            self._delays,
         )
         await message.ack()
         log.info(
@@ -382,7 +387,10 @@ class DeliveryConsumer:
         )
         copy = republished(message, headers)
         await topology.publish_declaring(
-            self.channel, copy, topology.GLOBAL_DLQ, topology.declare_global
+            self.channel,
+            copy,
+            topology.GLOBAL_DLQ,
+            topology.declarer(topology.declare_global, self.settings),
         )
         await message.ack()
         self.fleet.record(False)
@@ -398,6 +406,7 @@ class DeliveryConsumer:
         if self.side_channel is not None:
             await monitoring.publish(
                 self.side_channel,
+                self.settings,
                 monitoring.event(
                     self.settings,
                     "queue.error",

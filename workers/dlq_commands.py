@@ -74,9 +74,9 @@ def _with_channel(settings: Settings, work: Callable[[AbstractChannel], Awaitabl
         connection = await topology.connect(settings)
         try:
             channel = await connection.channel(publisher_confirms=True)
-            await topology.declare_global(channel)
-            await channel.declare_queue(topology.INGEST_DLQ, durable=True)
-            await topology.declare_monitoring(channel)
+            await topology.declare_global(channel, settings)
+            await topology.declare_ingest_dlq(channel, settings)
+            await topology.declare_monitoring(channel, settings)
             return await work(channel)
         finally:
             await connection.close()

@@ -54,9 +54,9 @@ class Publisher:
         self._delays: set[str] = set()
 
     async def declare(self) -> None:
-        await topology.declare_global(self._channel)
-        await topology.declare_monitoring(self._channel)
-        await self._channel.declare_queue(topology.INGEST_DLQ, durable=True)
+        await topology.declare_global(self._channel, self._settings)
+        await topology.declare_monitoring(self._channel, self._settings)
+        await topology.declare_ingest_dlq(self._channel, self._settings)
 
     async def _publish(self, message: aio_pika.Message, routing_key: str) -> None:
         try:
@@ -124,7 +124,12 @@ class Publisher:
             message_id=message_id,
         )
         await topology.publish_later(
-            self._channel, message, self._settings.ingest_queue, delay_ms, self._delays
+            self._channel,
+            self._settings,
+            message,
+            self._settings.ingest_queue,
+            delay_ms,
+            self._delays,
         )
 
     async def monitoring(self, event: MonitoringEvent) -> None:

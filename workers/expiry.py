@@ -42,7 +42,7 @@ class ExpiryReporter:
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=20)
-        self._queue = await declare_expiry_watch(self.channel)
+        self._queue = await declare_expiry_watch(self.channel, self.settings)
         self._tag = await self._queue.consume(self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -62,6 +62,7 @@ class ExpiryReporter:
         log.warning("message expired in global.messages", message_id=letter.id)
         queued = await monitoring.publish(
             self.publish_channel,
+            self.settings,
             monitoring.event(
                 self.settings,
                 "queue.error",

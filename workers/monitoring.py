@@ -51,7 +51,7 @@ def event(
     )
 
 
-async def publish(channel: AbstractChannel, item: MonitoringEvent) -> bool:
+async def publish(channel: AbstractChannel, settings: Settings, item: MonitoringEvent) -> bool:
     """Queue one event for the monitoring webhook; False (logged, never raised) if not queued."""
     try:
         await topology.publish_declaring(
@@ -63,7 +63,7 @@ async def publish(channel: AbstractChannel, item: MonitoringEvent) -> bool:
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
             MONITORING_QUEUE,
-            topology.declare_monitoring,
+            topology.declarer(topology.declare_monitoring, settings),
         )
     except Exception as exc:
         log.warning("monitoring event not queued", monitoring_event=item.event, error=str(exc))
@@ -98,7 +98,7 @@ class MonitoringSender:
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=self.settings.monitoring_batch_size * 2)
-        self._queue = await declare_monitoring(self.channel)
+        self._queue = await declare_monitoring(self.channel, self.settings)
         self._tag = await self._queue.consume(self._on_message)
         self._timer = asyncio.create_task(self._tick(), name="monitoring-flush")
 
@@ -210,7 +210,12 @@ class MonitoringSender:
         )
         headers = retry_headers(message, attempts, result.status)
         await topology.publish_later(
-            self.channel, republished(message, headers), MONITORING_QUEUE, delay, self._delays
+            self.channel,
+            self.settings,
+            republished(message, headers),
+            MONITORING_QUEUE,
+            delay,
+            self._delays,
         )
         await message.ack()
         log.info(
@@ -236,7 +241,7 @@ class MonitoringSender:
             self.channel,
             republished(message, headers),
             topology.MONITORING_DLQ,
-            topology.declare_monitoring,
+            topology.declarer(topology.declare_monitoring, self.settings),
         )
         await message.ack()
         log.warning(

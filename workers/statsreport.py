@@ -95,6 +95,7 @@ class StatsReporter:
         counts = await self.counters.global_counts()
         await monitoring.publish(
             self.channel,
+            self.settings,
             monitoring.event(
                 self.settings,
                 "queue.stats",
@@ -127,6 +128,7 @@ class StatsReporter:
                 by_instance[name] = moved
         queued = await monitoring.publish(
             self.channel,
+            self.settings,
             monitoring.event(self.settings, "filter.applied", {**total, "byInstance": by_instance}),
         )
         if queued:  # otherwise the next report carries this period's changes too

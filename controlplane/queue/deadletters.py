@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-import aio_pika
 import aiormq
 import msgspec
 from aio_pika.abc import AbstractChannel
@@ -52,7 +51,7 @@ async def plain_channel(rt: Runtime) -> AsyncIterator[AbstractChannel]:
     """A short-lived non-robust channel: a robust one caches queue declarations, and the
     counts `fila.deadletters` reads from a passive declare would be stale."""
     try:
-        connection = await aio_pika.connect(rt.settings.rabbitmq_url, timeout=10)
+        connection = await topology.connect_once(rt.settings, timeout=10)
     except (OSError, aiormq.exceptions.AMQPError) as exc:
         raise DependencyDown("rabbitmq", str(exc)) from None
     try:
