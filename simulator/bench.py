@@ -28,7 +28,7 @@ from fila.keys import Keys
 from fila.models import RateLimitConfig, WorkerInfo
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
-from simulator import cpuusage, rawhops
+from simulator import capacity, cpuusage, meter, rawhops
 from simulator import fairness as fair
 from simulator.benchenv import free_port, isolated
 from simulator.events import VOICE_ONLY
@@ -97,6 +97,8 @@ class BenchReport(msgspec.Struct, kw_only=True):
     fairness: dict[str, Any] = msgspec.field(default_factory=dict)
     propagation: dict[str, Any] = msgspec.field(default_factory=dict)
     scale: dict[str, Any] = msgspec.field(default_factory=dict)
+    capacity: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Per-note costs, idle CPU and ceilings (read by `fila capacity`), and the model's check."""
     targets: list[TargetCheck] = msgspec.field(default_factory=list)
     errors: list[str] = msgspec.field(default_factory=list)
 
@@ -122,10 +124,26 @@ class Bench:
         self.http = httpx.AsyncClient(timeout=30, headers={"apikey": settings.api_key})
         self.redis = redisconn.connect(settings)
         self.keys = Keys(settings.redis_prefix)
+        self.readings: dict[str, meter.Reading] = {}
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.redis.aclose()
+
+    async def mark(self, key: str) -> None:
+        """A reading of every engine's counters, kept under `key` for the capacity model."""
+        self.readings[key] = await meter.read(
+            self.s, self.redis, self.cpu_roots(), await self.receiver_stats()
+        )
+
+    async def idle(self, seconds: float) -> dict[str, float]:
+        """CPU cores each process uses with no load, by role (heartbeats, polls, timers)."""
+        await self.mark("idle.start")
+        await asyncio.sleep(seconds)
+        await self.mark("idle.end")
+        used = meter.usage(self.readings["idle.start"], self.readings["idle.end"], 0)
+        counts = {"ingest": self.workers, "delivery": self.workers, "controlplane": 1}
+        return {role: round(used.cpuCores.get(role, 0.0) / n, 4) for role, n in counts.items()}
 
     # ------------------------------------------------------------------ helpers
 
@@ -241,9 +259,11 @@ class Bench:
     async def reference(self, stub: EvolutionStub) -> dict[str, Any]:
         """Latency at the reference design load: 500 instances, 500 events/min, default mix."""
         await self.clear_receiver()
+        await self.mark("reference.start")
         sim = Simulator(self.s, stub, instances=500, rate=500, duration=self.p.reference_seconds)
         summary = await sim.run()
         stats = await self.wait_delivered(summary.voice_ok, 60)
+        await self.mark("reference.end")
         lat = stats["latencyMs"]
         return {
             "instances": 500,
@@ -361,6 +381,7 @@ class Bench:
         )
         roots = self.cpu_roots()
         cpu_before = await asyncio.to_thread(cpuusage.tree_cpu, roots)
+        await self.mark("scale.start")
         try:
             deadline = time.monotonic() + self.p.scale_seconds * 4 + 60
             while not await asyncio.to_thread(out.exists):
@@ -373,6 +394,7 @@ class Bench:
             summary = msgspec.json.decode(await asyncio.to_thread(out.read_bytes), type=Summary)
             stats = await self.wait_delivered(summary.voice_ok, self.p.drain_seconds)
             cpu_after = await asyncio.to_thread(cpuusage.tree_cpu, roots)
+            await self.mark("scale.end")
             window = (stats["lastAt"] or time.time()) - summary.startedAt
         finally:
             await self.procs.stop(sim)
@@ -610,6 +632,104 @@ class Bench:
         }
 
 
+ROLES = ("ingest", "delivery", "controlplane")
+
+
+def costs_of(used: meter.Usage, idle: dict[str, float], procs: dict[str, int]) -> capacity.Costs:
+    """Per-note costs of one measured part, each role's idle CPU taken out first."""
+    per = used.perNote
+    cpu: dict[str, float] = {}
+    for role in ROLES:
+        busy = used.totals[f"cpuSeconds.{role}"] - idle[role] * procs[role] * used.seconds
+        cpu[role] = round(max(0.0, busy) / max(used.notes, 1) * 1000, 3)
+    return capacity.Costs(
+        cpuMsPerNote=cpu,
+        idleCoresPerProcess=idle,
+        amqpPublishPerNote=per["amqpPublish"],
+        amqpDeliverPerNote=per["amqpDeliver"],
+        amqpAckPerNote=per["amqpAck"],
+        redisCommandsPerNote=per["redisCommands"],
+        redisScriptsPerNote=per["redisScripts"],
+        s3PutsPerNote=per["s3Puts"],
+        s3BytesPerNote=per["s3Bytes"],
+        webhookPostsPerNote=per["webhookPosts"],
+        webhookBytesPerNote=per["webhookBytes"],
+        pgTransactionsPerNote=per["pgTransactions"],
+    )
+
+
+def predicted_vs_measured(
+    costs: capacity.Costs, used: meter.Usage, procs: dict[str, int]
+) -> dict[str, dict[str, float]]:
+    """What costs measured elsewhere predict for this part, beside what it measured."""
+    rate = used.notes / used.seconds
+    out: dict[str, dict[str, float]] = {}
+    for role in ROLES:
+        predicted = (
+            rate * costs.cpuMsPerNote[role] / 1000 + costs.idleCoresPerProcess[role] * procs[role]
+        )
+        measured = used.totals[f"cpuSeconds.{role}"] / used.seconds
+        out[f"cores {role}"] = {"predicted": predicted, "measured": measured}
+    for name, per, total in (
+        ("amqp publishes/s", costs.amqpPublishPerNote, "amqpPublish"),
+        ("amqp deliveries/s", costs.amqpDeliverPerNote, "amqpDeliver"),
+        ("redis commands/s", costs.redisCommandsPerNote, "redisCommands"),
+        ("s3 PUTs/s", costs.s3PutsPerNote, "s3Puts"),
+        ("webhook POSTs/s", costs.webhookPostsPerNote, "webhookPosts"),
+    ):
+        out[name] = {"predicted": rate * per, "measured": used.totals[total] / used.seconds}
+    for row in out.values():
+        m = row["measured"]
+        row["errorPercent"] = round((row["predicted"] - m) / m * 100, 1) if m else 0.0
+        row["predicted"], row["measured"] = round(row["predicted"], 3), round(m, 3)
+    return out
+
+
+def capacity_section(
+    report: BenchReport,
+    readings: dict[str, meter.Reading],
+    idle: dict[str, float],
+    workers: int,
+) -> dict[str, Any]:
+    """Costs from the reference and 5,000-instance parts; each predicts the other."""
+    procs = {"ingest": workers, "delivery": workers, "controlplane": 1}
+    hops = {h.hop: h.perSecond for h in report.rawHops}
+    ceilings = capacity.Ceilings(
+        amqpPublishPerSecond=hops.get("amqp publish (confirms)", 0.0),
+        redisScriptsPerSecond=hops.get("redis token bucket", 0.0),
+        s3PutsPerSecond=hops.get("s3 PutObject 32 KB", 0.0),
+        webhookPostsPerSecond=hops.get("httpx POST to receiver", 0.0),
+    )
+    used: dict[str, meter.Usage] = {}
+    for part, delivered in (
+        ("reference", report.reference.get("delivered")),
+        ("scale", report.scale.get("delivered")),
+    ):
+        if f"{part}.end" in readings and delivered:
+            start, end = readings[f"{part}.start"], readings[f"{part}.end"]
+            used[part] = meter.usage(start, end, int(delivered))
+    if not used:
+        raise RuntimeError("neither the reference nor the scale part was measured")
+    costs = {part: costs_of(u, idle, procs) for part, u in used.items()}
+    checks = {}
+    if len(used) == 2:
+        checks["reference, predicted from the scale part"] = predicted_vs_measured(
+            costs["scale"], used["reference"], procs
+        )
+        checks["scale, predicted from the reference part"] = predicted_vs_measured(
+            costs["reference"], used["scale"], procs
+        )
+    chosen = costs.get("scale") or costs["reference"]
+    return {
+        "costs": msgspec.to_builtins(chosen),
+        "costsFrom": "scale" if "scale" in costs else "reference",
+        "ceilings": msgspec.to_builtins(ceilings),
+        "usage": {part: msgspec.to_builtins(u) for part, u in used.items()},
+        "costsByPart": {part: msgspec.to_builtins(c) for part, c in costs.items()},
+        "checks": checks,
+    }
+
+
 def check_targets(report: BenchReport) -> list[TargetCheck]:
     checks: list[TargetCheck] = []
     slowest = min((h.perSecond for h in report.rawHops), default=0.0)
@@ -715,6 +835,7 @@ async def run_bench(
                     report.rawHops.extend(result if isinstance(result, list) else [result])
                     step(n)
                 await bench.start_fleet()
+                idle = await bench.idle(5.0)
                 step(7)
 
                 async def in_process(part: Callable[[EvolutionStub], Awaitable[Any]]) -> Any:
@@ -735,6 +856,10 @@ async def run_bench(
                     except Exception as exc:
                         report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
                     step(n)
+                try:
+                    report.capacity = capacity_section(report, bench.readings, idle, workers)
+                except Exception as exc:
+                    report.errors.append(f"capacity: {type(exc).__name__}: {exc}")
             finally:
                 stopped = await bench.procs.stop_all()
                 if bench.procs.killed:
@@ -837,6 +962,15 @@ def print_report(console: Console, report: BenchReport) -> None:
             for name, share in sorted(cores.items(), key=lambda kv: -kv[1]):
                 cpu.add_row(name, f"{share:.2f}")
             console.print(cpu)
+    for name, rows_ in (report.capacity.get("checks") or {}).items():
+        check = Table("figure", "predicted", "measured", "error", title=f"capacity model: {name}")
+        for figure, row in rows_.items():
+            err = row["errorPercent"]
+            colour = "green" if abs(err) <= 20 else "red"
+            check.add_row(
+                figure, f"{row['predicted']:g}", f"{row['measured']:g}", f"[{colour}]{err:+.1f} %"
+            )
+        console.print(check)
     targets = Table("target", "measured", "wanted", "met", title="Targets")
     for t in report.targets:
         verdict = (

@@ -153,6 +153,53 @@ def register(app: typer.Typer) -> None:
             console.print(f"[red]error:[/red] exited early or would not stop: {names}")
             raise typer.Exit(1)
 
+    @app.command("capacity")
+    def capacity_plan(
+        instances: int = typer.Option(..., "--instances", help="WhatsApp instances to plan for."),
+        rate: float = typer.Option(
+            ..., "--rate", help="Voice notes a minute per instance (PER_INSTANCE_PER_MIN)."
+        ),
+        audio_seconds: float | None = typer.Option(
+            None, "--audio-seconds", help="Typical voice note length (default: measured size)."
+        ),
+        retention_days: int = typer.Option(7, "--retention-days", help="S3 retention."),
+        bench_json: str = typer.Option(
+            "", "--bench", help="bench.json to plan from (default: FILA_DATA_DIR/bench.json)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    ) -> None:
+        """A plan (workers, RabbitMQ, Redis, S3, webhooks) from a bench run's per-note costs."""
+        import sys
+        from pathlib import Path
+
+        import msgspec
+        from rich.console import Console
+
+        from simulator import capacity
+
+        console = Console()
+        path = Path(bench_json or Path(get_settings().data_dir) / "bench.json")
+        try:
+            capacity.check(instances, rate, audio_seconds, retention_days)
+            if not path.is_file():
+                raise capacity.CapacityError(f"--bench: no file at {path}; run `fila bench` first")
+            costs, ceilings = capacity.from_bench(msgspec.json.decode(path.read_bytes()))
+            result = capacity.plan(
+                costs,
+                ceilings,
+                instances=instances,
+                rate=rate,
+                audio_seconds=audio_seconds,
+                retention_days=retention_days,
+            )
+        except capacity.CapacityError as exc:
+            sys.stderr.write(f"error: {exc}\n")  # one line, whatever the terminal's width
+            raise typer.Exit(2) from None
+        if as_json:
+            sys.stdout.write(msgspec.json.format(msgspec.json.encode(result)).decode() + "\n")
+            return
+        capacity.print_plan(console, result, str(path))
+
     @app.command("bench")
     def bench(
         quick: bool = typer.Option(

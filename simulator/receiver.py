@@ -128,6 +128,7 @@ class Receiver(Served):
         return {
             "total": len(self.deliveries),
             "accepted": len(self.accepted()),
+            "acceptedBytes": sum(len(d.body) for d in accepted),
             "verified": sum(1 for d in self.deliveries if d.verified),
             "unverified": sum(1 for d in self.deliveries if not d.verified),
             "duplicates": len(ids) - len(set(ids)),

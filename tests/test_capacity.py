@@ -1,0 +1,116 @@
+"""`fila capacity`: the plan's arithmetic, line by line, from a recorded bench.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulator import capacity
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "bench.json"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fila", "capacity", "--bench", str(FIXTURE), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(ROOT),
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(("instances", "rate"), [(500, 1.0), (5000, 1.0), (50000, 2.5)])
+def test_every_line_of_the_plan_is_the_arithmetic_it_shows(instances: int, rate: float) -> None:
+    done = run(
+        "--instances", str(instances), "--rate", str(rate), "--retention-days", "30", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    recorded = json.loads(FIXTURE.read_text())["capacity"]
+    costs, ceilings = recorded["costs"], recorded["ceilings"]
+    notes = instances * rate / 60
+    assert plan["notesPerSecond"] == pytest.approx(notes)
+    got = {(line["part"], line["figure"]): line["value"] for line in plan["lines"]}
+    head = capacity.HEADROOM
+    for role in ("ingest", "delivery", "controlplane"):
+        busy = notes * costs["cpuMsPerNote"][role] / 1000
+        idle = costs["idleCoresPerProcess"][role]
+        procs = 1 if role == "controlplane" else max(1, math.ceil(busy / (head - idle)))
+        assert got[(role, "cores busy")] == pytest.approx(busy)
+        assert got[(role, "processes")] == procs
+        assert got[(role, "cores")] == pytest.approx(busy + procs * idle)
+    assert got[("rabbitmq", "publishes")] == pytest.approx(notes * costs["amqpPublishPerNote"])
+    assert got[("rabbitmq", "deliveries")] == pytest.approx(notes * costs["amqpDeliverPerNote"])
+    assert got[("rabbitmq", "acks")] == pytest.approx(notes * costs["amqpAckPerNote"])
+    assert got[("rabbitmq", "backlog held")] == pytest.approx(notes * 3600)
+    commands = notes * costs["redisCommandsPerNote"]
+    scripts = notes * costs["redisScriptsPerNote"]
+    assert got[("redis", "commands")] == pytest.approx(commands)
+    assert got[("redis", "admission scripts ({bucket} slot)")] == pytest.approx(scripts)
+    assert got[("redis", "shards")] == max(
+        1, math.ceil(commands / (capacity.REDIS_OPS_PER_SHARD * head))
+    )
+    assert got[("s3", "PUTs")] == pytest.approx(notes * costs["s3PutsPerNote"])
+    assert got[("s3", "GETs")] == pytest.approx(notes)
+    size = costs["s3BytesPerNote"] / costs["s3PutsPerNote"]
+    assert got[("s3", "storage")] == pytest.approx(notes * 86400 * 30 * size / 1e9)
+    assert got[("webhooks", "POSTs")] == pytest.approx(notes * costs["webhookPostsPerNote"])
+    assert got[("webhooks", "egress")] == pytest.approx(
+        notes * costs["webhookBytesPerNote"] * 8 / 1e6
+    )
+    assert got[("postgresql", "transactions")] == pytest.approx(
+        notes * costs["pgTransactionsPerNote"]
+    )
+    assert len(got) == len(plan["lines"]) == 22  # every line checked above
+    shares = {
+        "rabbitmq (global.messages leader)": got[("rabbitmq", "publishes")]
+        / ceilings["amqpPublishPerSecond"],
+        "redis ({bucket} slot)": scripts / ceilings["redisScriptsPerSecond"],
+        "s3": got[("s3", "PUTs")] / ceilings["s3PutsPerSecond"],
+        "webhook receiver": got[("webhooks", "POSTs")] / ceilings["webhookPostsPerSecond"],
+    }
+    assert plan["utilisation"] == pytest.approx({k: round(v, 4) for k, v in shares.items()})
+    assert plan["firstToSaturate"] == max(shares, key=lambda k: shares[k])
+
+
+def test_audio_seconds_sets_the_storage_per_note() -> None:
+    done = run("--instances", "1000", "--rate", "2", "--audio-seconds", "30", "--json")
+    plan = json.loads(done.stdout)
+    [storage] = [line for line in plan["lines"] if line["figure"] == "storage"]
+    notes = 1000 * 2 / 60
+    assert storage["value"] == pytest.approx(
+        notes * 86400 * 7 * 30 * capacity.OPUS_BYTES_PER_SECOND / 1e9
+    )
+
+
+def test_the_table_names_the_first_engine_to_saturate_and_the_assumptions() -> None:
+    done = run("--instances", "50000", "--rate", "1")
+    assert done.returncode == 0, done.stderr
+    assert "first to saturate:" in done.stdout
+    assert "headroom" in done.stdout and "global.messages is one queue" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--instances", "0", "--rate", "1"], "--instances"),
+        (["--instances", "-5", "--rate", "1"], "--instances"),
+        (["--instances", "10", "--rate", "0"], "--rate"),
+        (["--instances", "10", "--rate", "500"], "--rate"),
+        (["--instances", "10", "--rate", "1", "--audio-seconds", "-3"], "--audio-seconds"),
+        (["--instances", "10", "--rate", "1", "--retention-days", "0"], "--retention-days"),
+    ],
+)
+def test_nonsense_is_refused_in_one_line_naming_the_flag(args: list[str], flag: str) -> None:
+    done = run(*args)
+    assert done.returncode == 2
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: " + flag), lines
