@@ -14,6 +14,8 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def url_host(self) -> str:
@@ -33,6 +35,13 @@ class TcpProxy:
             task.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
 
+    def freeze(self) -> None:
+        """Keep accepting and holding connections but pass no byte either way: a hung peer."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     async def restore(self) -> None:
         if self._server is None:
             await self.start()
@@ -51,7 +60,9 @@ class TcpProxy:
             self._pipes.discard(task)
             return
         try:
-            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+            await asyncio.gather(
+                _pump(reader, up_writer, self._flowing), _pump(up_reader, writer, self._flowing)
+            )
         except asyncio.CancelledError:
             pass
         finally:
@@ -61,9 +72,12 @@ class TcpProxy:
             self._pipes.discard(task)
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     try:
         while data := await reader.read(65536):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):

@@ -275,8 +275,41 @@ async def test_redis_then_evolution_down_in_turn(
         assert not monitor.by_event("queue.error") or all(
             e["data"].get("messageId") == "GONE-EV" for e in monitor.by_event("queue.error")
         )
-        for proc in procs:  # while their Redis is still reachable (not asserted: see below)
-            proc.terminate()
+        # Stopped off this loop, which runs the proxy: blocking it left Redis hung, not reachable.
+        for proc in procs:
+            assert await asyncio.to_thread(proc.terminate) == 0, proc.output()[-2000:]
+    await proxy.close()
+
+
+async def test_sigterm_while_redis_hangs_exits_cleanly(
+    settings: Settings, spawn: Spawn, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """A Redis that accepts but never answers (hung, or partitioned after connecting) must not
+    hold a worker's exit: every Redis step of its stop is bounded."""
+    proxy = TcpProxy("127.0.0.1", urlsplit(settings.redis_url).port or services.REDIS_PORT)
+    await proxy.start()
+    async with (
+        Receiver(secret=settings.webhook_secret) as main,
+        Receiver(secret=settings.webhook_secret) as monitor,
+    ):
+        parts = urlsplit(settings.redis_url)
+        tuned = _tuned(
+            settings,
+            redis_url=parts._replace(netloc=proxy.url_host).geturl(),
+            webhook_principal_url=main.url,
+            webhook_monitoring_url=monitor.url,
+        )
+        procs = [spawn(["worker", role], tuned) for role in ("ingest", "delivery")]
+        await wait_for(lambda: _count_workers(redis, keys, 2), timeout=30, interval=0.2)
+        proxy.freeze()
+        await asyncio.sleep(1.5)  # heartbeats (every 0.5 s) now wait on replies that never come
+        started = time.monotonic()
+        codes = await asyncio.gather(*(asyncio.to_thread(p.terminate) for p in procs))
+        took = time.monotonic() - started
+        for proc, code in zip(procs, codes, strict=True):
+            assert code == 0, proc.output()[-2000:]
+        assert took < 15, f"stopped in {took:.1f} s"
+    proxy.thaw()
     await proxy.close()
 
 

@@ -29,6 +29,21 @@ from fila.settings import Settings, SettingsError, get_settings
 
 log = flog.get("fleet")
 
+STOP_STEP_SECONDS = 3.0
+"""Longest a stopping worker waits on one Redis step (deregistering, releasing a lock, closing)."""
+
+
+async def bounded(step: Awaitable[object], what: str, seconds: float = STOP_STEP_SECONDS) -> None:
+    """Await a best-effort shutdown step for at most `seconds`: the client has no read timeout,
+    so a Redis that accepts but never answers would otherwise hold the exit until SIGKILL."""
+    try:
+        async with asyncio.timeout(seconds):
+            await step
+    except TimeoutError:
+        log.warning("shutdown step timed out", step=what, seconds=seconds)
+    except Exception as exc:
+        log.warning("shutdown step failed", step=what, error=f"{type(exc).__name__}: {exc}")
+
 
 class Consumer(Protocol):
     """What a worker role implements; the fleet calls these."""
@@ -110,12 +125,12 @@ class Fleet:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        with contextlib.suppress(Exception):
-            await self.redis.zrem(self.keys.workers, self.id)
-            await self.redis.delete(self.keys.worker(self.id))
+        if self._tasks:  # a cancelled listener closes its pub/sub connection on the way out
+            await asyncio.wait(self._tasks, timeout=STOP_STEP_SECONDS)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(self.keys.workers, self.id)
+        pipe.delete(self.keys.worker(self.id))
+        await bounded(pipe.execute(), "deregister")  # else the entry expires with its TTL
 
     async def beat(self) -> None:
         self.info.lastBeat = time.time()
@@ -265,7 +280,7 @@ async def serve(
         log.info("worker stopping", worker=fleet.id, in_flight=fleet.info.inFlight)
         await consumer.stop(grace)
         await fleet.stop()
-        await redis.aclose()
+        await bounded(redis.aclose(), "close redis")
         log.info("worker stopped", worker=fleet.id)
 
 

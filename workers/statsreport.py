@@ -21,6 +21,7 @@ from fila.keys import Keys
 from fila.settings import Settings
 from fila.topology import GLOBAL_QUEUE, queue_depth
 from workers import monitoring
+from workers.fleet import bounded
 
 log = flog.get("statsreport")
 
@@ -139,5 +140,6 @@ class StatsReporter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._release(keys=[self.keys.lock("stats")], args=[self.token])
+        # Bounded: a hung Redis must not hold the exit; the lock then expires with its TTL.
+        release = self._release(keys=[self.keys.lock("stats")], args=[self.token])
+        await bounded(release, "stats lock")
