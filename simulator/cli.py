@@ -214,6 +214,10 @@ def register(app: typer.Typer) -> None:
         json_out: str = typer.Option(
             "", "--json", help="Write the figures here (default: FILA_DATA_DIR/bench.json)."
         ),
+        soak: float = typer.Option(
+            0.0, "--soak", min=0.0, help="Instead: MINUTES at the reference load, RSS sampled."
+        ),
+        tuis: int = typer.Option(3, "--tuis", min=0, help="Headless TUIs open during --soak."),
     ) -> None:
         """Measure each hop's ceiling, then Fila end to end, limiter, fairness, propagation."""
         from pathlib import Path
@@ -225,6 +229,24 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         settings = get_settings()
+        if soak:
+            from simulator.soak import SoakReport, print_soak
+            from simulator.soak import soak as run_soak
+
+            soaked: list[SoakReport] = []
+
+            async def long_run() -> None:
+                soaked.append(await run_soak(settings, soak, tuis, console))
+
+            _run(long_run())
+            print_soak(console, soaked[0])
+            out = Path(json_out or Path(settings.data_dir) / "soak.json")
+            out.write_bytes(msgspec.json.format(msgspec.json.encode(soaked[0])))
+            console.print(f"figures written to {out}")
+            worst = max(soaked[0].growthPercent.values(), default=0.0)
+            if soaked[0].lost or worst >= 5.0:
+                raise typer.Exit(1)
+            return
         reports: list[BenchReport] = []
 
         async def main() -> None:

@@ -11,6 +11,9 @@ def register(app: typer.Typer) -> None:
         screen: str = typer.Option("overview", help="Screen to open first."),
         server: str = typer.Option("", help="Control plane URL (default FILA_SERVER_URL)."),
         demo: bool = typer.Option(False, "--demo", help="A made-up fleet, no control plane."),
+        headless: bool = typer.Option(
+            False, "--headless", help="No terminal: poll and render unseen (soak runs)."
+        ),
     ) -> None:
         """Watch the fleet live and edit thresholds (talks to the control plane only)."""
         from fila.cli import settings_or_exit
@@ -23,7 +26,9 @@ def register(app: typer.Typer) -> None:
         if screen not in SCREENS:
             typer.echo(f"error: --screen must be one of {', '.join(SCREENS)}", err=True)
             raise typer.Exit(2)
-        FilaApp(settings, start=screen, fixed=sample.fleet() if demo else None).run()
+        FilaApp(settings, start=screen, fixed=sample.fleet() if demo else None).run(
+            headless=headless
+        )
 
     from tui import historycli
 
