@@ -153,7 +153,12 @@ class PatientCluster(RedisCluster):
 
 
 class PatientPipeline(ClusterPipeline):
-    """A cluster pipeline resent, within the client's patience, when a failover interrupts it."""
+    """A cluster pipeline resent, within the client's patience, when a failover interrupts it.
+
+    A transaction's commands are queued at `execute`, in the caller's loop: redis-py 8.1 runs
+    each one through `asyncio.run` in a thread, whose loop (closed at once) would connect the
+    client if it is the first use and leave those connections in the node pools.
+    """
 
     def __init__(self, client: PatientCluster, transaction: bool | None = None) -> None:
         super().__init__(client, transaction)
@@ -162,6 +167,8 @@ class PatientPipeline(ClusterPipeline):
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         self._queued.append((args, dict(kwargs)))
+        if self._transaction:
+            return self
         return super().execute_command(*args, **kwargs)
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
@@ -169,14 +176,27 @@ class PatientPipeline(ClusterPipeline):
         loads the scripts a node lacks."""
         return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
 
+    async def _enqueue(self, queued: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        """Queue the commands again (after a failed try), a transaction's in this loop."""
+        strategy = cast(Any, self._execution_strategy)
+        for args, kwargs in queued:
+            if self._transaction:
+                await strategy._execute_command(*args, **kwargs)
+            else:
+                super().execute_command(*args, **kwargs)
+
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         queued, self._queued = self._queued, []
         deadline = time.monotonic() + self._patient.patience
         delay = 0.05
+        pending = bool(self._transaction)
         while True:
             try:
+                if pending:
+                    await self._enqueue(queued)
                 return await super().execute(raise_on_error, allow_redirections)
             except (*FAILOVER_ERRORS, NoScriptError) as exc:
+                await self.reset()  # type: ignore[no-untyped-call]
                 if time.monotonic() + delay > deadline:
                     raise
                 await asyncio.sleep(delay)
@@ -184,5 +204,4 @@ class PatientPipeline(ClusterPipeline):
                 if isinstance(exc, NoScriptError):  # a promoted replica may lack the cache
                     for script in self._patient.scripts:
                         await self._patient.script_load(script.script)
-            for args, kwargs in queued:
-                super().execute_command(*args, **dict(kwargs))
+            pending = True

@@ -1,29 +1,32 @@
 """Fila on a real Redis Cluster (3 masters + 3 replicas started by `fila.services`), and a
 failover: the master holding the global bucket killed with SIGKILL while voice notes flow.
 
-The cluster is created once per test session on ports of its own (21410-21415, bus +10000),
-apart from the one `fila services redis-cluster up` runs, and wiped at the end.
+The cluster is created once per test session on ports of its own (a free block from 21600,
+bus +10000), apart from the one `fila services redis-cluster up` runs, and wiped at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from fila import redisconn, services
-from fila.configstore import ConfigStore
 from fila.keys import Keys
-from fila.models import RateLimitConfig, WebhookConfig, WebhookTarget
+from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
 from simulator.bench import QUICK, Bench
@@ -36,22 +39,45 @@ from tests.test_ingest_support import audio_event, counters, noise, rabbit, work
 Spawn = Callable[..., Proc]
 __all__ = ["migrated"]
 
-PORTS = tuple(range(21410, 21416))
+BLOCKS = range(21600, 22600, 10)
+"""Where a test run's local cluster or sentinel setup takes ports (bus ports: +10000)."""
 CHAT = "5511977776666@s.whatsapp.net"
 FAILOVER_NOTES = 1000
 """Voice notes of the failover run, offered at FAILOVER_RATE a second (~40 s of sending)."""
 FAILOVER_RATE = 25
 
 
+@contextlib.contextmanager
+def port_block(base: Settings, size: int) -> Iterator[tuple[int, ...]]:
+    """`size` ports (and each port + 10000) that no other test run holds: a lock file per
+    block, held for the session, so runs at once never stop each other's servers."""
+    data = Path(base.data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    for first in BLOCKS:
+        with (data / f"ports-{first}.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            ports = tuple(range(first, first + size))
+            # Ours from a run that died without its teardown: stopped (the lock was free).
+            services.LocalRedisCluster(base, ports).down(wipe=True)
+            if any(services._port_open(p) or services._port_open(p + 10000) for p in ports):
+                continue
+            yield ports
+            return
+    raise RuntimeError(f"no free block of {size} ports in {BLOCKS}")
+
+
 @pytest.fixture(scope="session")
 def local_cluster(base_settings: Settings) -> Iterator[services.LocalRedisCluster]:
-    cluster = services.LocalRedisCluster(base_settings, PORTS)
-    cluster.down(wipe=True)
-    try:
-        cluster.up(report=lambda m: print(m, file=sys.stderr))
-        yield cluster
-    finally:
-        cluster.down(wipe=True)
+    with port_block(base_settings, 6) as ports:
+        cluster = services.LocalRedisCluster(base_settings, ports)
+        try:
+            cluster.up(report=lambda m: print(m, file=sys.stderr))
+            yield cluster
+        finally:
+            cluster.down(wipe=True)
 
 
 @pytest.fixture
@@ -121,6 +147,32 @@ def test_keys_moved_together_share_one_slot() -> None:
         assert len({key_slot(key.encode()) for key in group}) == 1, group
     # Keys nothing ties together are spread (the idempotency marks of two events).
     assert key_slot(k.seen("a:1").encode()) != key_slot(k.seen("a:2").encode())
+
+
+async def test_a_transaction_as_first_use_connects_in_the_callers_loop(
+    on_cluster: Settings,
+) -> None:
+    """redis-py queues a cluster transaction's commands in a thread's own loop: a client first
+    used by one (a control plane mirroring stored filters) kept connections of a closed loop."""
+    keys = Keys(on_cluster.redis_prefix)
+    client = redisconn.connect(on_cluster)
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.hset(keys.config_filters, "a", "1")
+        pipe.hset(keys.config_filters, "b", "2")
+        assert await pipe.execute() == [1, 1]
+        loop = asyncio.get_running_loop()
+        for node in cast(RedisCluster, client).get_nodes():
+            for conn in node._connections:
+                writer = getattr(conn, "_writer", None)
+                if writer is not None:
+                    assert writer.transport._loop is loop, node.name
+        # Every node answers on the connections left in its pool.
+        for _ in range(3):
+            await cast(Any, client).ping(target_nodes=RedisCluster.ALL_NODES)
+        assert await client.hgetall(keys.config_filters) == {b"a": b"1", b"b": b"2"}
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.usefixtures("migrated")
@@ -224,6 +276,7 @@ async def test_limiter_accuracy_across_four_processes_on_redis_cluster(
     assert result["errorPercent"] <= 0.5, result
 
 
+@pytest.mark.usefixtures("migrated")
 async def test_failover_of_the_bucket_master_loses_nothing(
     on_cluster: Settings, credis: Any, spawn: Spawn, local_cluster: services.LocalRedisCluster
 ) -> None:
@@ -240,15 +293,30 @@ async def test_failover_of_the_bucket_master_loses_nothing(
         Receiver(secret=on_cluster.webhook_secret) as monitor,
         rabbit(on_cluster) as mq,
     ):
-        # Configured straight in Redis (the control plane on a cluster is the test above).
-        store = ConfigStore(credis, keys, on_cluster)
-        await store.set_webhook(
-            WebhookConfig(
-                principal=WebhookTarget(enabled=True, url=main.url),
-                monitoramento=WebhookTarget(enabled=True, url=monitor.url),
+        # Configured through a real control plane, then one started on that stored state (its
+        # start mirrors filters in a MULTI) that stays up across the failover.
+        plane, base = await _control_plane(spawn, on_cluster)
+        async with httpx.AsyncClient(
+            base_url=base, timeout=30, headers={"apikey": on_cluster.api_key}
+        ) as api:
+            hooked = await api.put(
+                "/webhook/global/config",
+                json={
+                    "principal": {"enabled": True, "url": main.url},
+                    "monitoramento": {"enabled": True, "url": monitor.url},
+                },
             )
-        )
-        await store.set_ratelimit(limit)
+            assert hooked.status_code == 200, hooked.text
+            limited = await api.put("/ratelimit", json=msgspec.to_builtins(limit))
+            assert limited.status_code == 200, limited.text
+            for instance in instances[:2]:
+                filtered = await api.put(
+                    f"/instance/{instance}/filters/audio",
+                    json={"minDurationSeconds": 1, "maxDurationSeconds": 600, "enabled": True},
+                )
+                assert filtered.status_code == 200, filtered.text
+        assert plane.terminate() == 0, plane.output()[-2000:]
+        plane, _ = await _control_plane(spawn, on_cluster)
         for role in ("ingest", "ingest", "delivery", "delivery"):
             spawn(["worker", role], on_cluster)
         await _fleet(credis, keys, 4)
@@ -310,7 +378,78 @@ async def test_failover_of_the_bucket_master_loses_nothing(
             f"lost={len(lost)}; allowance={allowance:.1f} over {span:.1f} s, "
             f"excess={excess:+.1f} (bound: {window_tokens:.1f} failover-window tokens)"
         )
+        assert plane.popen.poll() is None, plane.output()[-2000:]
         assert lost == set()
         assert not refused() & delivered()
         assert excess <= window_tokens, (admitted, allowance, window_tokens)
         assert admitted > 0.9 * allowance  # the limit bound: tokens were not left unspent
+
+
+@pytest.mark.usefixtures("migrated")
+async def test_workers_catch_up_after_the_control_channel_master_fails(
+    on_cluster: Settings, credis: Any, spawn: Spawn, local_cluster: services.LocalRedisCluster
+) -> None:
+    """Workers subscribed on the master that dies still apply a filter change announced after
+    its replica took over (re-subscribed and re-read, or told by their heartbeat's sequence)."""
+    keys = Keys(on_cluster.redis_prefix)
+    async with Receiver(secret=on_cluster.webhook_secret) as receiver, rabbit(on_cluster) as mq:
+        _, base = await _control_plane(spawn, on_cluster)
+        async with httpx.AsyncClient(
+            base_url=base, timeout=30, headers={"apikey": on_cluster.api_key}
+        ) as api:
+            hooked = await api.put(
+                "/webhook/global/config", json={"principal": {"enabled": True, "url": receiver.url}}
+            )
+            assert hooked.status_code == 200, hooked.text
+            fleet = [spawn(["worker", role], on_cluster) for role in ("ingest", "delivery")]
+            await _fleet(credis, keys, 2)
+            victim = credis.get_node_from_key(keys.control_channel)
+
+            async def subscribed_on_victim() -> bool:
+                direct = aioredis.Redis(host=victim.host, port=victim.port)
+                try:
+                    [(_, count)] = await direct.pubsub_numsub(keys.control_channel)
+                finally:
+                    await direct.aclose()
+                return int(count) == 2
+
+            await wait_for(subscribed_on_victim, timeout=15)
+            await mq.publish(audio_event("cu", "B0", 10, data=noise(200)))
+            await receiver.wait_for_count(1, timeout=30)  # the filters of "cu" are cached now
+
+            local_cluster.kill(victim.port)
+            await credis.exists(keys.control_channel)  # answers once the replica took over
+            assert credis.get_node_from_key(keys.control_channel).port != victim.port
+            changed = await api.put(
+                "/instance/cu/filters/audio",
+                json={"minDurationSeconds": 20, "maxDurationSeconds": 60, "enabled": True},
+            )
+            assert changed.status_code == 200, changed.text
+
+            probes = 0
+
+            async def filtered() -> bool:
+                nonlocal probes
+                probes += 1
+                await mq.publish(audio_event("cu", f"P{probes}", 10, data=noise(200)))
+                return (await counters(credis, keys, "cu")).get("tooShort", 0) > 0
+
+            # The cached filters would otherwise last filter_cache_ttl_seconds (300 s).
+            await wait_for(filtered, timeout=30, interval=1)
+            short = (await counters(credis, keys, "cu"))["tooShort"]
+            for i in range(5):
+                await mq.publish(audio_event("cu", f"Q{i}", 10, data=noise(200)))
+
+            async def counted() -> bool:
+                return (await counters(credis, keys, "cu"))["tooShort"] >= short + 5
+
+            await wait_for(counted, timeout=30)
+            await asyncio.sleep(1)
+            ids = {d.json["data"]["key"]["id"] for d in receiver.accepted()}
+            assert not ids & {f"Q{i}" for i in range(5)}, ids
+            logs = " ".join(p.output() for p in fleet)
+            print(
+                f"\ncontrol channel master :{victim.port} killed; filter applied after {probes} "
+                f"probe(s); re-subscribed: {'control channel lost' in logs}, caught up by "
+                f"heartbeat: {'control messages missed' in logs}"
+            )
