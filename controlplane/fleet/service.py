@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from controlplane.fleet.snapshot import row_of
 from controlplane.health import dependencies
 from controlplane.queue.service import QueueService
 from controlplane.queuereads import queue_reads
@@ -84,24 +85,11 @@ class FleetService:
         if not any(counts.values()) and not configured:
             return None
         seen = await self.rt.redis.zscore(self.rt.keys.instances, name)
-        f = await self.rt.config.filter_for(name)
-        row = InstanceRow(
-            instance=name,
-            received=counts[stats.RECEIVED],
-            processed=counts[stats.PROCESSED],
-            tooShort=counts[stats.TOO_SHORT],
-            tooLong=counts[stats.TOO_LONG],
-            rateLimited=counts[stats.RATE_LIMITED],
-            deferred=counts[stats.DEFERRED],
-            ingestFailed=counts[stats.INGEST_FAILED],
-            delivered=counts[stats.DELIVERED],
-            deliveryFailed=counts[stats.DELIVERY_FAILED],
-            minDurationSeconds=f.minDurationSeconds,
-            maxDurationSeconds=f.maxDurationSeconds,
-            enabled=f.enabled,
-            lastSeen=float(seen) if seen is not None else None,
-        )
-        [shown] = await self.rt.fleet_rows.with_levels([row], await self.rt.config.ratelimit())
+        rule = await self.rt.config.filter_for(name)
+        limits = await self.rt.config.ratelimit()
+        last = float(seen) if seen is not None else None
+        row = row_of(name, counts, rule, last, limits)
+        [shown] = await self.rt.fleet_rows.with_levels([row], limits)
         return shown
 
     async def _depths(self) -> dict[str, int]:

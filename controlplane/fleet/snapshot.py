@@ -79,28 +79,37 @@ class RowSnapshot:
             minDurationSeconds=self._settings.audio_min_seconds,
             maxDurationSeconds=self._settings.audio_max_seconds,
         )
-        rows = []
-        for name in names:
-            c = counts[name]
-            f = filters.get(name, default)
-            rows.append(
-                InstanceRow(
-                    instance=name,
-                    received=c[stats.RECEIVED],
-                    processed=c[stats.PROCESSED],
-                    tooShort=c[stats.TOO_SHORT],
-                    tooLong=c[stats.TOO_LONG],
-                    rateLimited=c[stats.RATE_LIMITED],
-                    deferred=c[stats.DEFERRED],
-                    ingestFailed=c[stats.INGEST_FAILED],
-                    delivered=c[stats.DELIVERED],
-                    deliveryFailed=c[stats.DELIVERY_FAILED],
-                    tokenCapacity=limits.instanceCapacity * weight_of(limits, name),
-                    weight=weight_of(limits, name),
-                    minDurationSeconds=f.minDurationSeconds,
-                    maxDurationSeconds=f.maxDurationSeconds,
-                    enabled=f.enabled,
-                    lastSeen=seen.get(name),
-                )
-            )
+        rows = [
+            row_of(name, counts[name], filters.get(name, default), seen.get(name), limits)
+            for name in names
+        ]
         return rows
+
+
+def row_of(
+    name: str,
+    counts: dict[str, int],
+    rule: AudioFilter,
+    last_seen: float | None,
+    limits: RateLimitConfig,
+) -> InstanceRow:
+    """One instance's row from its counters and filter (token levels left to `with_levels`)."""
+    weight = weight_of(limits, name)
+    return InstanceRow(
+        instance=name,
+        received=counts[stats.RECEIVED],
+        processed=counts[stats.PROCESSED],
+        tooShort=counts[stats.TOO_SHORT],
+        tooLong=counts[stats.TOO_LONG],
+        rateLimited=counts[stats.RATE_LIMITED],
+        deferred=counts[stats.DEFERRED],
+        ingestFailed=counts[stats.INGEST_FAILED],
+        delivered=counts[stats.DELIVERED],
+        deliveryFailed=counts[stats.DELIVERY_FAILED],
+        tokenCapacity=limits.instanceCapacity * weight,
+        weight=weight,
+        minDurationSeconds=rule.minDurationSeconds,
+        maxDurationSeconds=rule.maxDurationSeconds,
+        enabled=rule.enabled,
+        lastSeen=last_seen,
+    )
