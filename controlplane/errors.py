@@ -9,7 +9,6 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from controlplane.ingest.budget import Busy
 from controlplane.methods import allowed
 from fila import logging as flog
 
@@ -27,6 +26,14 @@ class FieldError(Exception):
 
 class NotFound(Exception):
     """An unknown instance, session or resource: 404."""
+
+
+class Busy(Exception):
+    """No room for an ingest body within the wait: answered 429 with Retry-After."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"ingest buffer full: retry in {retry_after} s")
+        self.retry_after = retry_after
 
 
 class Conflict(Exception):

@@ -31,11 +31,6 @@ class Keys:
         """Control plane → workers: config changed, pause, resume, drain, shutdown."""
         return f"{self.prefix}control"
 
-    @property
-    def stats_channel(self) -> str:
-        """Fleet stats snapshots, once per second, for live views."""
-        return f"{self.prefix}stats"
-
     # --- effective configuration (mirror of PostgreSQL, read by workers) ---
     @property
     def config_filters(self) -> str:

@@ -8,7 +8,6 @@ filter, other message types, and bodies that are broken.
 from __future__ import annotations
 
 import base64
-import hashlib
 import random
 import time
 from datetime import UTC, datetime
@@ -207,6 +206,3 @@ class EventFactory:
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
-
-def sha256_b64(data: bytes) -> str:
-    return _b64(hashlib.sha256(data).digest())

@@ -81,7 +81,6 @@ def _message(response: httpx.Response) -> str:
     return response.text.strip()
 
 
-USE_DEFAULT = httpx.USE_CLIENT_DEFAULT
 CLEANUP_WAIT = 3600.0
 """Seconds the TUI waits for a cleanup run it started (its progress shows meanwhile)."""
 WEBHOOK_TEST_WAIT = 15.0

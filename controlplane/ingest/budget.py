@@ -10,13 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-
-class Busy(Exception):
-    """No room for this body within the wait: answered 429 with Retry-After."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"ingest buffer full: retry in {retry_after} s")
-        self.retry_after = retry_after
+from controlplane.errors import Busy
 
 
 class ByteBudget:
