@@ -9,8 +9,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from controlplane.errors import FieldError
+from fila import audiofilter
 from fila.addresses import is_private
-from fila.models import HEADER_NAME, HEADER_VALUE, MAX_SECONDS_MAX, MIN_SECONDS_MAX, MIN_SECONDS_MIN
+from fila.models import HEADER_NAME, HEADER_VALUE
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 """dailyTime, as the validator and the OpenAPI document read it."""
@@ -24,6 +25,8 @@ URL = (
 )
 """An http(s) URL with a host and a valid port, no spaces or control characters."""
 _URL = re.compile(URL)
+URL_OR_EMPTY = f"^$|{URL}"
+"""A stored target's URL, which may be cleared with ""."""
 _HEADER_NAME = re.compile(HEADER_NAME)
 _HEADER_VALUE = re.compile(HEADER_VALUE)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -42,17 +45,12 @@ def require_bool(field: str, value: Any) -> bool:
 
 
 def audio_bounds(min_s: Any, max_s: Any, enabled: Any, prefix: str = "") -> tuple[int, int, bool]:
-    """1 ≤ min ≤ 300; min ≤ max ≤ 7200; enabled boolean."""
+    """The filter rule of `fila.audiofilter`, and `enabled` a boolean."""
     lo = require_int(prefix + "minDurationSeconds", min_s)
     hi = require_int(prefix + "maxDurationSeconds", max_s)
     on = require_bool(prefix + "enabled", enabled)
-    if not MIN_SECONDS_MIN <= lo <= MIN_SECONDS_MAX:
-        rule = f"must be between {MIN_SECONDS_MIN} and {MIN_SECONDS_MAX}"
-        raise FieldError(prefix + "minDurationSeconds", rule)
-    if hi < lo:
-        raise FieldError(prefix + "maxDurationSeconds", "must be ≥ minDurationSeconds")
-    if hi > MAX_SECONDS_MAX:
-        raise FieldError(prefix + "maxDurationSeconds", f"must be ≤ {MAX_SECONDS_MAX}")
+    for field, rule in audiofilter.problems(lo, hi, prefix):
+        raise FieldError(field, rule)
     return lo, hi, on
 
 
@@ -81,19 +79,28 @@ def retention_days(field: str, value: Any) -> int:
     return days
 
 
-async def webhook_url(field: str, value: Any, block_private: bool) -> str:
-    """http/https with a host; with `block_private`, no private, loopback or link-local target."""
+def url_shape(field: str, value: Any) -> str:
+    """`URL`'s rule in words: which part of an http(s) URL is wrong."""
     if not isinstance(value, str):
         raise FieldError(field, "must be a string URL")
     if any(ch.isspace() or _CONTROL.match(ch) for ch in value):
         raise FieldError(field, "must not contain spaces or control characters")
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or not _URL.fullmatch(value):
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FieldError(field, "must be an http or https URL with a host")
     try:
         _ = parts.port
     except ValueError:
         raise FieldError(field, "has a bad port") from None
+    if not _URL.fullmatch(value):
+        raise FieldError(field, "must be an http or https URL with a host and a valid port")
+    return value
+
+
+async def webhook_url(field: str, value: Any, block_private: bool) -> str:
+    """http/https with a host; with `block_private`, no private, loopback or link-local target."""
+    url = url_shape(field, value)
+    parts = urlsplit(url)
     if block_private:
         host = parts.hostname
         try:
@@ -102,6 +109,13 @@ async def webhook_url(field: str, value: Any, block_private: bool) -> str:
             raise FieldError(field, f"host {host!r} does not resolve") from None
         if any(is_private(str(info[4][0])) for info in infos):
             raise FieldError(field, "must not point at a private or loopback address")
+    return url
+
+
+def header_value(field: str, value: Any) -> str:
+    """What httpx and h11 send: visible ASCII with spaces or tabs between words."""
+    if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+        raise FieldError(field, "must be visible ASCII (spaces and tabs only between words)")
     return value
 
 
@@ -110,7 +124,5 @@ def header_map(field: str, headers: dict[str, str]) -> dict[str, str]:
     for name, value in headers.items():
         if not _HEADER_NAME.fullmatch(name):
             raise FieldError(field, f"{name!r} is not a valid HTTP header name")
-        if not _HEADER_VALUE.fullmatch(value):
-            rule = "must be visible ASCII (spaces and tabs only between words)"
-            raise FieldError(f"{field}.{name}", rule)
+        header_value(f"{field}.{name}", value)
     return headers

@@ -182,7 +182,9 @@ async def test_a_rate_limit_stored_before_fair_sharing_is_migrated_not_refused(
     read = (await cp.get("/ratelimit")).json()
     assert (read["capacity"], read["policy"], read["instanceCapacity"]) == (321, "defer", 7)
     assert read["reservePercent"] == 20 and "instanceRefillPerMinute" not in read
-    await cp.put("/ratelimit", json={"capacity": 500, "refillPerMinute": 500, "policy": "reject"})
+    restore = {"capacity": 500, "refillPerMinute": 500, "policy": "reject"}
+    restore["instanceCapacity"] = settings.rate_instance_capacity  # fleet tests read it
+    await cp.put("/ratelimit", json=restore)
 
 
 async def test_evolution_webhook_puts_the_raw_body_on_the_ingest_queue(

@@ -6,12 +6,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from controlplane.validation import URL
+from controlplane.validation import URL, URL_OR_EMPTY
 from fila.models import HeaderMap, WebhookTarget
 
 Url = Annotated[str, msgspec.Meta(pattern=URL)]
 """`controlplane.validation.webhook_url`'s form (private targets are refused apart)."""
-UrlOrEmpty = Annotated[str, msgspec.Meta(pattern=f"^$|{URL}")]
+UrlOrEmpty = Annotated[str, msgspec.Meta(pattern=URL_OR_EMPTY)]
 """A stored target's URL may be cleared with ""."""
 
 
