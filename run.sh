@@ -11,6 +11,7 @@ need_apt=()
 have_python() { command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null; }
 have_python || need_apt+=(python3 python3-venv python3-pip python3-dev)
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
+[ -x /usr/bin/redis-sentinel ] || need_apt+=(redis-sentinel)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v strace >/dev/null || need_apt+=(strace)
@@ -25,7 +26,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
   # The packages' own init scripts may have started system copies; Fila runs its own.
-  for svc in rabbitmq-server redis-server postgresql; do
+  for svc in rabbitmq-server redis-server redis-sentinel postgresql; do
     service "$svc" stop >/dev/null 2>&1 || true
   done
   # The package's RabbitMQ leaves its epmd on 0.0.0.0:4369; Fila's own listens on loopback.

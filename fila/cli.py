@@ -119,6 +119,54 @@ def cluster_status() -> None:
         raise typer.Exit(1)
 
 
+sentinel_app = typer.Typer(
+    help="A local Sentinel setup (master, replica, 3 sentinels) on loopback."
+)
+services_app.add_typer(sentinel_app, name="redis-sentinel")
+
+
+@sentinel_app.command("up")
+def sentinel_up() -> None:
+    """Start the local master, replica and sentinels; print the settings that use them."""
+    from fila.redissentinel import LocalRedisSentinel
+
+    setup = LocalRedisSentinel(settings_or_exit())
+    try:
+        setup.up(report=lambda m: console.print(m))
+    except svc.ServiceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"Redis master {setup.master()}, sentinels {setup.nodes}", soft_wrap=True)
+    for name, value in setup.env().items():
+        print(f"{name}={value}")
+
+
+@sentinel_app.command("down")
+def sentinel_down(
+    wipe: bool = typer.Option(False, "--wipe", help="Also delete its data and configuration."),
+) -> None:
+    """Stop the local sentinels, master and replica (only those Fila started)."""
+    from fila.redissentinel import LocalRedisSentinel
+
+    stopped = LocalRedisSentinel(settings_or_exit()).down(wipe=wipe)
+    console.print(f"stopped: {', '.join(map(str, stopped)) if stopped else 'nothing was running'}")
+
+
+@sentinel_app.command("status")
+def sentinel_status() -> None:
+    """Whether every process runs and the sentinels agree on a master with its replica."""
+    from fila.redissentinel import LocalRedisSentinel
+
+    setup = LocalRedisSentinel(settings_or_exit())
+    running = [p for p in setup.ports if setup.pid(p) is not None]
+    healthy = setup.healthy()
+    console.print(
+        f"running: {len(running)}/{len(setup.ports)}; master {setup.master()}; ok: {healthy}"
+    )
+    if not healthy:
+        raise typer.Exit(1)
+
+
 rabbit_app = typer.Typer(help="A local RabbitMQ cluster (3 nodes, quorum queues) on loopback.")
 services_app.add_typer(rabbit_app, name="rabbitmq-cluster")
 
