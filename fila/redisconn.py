@@ -153,12 +153,8 @@ class PatientCluster(RedisCluster):
 
 
 class PatientPipeline(ClusterPipeline):
-    """A cluster pipeline resent, within the client's patience, when a failover interrupts it.
-
-    A transaction's commands are queued at `execute`, in the caller's loop: redis-py 8.1 runs
-    each one through `asyncio.run` in a thread, whose loop (closed at once) would connect the
-    client if it is the first use and leave those connections in the node pools.
-    """
+    """A cluster pipeline resent, within the client's patience, when a failover interrupts it;
+    a transaction queued at `execute` (redis-py 8.1 queues each command in a thread's loop)."""
 
     def __init__(self, client: PatientCluster, transaction: bool | None = None) -> None:
         super().__init__(client, transaction)
@@ -167,7 +163,7 @@ class PatientPipeline(ClusterPipeline):
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         self._queued.append((args, dict(kwargs)))
-        if self._transaction:
+        if self._transaction:  # that thread's loop could connect the client, then close
             return self
         return super().execute_command(*args, **kwargs)
 

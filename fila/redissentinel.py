@@ -1,9 +1,5 @@
-"""A local Sentinel setup for tests and the demo: a master, its replica and three sentinels.
-
-Debian's redis-server and redis-sentinel on loopback, on ports and in a directory of their own
-(`settings.data_dir`/redis-sentinel-<first port>). A sentinel rewrites its own configuration
-after a failover, so `up` after `down` (or after a kill) finds the promoted master again.
-"""
+"""A local Sentinel setup for tests and the demo: a master, its replica and three sentinels
+(Debian's redis-server and redis-sentinel on loopback, in `data_dir`/redis-sentinel-<port>)."""
 
 from __future__ import annotations
 

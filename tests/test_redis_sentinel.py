@@ -1,9 +1,5 @@
-"""Fila on a Sentinel-watched master (one replica, three sentinels started by
-`fila.redissentinel`): the pipeline basics, then the master killed with SIGKILL mid-stream.
-
-The setup is created once per test session on a free port block (see `port_block`) and wiped
-at the end.
-"""
+"""Fila on a Sentinel-watched master (one replica, three sentinels, on a free port block for
+the session): the pipeline basics, then the master killed with SIGKILL mid-stream."""
 
 from __future__ import annotations
 
