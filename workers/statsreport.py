@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from typing import Any
 
 import msgspec
@@ -18,6 +17,7 @@ from aio_pika.abc import AbstractChannel
 from fila import logging as flog
 from fila import stats
 from fila.keys import Keys
+from fila.lease import Lease
 from fila.settings import Settings
 from fila.topology import GLOBAL_QUEUE, queue_depth
 from workers import monitoring
@@ -26,25 +26,6 @@ from workers.fleet import bounded
 log = flog.get("statsreport")
 
 FILTER_FIELDS = (stats.TOO_SHORT, stats.TOO_LONG, stats.PROCESSED)
-
-# KEYS[1] lock; ARGV token, ttl ms -> 1 when this token holds the lock afterwards
-_HOLD = """
-local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not owner then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -71,9 +52,8 @@ class StatsReporter:
         self.counters = stats.Counters(
             redis, self.keys, settings.timezone, settings.fleet_stats_retention_days
         )
-        self.token = uuid.uuid4().hex
-        self._hold = redis.register_script(_HOLD)
-        self._release = redis.register_script(_RELEASE)
+        interval = settings.stats_interval_seconds
+        self.lease = Lease(redis, self.keys.lock("stats"), int(max(interval * 3, 5.0) * 1000))
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -81,11 +61,10 @@ class StatsReporter:
 
     async def _run(self) -> None:
         interval = self.settings.stats_interval_seconds
-        ttl_ms = int(max(interval * 3, 5.0) * 1000)
         while True:
             await asyncio.sleep(interval)
             try:
-                if await self._hold(keys=[self.keys.lock("stats")], args=[self.token, ttl_ms]):
+                if await self.lease.hold():
                     await self.report()
             except asyncio.CancelledError:
                 raise
@@ -141,5 +120,4 @@ class StatsReporter:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         # Bounded: a hung Redis must not hold the exit; the lock then expires with its TTL.
-        release = self._release(keys=[self.keys.lock("stats")], args=[self.token])
-        await bounded(release, "stats lock")
+        await bounded(self.lease.release(), "stats lock")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import uuid
 import zoneinfo
 from typing import Any
 
@@ -29,6 +28,7 @@ from controlplane.runtime import Runtime
 from controlplane.tables import CleanupRun, CleanupSchedule
 from controlplane.validation import daily_time, retention_days, timezone
 from fila import logging as flog
+from fila.lease import Lease
 
 log = flog.get("controlplane.cleanup")
 
@@ -44,21 +44,6 @@ FIRED_MS = 2 * 86_400_000
 """A scheduled fire time stays claimed this long (past any replica's misfire grace)."""
 FIRE_SLACK = dt.timedelta(minutes=1)
 """A cron job that starts a little early still belongs to its own fire time."""
-
-_EXTEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('HSET', KEYS[2], 'scanned', ARGV[3], 'deleted', ARGV[4], 'errors', ARGV[5])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return 1
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return 1
-end
-return 0
-"""
 
 
 def trigger_for(schedule: Schedule) -> CronTrigger:
@@ -227,17 +212,15 @@ class CleanupService:
     async def run(self, trigger: str = "manual", at: dt.datetime | None = None) -> RunResult:
         """Delete what is older than retentionDays before `at` (default now); Conflict if busy."""
         keys = self.rt.keys
-        token = uuid.uuid4().hex
-        if not await self.rt.redis.set(keys.lock("cleanup"), token, nx=True, px=LOCK_MS):
+        lease = Lease(self.rt.redis, keys.lock("cleanup"), LOCK_MS, keys.cleanup_progress)
+        if not await lease.acquire():
             raise Conflict("cleanup: a cleanup is already running")
         try:
-            return await self._locked_run(trigger, at, token)
+            return await self._locked_run(trigger, at, lease)
         finally:
-            await self.rt.redis.eval(
-                _RELEASE, 2, keys.lock("cleanup"), keys.cleanup_progress, token
-            )
+            await lease.release()
 
-    async def _locked_run(self, trigger: str, at: dt.datetime | None, token: str) -> RunResult:
+    async def _locked_run(self, trigger: str, at: dt.datetime | None, lease: Lease) -> RunResult:
         """The run itself; whatever ends it is written on its row (re-raised if unexpected)."""
         started = now()
         run_id: int | None = None
@@ -252,8 +235,8 @@ class CleanupService:
                 )
             ).returning(CleanupRun._meta.primary_key)
             run_id = rows[0]["id"]
-            await self._publish(counts, token)
-            await self._sweep(cutoff, counts, token)
+            await self._publish(counts, lease)
+            await self._sweep(cutoff, counts, lease)
         except (ClientError, BotoCoreError) as exc:
             failure = f"s3: {exc}"
             counts["errors"] += 1
@@ -293,25 +276,13 @@ class CleanupService:
             }
         ).where(CleanupRun._meta.primary_key == run_id)
 
-    async def _publish(self, counts: dict[str, int], token: str) -> None:
+    async def _publish(self, counts: dict[str, int], lease: Lease) -> None:
         """Progress for /cleanup/status, and the lock kept alive; LockLost once another owns it."""
-        keys = self.rt.keys
-        owned = await self.rt.redis.eval(
-            _EXTEND,
-            2,
-            keys.lock("cleanup"),
-            keys.cleanup_progress,
-            token,
-            LOCK_MS,
-            counts["scanned"],
-            counts["deleted"],
-            counts["errors"],
-        )
-        if not owned:
+        if not await lease.renew(counts):
             log.warning("cleanup lock lost; another run may have started", **counts)
             raise LockLost("lock lost: another run may have started")
 
-    async def _sweep(self, cutoff: dt.datetime, counts: dict[str, int], token: str) -> None:
+    async def _sweep(self, cutoff: dt.datetime, counts: dict[str, int], lease: Lease) -> None:
         """List and delete page by page, checking the lock is still ours before every delete."""
         bucket = self.rt.settings.s3_bucket
         paginator = self.rt.s3.get_paginator("list_objects_v2")
@@ -324,15 +295,15 @@ class CleanupService:
                 if obj["LastModified"] < cutoff:
                     pending.append(obj["Key"])
                 if len(pending) >= self.batch:
-                    await self._publish(counts, token)
+                    await self._publish(counts, lease)
                     await self._delete(bucket, pending[: self.batch], counts)
                     pending = pending[self.batch :]
-            await self._publish(counts, token)
+            await self._publish(counts, lease)
         while pending:
-            await self._publish(counts, token)
+            await self._publish(counts, lease)
             await self._delete(bucket, pending[: self.batch], counts)
             pending = pending[self.batch :]
-        await self._publish(counts, token)
+        await self._publish(counts, lease)
 
     async def _delete(self, bucket: str, keys: list[str], counts: dict[str, int]) -> None:
         try:
