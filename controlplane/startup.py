@@ -9,7 +9,8 @@ from controlplane.configlock import config_write
 from controlplane.filters.service import FilterService
 from controlplane.runtime import Runtime
 from controlplane.webhooks.service import WebhookService
-from fila.models import EmergencyFilter, RateLimitConfig
+from fila.audiofilter import EmergencyFilter
+from fila.models import RateLimitConfig
 
 
 async def mirror_config(rt: Runtime) -> None:

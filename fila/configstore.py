@@ -12,13 +12,12 @@ from typing import TypeVar
 import msgspec
 import redis.asyncio as aioredis
 
+from fila.audiofilter import AudioFilter, EmergencyFilter
 from fila.keys import Keys
 from fila.models import (
-    AudioFilter,
     ConfigScope,
     ControlKind,
     ControlMessage,
-    EmergencyFilter,
     RateLimitConfig,
     WebhookConfig,
     WebhookTarget,

@@ -164,37 +164,6 @@ class MonitoringEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
 # ---------------------------------------------------------------- configuration
 
 
-MIN_SECONDS_MIN, MIN_SECONDS_MAX, MAX_SECONDS_MAX = 1, 300, 7200
-"""The contract's filter rules: 1 ≤ min ≤ 300; min ≤ max ≤ 7200 (controlplane.validation)."""
-MinSeconds = Annotated[int, msgspec.Meta(ge=MIN_SECONDS_MIN, le=MIN_SECONDS_MAX)]
-MaxSeconds = Annotated[int, msgspec.Meta(ge=MIN_SECONDS_MIN, le=MAX_SECONDS_MAX)]
-"""The same bounds as msgspec constraints: request bodies and the OpenAPI document use them."""
-
-
-class AudioFilter(msgspec.Struct, kw_only=True):
-    minDurationSeconds: int = 3
-    maxDurationSeconds: int = 7200
-    enabled: bool = True
-
-    def verdict(self, seconds: int) -> Literal["ok", "tooShort", "tooLong"]:
-        if not self.enabled:
-            return "ok"
-        if seconds < self.minDurationSeconds:
-            return "tooShort"
-        if seconds > self.maxDurationSeconds:
-            return "tooLong"
-        return "ok"
-
-
-class EmergencyFilter(msgspec.Struct, kw_only=True):
-    """Fleet-wide override of every instance's audio filter while enabled."""
-
-    enabled: bool = False
-    minDurationSeconds: int = 3
-    maxDurationSeconds: int = 7200
-    reason: str = ""
-
-
 RatePolicy = Literal["reject", "defer"]
 
 

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from fila import audiofilter
+
 PREFIX = "FILA_"
 
 
@@ -125,8 +127,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """An instance's counters are kept this long after its last event."""
 
     # --- audio filter defaults ---
-    audio_min_seconds: int = 3
-    audio_max_seconds: int = 7200
+    audio_min_seconds: int = audiofilter.DEFAULT_MIN_SECONDS
+    audio_max_seconds: int = audiofilter.DEFAULT_MAX_SECONDS
     filter_cache_ttl_seconds: float = 300.0
     """How long a worker trusts its cached filters and webhook config if no change is announced."""
 
@@ -372,10 +374,13 @@ def _validate(s: Settings) -> None:
         raise _fail("rate_reserve_percent", f"must be 0 to 90 (got {s.rate_reserve_percent})")
     if s.http_port > 65535:
         raise _fail("http_port", f"must be a TCP port, 1 to 65535 (got {s.http_port})")
-    if not 1 <= s.audio_min_seconds <= 300:
-        raise _fail("audio_min_seconds", f"must be between 1 and 300 (got {s.audio_min_seconds})")
-    if not s.audio_min_seconds <= s.audio_max_seconds <= 7200:
-        raise _fail("audio_max_seconds", "must be ≥ FILA_AUDIO_MIN_SECONDS and ≤ 7200")
+    low, high = audiofilter.MIN_SECONDS_MIN, audiofilter.MIN_SECONDS_MAX
+    if not low <= s.audio_min_seconds <= high:
+        rule = f"must be between {low} and {high} (got {s.audio_min_seconds})"
+        raise _fail("audio_min_seconds", rule)
+    if not s.audio_min_seconds <= s.audio_max_seconds <= audiofilter.MAX_SECONDS_MAX:
+        rule = f"must be ≥ FILA_AUDIO_MIN_SECONDS and ≤ {audiofilter.MAX_SECONDS_MAX}"
+        raise _fail("audio_max_seconds", rule)
     for field in ("timezone", "cleanup_timezone"):
         try:
             zoneinfo.ZoneInfo(getattr(s, field))

@@ -205,4 +205,3 @@ class EventFactory:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-

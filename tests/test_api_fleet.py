@@ -16,8 +16,9 @@ from litestar.testing import AsyncTestClient
 
 from controlplane.app import create_app
 from controlplane.fleet.controller import STREAM_SECONDS
+from fila.audiofilter import AudioFilter, EmergencyFilter
 from fila.keys import Keys
-from fila.models import AudioFilter, EmergencyFilter, MonitoringEvent
+from fila.models import MonitoringEvent
 from fila.settings import Settings
 from fila.stats import Counters, record_latency
 from fila.views import FleetOverview, InstancesView

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
+from fila.audiofilter import AudioFilter
 from fila.keys import Keys
-from fila.models import AudioFilter
 from fila.settings import Settings
 from tests.support import Proc, wait_for
 from tests.test_controlplane_support import cp, free_port, migrated, unthrottled

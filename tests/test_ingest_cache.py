@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from fila.audiofilter import AudioFilter, EmergencyFilter
 from fila.configstore import ConfigStore
 from fila.keys import Keys
-from fila.models import AudioFilter, ControlMessage, EmergencyFilter, RateLimitConfig
+from fila.models import ControlMessage, RateLimitConfig
 from fila.settings import Settings
 from workers.filtercache import ConfigCache
 

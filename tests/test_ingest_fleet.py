@@ -13,9 +13,10 @@ import httpx
 import msgspec
 
 from fila import services, topology
+from fila.audiofilter import AudioFilter, EmergencyFilter
 from fila.configstore import ConfigStore
 from fila.keys import Keys
-from fila.models import AudioFilter, EmergencyFilter, MonitoringEvent, QueuedAudio, RateLimitConfig
+from fila.models import MonitoringEvent, QueuedAudio, RateLimitConfig
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub
 from tests.faults import TcpProxy

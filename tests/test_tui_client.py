@@ -6,7 +6,7 @@ import httpx
 import msgspec
 
 from controlplane.feedback.schemas import ActiveSession, FeedbackStats, StatusResult
-from fila.models import AudioFilter
+from fila.audiofilter import AudioFilter
 from fila.settings import Settings
 from tests.test_controlplane_support import cp_proc, migrated
 from tui.client import FilaClient

@@ -22,9 +22,10 @@ from controlplane.cleanup.service import CleanupService
 from controlplane.runtime import open_runtime
 from fila import s3 as s3_clients
 from fila import topology
+from fila.audiofilter import AudioFilter
 from fila.configstore import ConfigStore
 from fila.keys import Keys
-from fila.models import AudioFilter, RateLimitConfig
+from fila.models import RateLimitConfig
 from fila.settings import Settings
 from fila.stats import Counters
 from simulator.evolution import EvolutionStub

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from fila.models import AudioFilter
+from fila.audiofilter import AudioFilter
 from fila.settings import Settings
 from fila.views import InstanceRow
 from tui.client import ControlPlaneError, Disconnected, FilaClient, Role, Unreachable

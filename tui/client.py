@@ -15,10 +15,11 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
+from fila.audiofilter import AudioFilter, EmergencyFilter
 from fila.deadletters import DeadLetter, ReplayResult
 from fila.fleetquery import InstancesQuery
 from fila.history import ConfigHistory
-from fila.models import AudioFilter, EmergencyFilter, RateLimitConfig, WorkerInfo
+from fila.models import RateLimitConfig, WorkerInfo
 from fila.settings import Settings
 from fila.views import FleetOverview, InstancesView, WeightRecord
 from tui.contract import (

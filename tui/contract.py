@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
-from fila.models import AudioFilter, WebhookConfig
+from fila.audiofilter import AudioFilter
+from fila.models import WebhookConfig
 
 
 class FeedbackSession(msgspec.Struct, kw_only=True):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from fila.audiofilter import EmergencyFilter
 from fila.deadletters import DeadLetter
 from fila.history import ConfigChange, ConfigHistory
-from fila.models import EmergencyFilter, RateLimitConfig, WebhookTarget, WorkerInfo
+from fila.models import RateLimitConfig, WebhookTarget, WorkerInfo
 from fila.views import (
     Alert,
     Busiest,

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fila.audiofilter import EmergencyFilter
 from fila.deadletters import DeadLetter
 from fila.fleetquery import InstancesQuery
 from fila.history import ConfigHistory
-from fila.models import EmergencyFilter, RateLimitConfig, WorkerInfo
+from fila.models import RateLimitConfig, WorkerInfo
 from fila.views import FleetOverview, InstancesView
 from tui.contract import CleanupSchedule, CleanupStatus, ProcessStatus, WebhookConfigResponse
 

@@ -5,10 +5,11 @@ Each function returns the problems found as messages that name the field, empty 
 
 from __future__ import annotations
 
+from fila import audiofilter
 from fila.models import RateLimitConfig
 from fila.ratelimit import WEIGHT_MAX, WEIGHT_MIN, problems
 
-THRESHOLD_RULES = "rule: 1 ≤ min ≤ 300 and min ≤ max ≤ 7200 (seconds)"
+THRESHOLD_RULES = f"rule: {audiofilter.RULE}"
 RATELIMIT_RULES = (
     "rule: capacity ≥ 1, refill > 0, reserve 0-90 %, burst ≥ 1, window ≥ 1 s; an instance is"
     " refused only once the bucket is down to the reserve and it is past its share"
@@ -31,17 +32,13 @@ def number(text: str, field: str) -> tuple[float | None, str | None]:
 
 
 def threshold_errors(min_text: str, max_text: str) -> list[str]:
-    """The audio filter rules: 1 ≤ min ≤ 300; min ≤ max ≤ 7200."""
+    """The audio filter rule of `fila.audiofilter`, after both fields parse."""
     low, low_error = whole(min_text, "minDurationSeconds")
     high, high_error = whole(max_text, "maxDurationSeconds")
     errors = [e for e in (low_error, high_error) if e]
-    if low is not None and not 1 <= low <= 300:
-        errors.append("minDurationSeconds must be between 1 and 300")
-    if high is not None and high > 7200:
-        errors.append("maxDurationSeconds must be at most 7200")
-    if low is not None and high is not None and high < low:
-        errors.append(f"maxDurationSeconds must be ≥ minDurationSeconds ({low})")
-    return errors
+    if low is None or high is None:
+        return errors
+    return [f"{field} {rule}" for field, rule in audiofilter.problems(low, high)]
 
 
 def ratelimit_errors(

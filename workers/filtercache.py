@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from fila.audiofilter import AudioFilter, EmergencyFilter, in_force
 from fila.configstore import ConfigStore
-from fila.models import AudioFilter, ControlMessage, EmergencyFilter, RateLimitConfig
+from fila.models import ControlMessage, RateLimitConfig
 
 
 class ConfigCache:
@@ -37,20 +38,14 @@ class ConfigCache:
     async def filter_for(self, instance: str) -> AudioFilter:
         """The filter in force for `instance`: the emergency filter while it is enabled."""
         emergency = await self.emergency()
-        if emergency.enabled:
-            return AudioFilter(
-                minDurationSeconds=emergency.minDurationSeconds,
-                maxDurationSeconds=emergency.maxDurationSeconds,
-                enabled=True,
-            )
         cached = self._filters.get(instance)
         if cached and self._fresh(cached[0]):
-            return cached[1]
+            return in_force(cached[1], emergency)
         generation = self._generation
         value = await self._store.filter_for(instance)
         if generation == self._generation:
             self._filters[instance] = (self._clock(), value)
-        return value
+        return in_force(value, emergency)
 
     async def emergency(self) -> EmergencyFilter:
         if self._emergency and self._fresh(self._emergency[0]):

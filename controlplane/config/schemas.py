@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from controlplane.cleanup.schemas import Schedule
-from fila.models import AudioFilter, EmergencyFilter, RateLimitConfig, WebhookConfig
+from fila.audiofilter import AudioFilter, EmergencyFilter
+from fila.models import RateLimitConfig, WebhookConfig
 
 
 class ConfigDocument(msgspec.Struct, kw_only=True):

@@ -15,7 +15,7 @@ from controlplane.filters.schemas import (
 )
 from controlplane.filters.service import FilterService
 from controlplane.runtime import Runtime
-from fila.models import AudioFilter, EmergencyFilter
+from fila.audiofilter import AudioFilter, EmergencyFilter
 
 
 def provide(rt: NamedDependency[Runtime]) -> FilterService:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from fila.models import MaxSeconds, MinSeconds
+from fila.audiofilter import MaxSeconds, MinSeconds
 
 
 class AudioFilterBody(msgspec.Struct, kw_only=True):

@@ -16,9 +16,9 @@ from controlplane.history import service as history
 from controlplane.runtime import Runtime
 from controlplane.tables import InstanceAudioFilter
 from controlplane.validation import audio_bounds
+from fila.audiofilter import AudioFilter, EmergencyFilter
 from fila.configstore import default_filter
 from fila.history import BULK, instance_target
-from fila.models import AudioFilter, EmergencyFilter
 
 T = InstanceAudioFilter
 

@@ -11,8 +11,9 @@ import asyncio
 import time
 
 from fila import stats
+from fila.audiofilter import AudioFilter
 from fila.configstore import ConfigStore
-from fila.models import AudioFilter, RateLimitConfig
+from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket, weight_of
 from fila.settings import Settings
 from fila.views import InstanceRow

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.widgets import Input, Label, Switch
 
-from fila.models import AudioFilter
+from fila.audiofilter import AudioFilter
 from tui.rules import THRESHOLD_RULES, threshold_errors
 from tui.screens.form import FormModal
 
