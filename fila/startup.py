@@ -14,7 +14,7 @@ import aiormq
 import asyncpg
 import redis.asyncio as aioredis
 import stamina
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -172,6 +172,19 @@ async def rabbitmq(settings: Settings) -> None:
         raise QueueTypeMismatch(str(exc)) from None
     finally:
         await opened[-1].close()
+
+
+async def robust_rabbitmq(settings: Settings) -> AbstractRobustConnection:
+    """A worker's long-lived connection, waited for like every dependency (RabbitMQ may still be
+    starting); once up it reconnects by itself. Unreachable (one line) if it never answers."""
+    opened: list[AbstractRobustConnection] = []
+
+    async def probe() -> None:
+        opened.append(await topology.connect(settings))
+
+    where = ", ".join(_where(url, 5672) for url in settings.rabbitmq_urls)
+    await wait_until(settings, "rabbitmq_url", "RabbitMQ", where, probe)
+    return opened[-1]
 
 
 def _status(exc: ClientError) -> int:

@@ -12,17 +12,15 @@ import time
 
 import msgspec
 import redis.asyncio as aioredis
-import stamina
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPConnectionError
 
 from fila import logging as flog
-from fila import stats, topology
+from fila import startup, stats, topology
 from fila.configstore import ConfigStore
 from fila.deadletters import dead_headers, republished, retry_headers
 from fila.keys import Keys
@@ -35,7 +33,7 @@ from fila.models import (
     encode,
 )
 from fila.recenterrors import RecentErrors
-from fila.settings import Settings, env_name
+from fila.settings import Settings
 from workers import monitoring, retry
 from workers.breaker import Breaker
 from workers.expiry import ExpiryReporter
@@ -117,25 +115,8 @@ class DeliveryConsumer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def _connect(self) -> AbstractRobustConnection:
-        """Wait (bounded) for RabbitMQ, e.g. while a compose stack is still starting."""
-        try:
-            async for attempt in stamina.retry_context(
-                on=(OSError, AMQPConnectionError),
-                attempts=None,
-                timeout=self.settings.startup_wait_seconds,
-            ):
-                with attempt:
-                    return await topology.connect(self.settings)
-        except (OSError, AMQPConnectionError) as exc:
-            where = self.settings.rabbitmq_url.rsplit("@", 1)[-1]
-            raise SystemExit(
-                f"error: {env_name('rabbitmq_url')}: RabbitMQ unreachable at {where}: {exc}"
-            ) from None
-        raise AssertionError("unreachable")
-
     async def start(self) -> None:
-        self.connection = await self._connect()
+        self.connection = await startup.robust_rabbitmq(self.settings)
         self.channel = await self.connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self.settings.delivery_concurrency)
         self.queue = await topology.declare_global(self.channel, self.settings)

@@ -8,25 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit
 
 import httpx
 import redis.asyncio as aioredis
-import stamina
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError
 
 from fila import logging as flog
-from fila import topology
+from fila import startup, topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import ControlMessage
-from fila.settings import Settings, env_name
+from fila.settings import Settings
 from workers import fleet as fleet_mod
 from workers.enqueue import Publisher
 from workers.filtercache import ConfigCache
@@ -72,7 +69,7 @@ class IngestConsumer:
         self.holds: Holds | None = None
 
     async def start(self) -> None:
-        self.connection = await _connect(self.settings)
+        self.connection = await startup.robust_rabbitmq(self.settings)
         publish_channel = await self.connection.channel(publisher_confirms=True)
         publisher = Publisher(publish_channel, self.settings)
         await publisher.declare()
@@ -186,27 +183,6 @@ class IngestConsumer:
         with contextlib.suppress(Exception):
             await self.store.close()
         await self.http.aclose()
-
-
-async def _connect(settings: Settings) -> AbstractRobustConnection:
-    """The first connection, retried for a while (RabbitMQ may still be starting), then a
-    one-line error; once up, the robust connection reconnects by itself."""
-    where = f"{urlsplit(settings.rabbitmq_url).hostname}:{urlsplit(settings.rabbitmq_url).port}"
-    try:
-        async for attempt in stamina.retry_context(
-            on=(OSError, AMQPError),
-            attempts=None,
-            timeout=settings.startup_wait_seconds,
-            wait_max=3.0,
-        ):
-            with attempt:
-                return await topology.connect(settings)
-    except (OSError, AMQPError) as exc:
-        raise SystemExit(
-            f"error: {env_name('rabbitmq_url')}: RabbitMQ unreachable at {where}: "
-            f"{type(exc).__name__}"
-        ) from None
-    raise AssertionError("unreachable")
 
 
 async def build(
