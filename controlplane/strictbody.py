@@ -49,7 +49,10 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
 
 def _named(body: bytes, kind: Any, message: str, name: str, rule: str) -> FieldError:
     """The error with `[...]` replaced by the dict key at fault, in the validator's words."""
-    doc = msgspec.json.decode(body)
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:  # bad bytes after the value the typed decode stopped at
+        return FieldError(name, rule)
     path: list[str | int | None] = []
     for match in _SEGMENT.finditer("." + name if name[:1] != "[" else name):
         key, index = match.groups()
