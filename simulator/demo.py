@@ -23,13 +23,12 @@ from fila import redisconn, services
 from fila import stats as fstats
 from fila.keys import Keys
 from fila.settings import Settings
+from simulator import fleetup
 from simulator.evolution import EvolutionStub
+from simulator.fleetup import MONITORING_PATH, PRINCIPAL_PATH, cp_url
 from simulator.procs import ProcessGroup
 from simulator.receiver import Receiver
 from simulator.simulate import Simulator, Summary
-
-PRINCIPAL_PATH = "/principal"
-MONITORING_PATH = "/monitoring"
 
 
 class DemoOptions(msgspec.Struct, kw_only=True):
@@ -60,41 +59,6 @@ class DemoResult(msgspec.Struct, kw_only=True):
     """Children that exited on their own while the demo ran."""
     killed: list[str]
     """Children that needed SIGKILL at teardown."""
-
-
-def cp_url(settings: Settings) -> str:
-    return f"http://{settings.http_host}:{settings.http_port}"
-
-
-async def wait_ready(url: str, child_alive: Any, timeout: float = 90) -> None:
-    """Poll the control plane's health probe until it answers (or its process died)."""
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as client:
-        while time.monotonic() < deadline:
-            if not child_alive():
-                raise RuntimeError("the control plane exited during startup")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{url}/healthz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.3)
-    raise RuntimeError(f"the control plane did not answer {url}/healthz in {timeout:.0f} s")
-
-
-async def configure_webhooks(settings: Settings, receiver_url: str) -> None:
-    body = {
-        "principal": {"enabled": True, "url": receiver_url + PRINCIPAL_PATH},
-        "monitoramento": {"enabled": True, "url": receiver_url + MONITORING_PATH},
-    }
-    async with httpx.AsyncClient(timeout=15) as client:
-        answer = await client.put(
-            f"{cp_url(settings)}/webhook/global/config",
-            json=body,
-            headers={"apikey": settings.api_key},
-        )
-    if answer.status_code >= 300:
-        raise RuntimeError(
-            f"PUT /webhook/global/config answered {answer.status_code}: {answer.text}"
-        )
 
 
 def delivered(receiver: Receiver) -> list[Any]:
@@ -157,21 +121,16 @@ class Demo:
         return [s.name for s in before if s.embedded and not s.answering]
 
     async def _start_fleet(self, receiver: Receiver) -> None:
-        self.say("migrations")
-        await self.procs.run("migrate", ["migrate"], timeout=180)
-        self.say(f"control plane on {cp_url(self.settings)}")
-        cp = await self.procs.start("controlplane", ["controlplane", "--no-migrate"])
-        await wait_ready(cp_url(self.settings), lambda: cp.alive)
-        for n in range(self.options.ingest_workers):
-            await self.procs.start(f"ingest-{n + 1}", ["worker", "ingest"])
-        for n in range(self.options.delivery_workers):
-            await self.procs.start(f"delivery-{n + 1}", ["worker", "delivery"])
-        self.say(
-            f"{self.options.ingest_workers} ingest + {self.options.delivery_workers} delivery "
-            f"workers (logs in {self.procs.log_dir})"
+        await fleetup.start(
+            self.procs,
+            self.settings,
+            ingest=self.options.ingest_workers,
+            delivery=self.options.delivery_workers,
+            receiver_url=receiver.url,
+            monitoring=True,
+            redis=self.redis,
+            say=self.say,
         )
-        await configure_webhooks(self.settings, receiver.url)
-        self.say("main and monitoring webhooks → receiver (PUT /webhook/global/config)")
 
     async def _drive(self, receiver: Receiver, stub: EvolutionStub) -> None:
         duration = self.options.duration or (60.0 if self.options.headless else 24 * 3600.0)

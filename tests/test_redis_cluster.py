@@ -29,7 +29,7 @@ from fila.keys import Keys
 from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
-from simulator.bench import QUICK, Bench
+from simulator.bench import QUICK, Bench, control
 from simulator.evolution import EvolutionStub
 from simulator.receiver import Receiver
 from tests.support import Proc, wait_for
@@ -268,7 +268,7 @@ async def test_limiter_accuracy_across_four_processes_on_redis_cluster(
     profile = msgspec.structs.replace(QUICK, limiter_seconds=2.0)
     bench = Bench(on_cluster, profile, workers=1, limiter_procs=4)
     try:
-        result = await bench.limiter()
+        result = await control.limiter(bench)
     finally:
         await bench.close()
     print(f"\nlimiter on Redis Cluster: {result}")

@@ -8,7 +8,7 @@ import pytest
 
 from fila.settings import Settings
 from simulator import rawhops
-from simulator.bench import QUICK, Bench, BenchReport, check_targets, jain
+from simulator.bench import QUICK, Bench, BenchReport, check_targets, control, jain
 from simulator.benchenv import _management, isolated
 from simulator.receiver import Receiver
 
@@ -100,7 +100,7 @@ async def test_limiter_admissions_across_processes_match_capacity_plus_refill(
     profile = msgspec.structs.replace(QUICK, limiter_seconds=2.0)
     bench = Bench(settings, profile, workers=1, limiter_procs=4)
     try:
-        result = await bench.limiter()
+        result = await control.limiter(bench)
     finally:
         await bench.close()
     assert result["processes"] == 4 and result["calls"] > result["admitted"] > 200

@@ -1,0 +1,111 @@
+"""5,000 instances at ten times the reference load, then pages of the fleet view."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from fila import fleetquery
+from simulator import cpuusage
+from simulator.bench.harness import Bench
+from simulator.receiver import percentile
+from simulator.simulate import Summary
+
+
+async def scale(b: Bench, stub_port: int) -> dict[str, Any]:
+    """5,000 instances at ten times the reference load; then pages of the fleet view."""
+    instances, per_minute = 5000, 5000.0
+    await b.put("/ratelimit", {"capacity": 10**9, "refillPerMinute": 1e9, "policy": "reject"})
+    await asyncio.sleep(1)
+    await b.clear_receiver()
+    memory_before = int((await b.redis.info("memory"))["used_memory"])
+    out = Path(b.procs.log_dir) / "scale.json"
+    with contextlib.suppress(FileNotFoundError):
+        await asyncio.to_thread(out.unlink)
+    sim = await b.procs.start(
+        "simulate-scale",
+        [
+            "simulate",
+            "--instances",
+            str(instances),
+            "--rate",
+            str(per_minute),
+            "--duration",
+            str(b.p.scale_seconds),
+            "--stub-port",
+            str(stub_port),
+            "--linger",
+            str(b.p.drain_seconds + 30),
+            "--json",
+            str(out),
+        ],
+    )
+    roots = b.cpu_roots()
+    cpu_before = await asyncio.to_thread(cpuusage.tree_cpu, roots)
+    await b.mark("scale.start")
+    try:
+        deadline = time.monotonic() + b.p.scale_seconds * 4 + 60
+        while not await asyncio.to_thread(out.exists):
+            if not sim.alive:
+                raise RuntimeError(f"the simulator exited:\n{sim.tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the simulator did not finish")
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(0.2)
+        summary = msgspec.json.decode(await asyncio.to_thread(out.read_bytes), type=Summary)
+        stats = await b.wait_delivered(summary.voice_ok, b.p.drain_seconds)
+        cpu_after = await asyncio.to_thread(cpuusage.tree_cpu, roots)
+        await b.mark("scale.end")
+        window = (stats["lastAt"] or time.time()) - summary.startedAt
+    finally:
+        await b.procs.stop(sim)
+    memory_after = int((await b.redis.info("memory"))["used_memory"])
+    pages = await _fleet_pages(b, 100)
+    await b.purge()
+    seen = len(summary.byInstance)
+    return {
+        "instances": instances,
+        "instancesSeen": seen,
+        "ratePerMinute": per_minute,
+        "seconds": b.p.scale_seconds,
+        "sent": summary.sent,
+        "voiceNotes": summary.voice_ok,
+        "delivered": stats["accepted"],
+        "allDelivered": int(stats["accepted"]) >= summary.voice_ok,
+        "latencyMs": stats["latencyMs"],
+        "coresUsed": cpuusage.usage(cpu_before, cpu_after, window),
+        "redisBytesGrowth": memory_after - memory_before,
+        "redisBytesPerInstance": round((memory_after - memory_before) / max(seen, 1)),
+        "fleetPage": pages,
+    }
+
+
+async def _fleet_pages(b: Bench, count: int) -> dict[str, Any]:
+    """`GET /fleet/instances` pages of 40 in every sort, as a TUI asks for them."""
+    sorts = list(fleetquery.SORTS)
+    wall: list[float] = []
+    sizes: list[int] = []
+    for n in range(count):
+        params = {
+            "sort": sorts[n % len(sorts)],
+            "order": "desc" if n % 2 else "asc",
+            "offset": str((n * 40) % 4000),
+            "limit": "40",
+        }
+        started = time.perf_counter()
+        response = await b.http.get(f"{b.cp}/fleet/instances", params=params)
+        wall.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+        sizes.append(len(response.content))
+    wall.sort()
+    return {
+        "requests": count,
+        "p50Ms": round(percentile(wall, 50), 1),
+        "p99Ms": round(percentile(wall, 99), 1),
+        "maxBytes": max(sizes),
+    }
