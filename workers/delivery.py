@@ -22,7 +22,6 @@ from aio_pika.abc import (
 from fila import logging as flog
 from fila import startup, stats, topology
 from fila.configstore import ConfigStore
-from fila.deadletters import dead_headers, republished, retry_headers
 from fila.keys import Keys
 from fila.models import (
     ControlMessage,
@@ -40,6 +39,7 @@ from workers.expiry import ExpiryReporter
 from workers.fleet import Fleet, run
 from workers.holds import Holds, redis_down
 from workers.monitoring import MonitoringSender
+from workers.outcomes import Outcomes, queue_error, tries_so_far
 from workers.statsreport import StatsReporter
 from workers.webhook import Attempt, Webhooks, event_url
 
@@ -70,13 +70,6 @@ def payload(audio: QueuedAudio, settings: Settings) -> bytes:
     )
 
 
-def _attempts(message: AbstractIncomingMessage) -> int:
-    try:
-        return int((message.headers or {}).get(topology.H_ATTEMPTS, 0) or 0)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0
-
-
 class DeliveryConsumer:
     """The `Consumer` of a delivery worker (see workers.fleet)."""
 
@@ -97,6 +90,7 @@ class DeliveryConsumer:
         self.channel: AbstractChannel | None = None
         self.side_channel: AbstractChannel | None = None
         self.queue: AbstractQueue | None = None
+        self.outcomes: Outcomes | None = None
         self.sender: MonitoringSender | None = None
         self.reporter: StatsReporter | None = None
         self.expiry: ExpiryReporter | None = None
@@ -108,7 +102,6 @@ class DeliveryConsumer:
         self._gate_lock = asyncio.Lock()
         self._gate_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._delays: set[str] = set()
         self.holds = Holds(settings, redis, fleet.info, self._announce, self._sync_gate)
         self.holds.register("redis", redis.ping)
         # The receiver has no probe here: the breaker's half-open POST is its probe.
@@ -120,6 +113,16 @@ class DeliveryConsumer:
         self.channel = await self.connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self.settings.delivery_concurrency)
         self.queue = await topology.declare_global(self.channel, self.settings)
+        self.outcomes = Outcomes(
+            self.settings,
+            self.channel,
+            log,
+            stage="delivery",
+            what="delivery",
+            queue=topology.GLOBAL_QUEUE,
+            dlq=topology.GLOBAL_DLQ,
+            declare=topology.declare_global,
+        )
         self.side_channel = await self.connection.channel(publisher_confirms=True)
         await topology.declare_monitoring(self.side_channel, self.settings)
         self.sender = MonitoringSender(
@@ -248,7 +251,7 @@ class DeliveryConsumer:
                 None,
                 f"invalid body: {exc}",
                 Attempt(status=None, response=None),
-                _attempts(message),
+                tries_so_far(message.headers),
             )
             return
         if self._stopping or self._paused or time.time() < self._hold_until:
@@ -270,7 +273,7 @@ class DeliveryConsumer:
         attempt = await self.webhooks.post(
             url, payload(audio, self.settings), message_id, config.headers
         )
-        attempts = _attempts(message) + 1
+        attempts = tries_so_far(message.headers) + 1
         if attempt.blocked:
             # A configuration problem, not the receiver's: no retry, no breaker count.
             await self._dead_letter(
@@ -329,23 +332,9 @@ class DeliveryConsumer:
         if delay is None:
             await self._dead_letter(message, audio, "retries exhausted", attempt, attempts)
             return
-        assert self.channel is not None
-        headers = retry_headers(message, attempts, attempt.status)
-        await topology.publish_later(
-            self.channel,
-            self.settings,
-            republished(message, headers),
-            topology.GLOBAL_QUEUE,
-            delay,
-            self._delays,
-        )
-        await message.ack()
-        log.info(
-            "delivery retried later",
-            message_id=message.message_id,
-            attempts=attempts,
-            status=attempt.status,
-            delay_ms=delay,
+        assert self.outcomes is not None
+        await self.outcomes.later(
+            message, attempts, attempt.status, delay, message_id=message.message_id
         )
         await self.counters.bump(audio.instance, {stats.DELIVERY_RETRIED: 1})
 
@@ -357,40 +346,17 @@ class DeliveryConsumer:
         attempt: Attempt,
         attempts: int,
     ) -> None:
-        assert self.channel is not None
-        headers = dead_headers(
-            message,
-            reason=reason,
-            stage="delivery",
-            attempts=attempts,
-            status=attempt.status,
-            response=attempt.response,
-        )
-        copy = republished(message, headers)
-        await topology.publish_declaring(
-            self.channel,
-            copy,
-            topology.GLOBAL_DLQ,
-            topology.declarer(topology.declare_global, self.settings),
-        )
-        await message.ack()
+        assert self.outcomes is not None
+        headers = await self.outcomes.dead_letter(message, reason, attempt, attempts)
         self.fleet.record(False)
         instance = audio.instance if audio else None
-        log.warning(
-            "delivery dead-lettered",
-            message_id=message.message_id,
-            reason=reason,
-            status=attempt.status,
-            attempts=attempts,
-        )
         await self.counters.bump(instance, {stats.DELIVERY_FAILED: 1})
         if self.side_channel is not None:
             await monitoring.publish(
                 self.side_channel,
                 self.settings,
-                monitoring.event(
+                queue_error(
                     self.settings,
-                    "queue.error",
                     {
                         "error": f"Delivery failed: {reason}",
                         "stage": "delivery",
@@ -401,7 +367,7 @@ class DeliveryConsumer:
                         "response": attempt.response,
                         "failedAt": headers[topology.H_FAILED_AT],
                     },
-                    instance=instance,
+                    instance,
                 ),
             )
 

@@ -16,6 +16,7 @@ from fila.deadletters import describe
 from fila.settings import Settings
 from fila.topology import GLOBAL_DLQ, declare_expiry_watch
 from workers import monitoring
+from workers.outcomes import queue_error
 
 log = flog.get("expiry")
 
@@ -63,9 +64,8 @@ class ExpiryReporter:
         queued = await monitoring.publish(
             self.publish_channel,
             self.settings,
-            monitoring.event(
+            queue_error(
                 self.settings,
-                "queue.error",
                 {
                     "error": f"Delivery failed: {letter.reason}",
                     "stage": letter.stage,
@@ -75,7 +75,7 @@ class ExpiryReporter:
                     "attempts": letter.attempts,
                     "failedAt": letter.failedAt,
                 },
-                instance=letter.instance,
+                letter.instance,
             ),
         )
         if not queued:

@@ -21,22 +21,15 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from fila import logging as flog
 from fila import topology
-from fila.deadletters import dead_headers, republished, retry_headers
 from fila.models import MonitoringEvent, MonitoringKind, encode
 from fila.recenterrors import RecentErrors
 from fila.settings import Settings
 from fila.topology import MONITORING_QUEUE, declare_monitoring
 from workers import retry
+from workers.outcomes import Outcomes, tries_so_far
 from workers.webhook import Attempt, Webhooks, event_url
 
 log = flog.get("monitoring")
-
-
-def _attempts(message: AbstractIncomingMessage) -> int:
-    try:
-        return int((message.headers or {}).get(topology.H_ATTEMPTS, 0) or 0)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0
 
 
 def event(
@@ -94,7 +87,16 @@ class MonitoringSender:
         self._schedule = settings.monitoring_retries
         self._resting: dict[str, tuple[float, Attempt]] = {}
         """Per failing receiver URL: no POST before this monotonic time, and its last failure."""
-        self._delays: set[str] = set()
+        self.outcomes = Outcomes(
+            settings,
+            channel,
+            log,
+            stage="monitoring",
+            what="monitoring event",
+            queue=MONITORING_QUEUE,
+            dlq=topology.MONITORING_DLQ,
+            declare=declare_monitoring,
+        )
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=self.settings.monitoring_batch_size * 2)
@@ -137,12 +139,12 @@ class MonitoringSender:
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         """POST one event; ack it only once delivered, delayed or dead-lettered (confirmed)."""
-        attempts = _attempts(message) + 1
+        attempts = tries_so_far(message.headers) + 1
         try:
             item = msgspec.json.decode(message.body, type=MonitoringEvent)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             failed = Attempt(status=None, response=None)
-            await self._dead_letter(message, f"invalid body: {exc}", failed, attempts)
+            await self.outcomes.dead_letter(message, f"invalid body: {exc}", failed, attempts)
             return
         if self.recent is not None and item.event == "queue.error" and attempts == 1:
             try:
@@ -167,14 +169,15 @@ class MonitoringSender:
             message_id = message.message_id or uuid.uuid4().hex
             result = await self.webhooks.post(url, encode(item), message_id, config.headers)
         if result.blocked:
-            await self._dead_letter(message, f"blocked: {result.blocked}", result, attempts)
+            await self.outcomes.dead_letter(message, f"blocked: {result.blocked}", result, attempts)
             return
         verdict = retry.verdict(result.status)
         if verdict == "delivered":
             self._resting.pop(url, None)
             await message.ack()
         elif verdict == "reject":
-            await self._dead_letter(message, f"rejected: HTTP {result.status}", result, attempts)
+            reason = f"rejected: HTTP {result.status}"
+            await self.outcomes.dead_letter(message, reason, result, attempts)
         else:
             retry_after = retry.retry_after_seconds(result.retry_after)
             if not resting:
@@ -203,53 +206,13 @@ class MonitoringSender:
     ) -> None:
         """Back onto fila.monitoring through a delay queue, or dead-lettered when exhausted."""
         if attempts > len(self._schedule):
-            await self._dead_letter(message, "retries exhausted", result, attempts)
+            await self.outcomes.dead_letter(message, "retries exhausted", result, attempts)
             return
         delay = retry.rounded_up_ms(
             max(self._schedule[attempts - 1], retry_after or 0.0), self._schedule
         )
-        headers = retry_headers(message, attempts, result.status)
-        await topology.publish_later(
-            self.channel,
-            self.settings,
-            republished(message, headers),
-            MONITORING_QUEUE,
-            delay,
-            self._delays,
-        )
-        await message.ack()
-        log.info(
-            "monitoring event retried later",
-            monitoring_event=item.event,
-            attempts=attempts,
-            status=result.status,
-            delay_ms=delay,
-        )
-
-    async def _dead_letter(
-        self, message: AbstractIncomingMessage, reason: str, result: Attempt, attempts: int
-    ) -> None:
-        headers = dead_headers(
-            message,
-            reason=reason,
-            stage="monitoring",
-            attempts=attempts,
-            status=result.status,
-            response=result.response,
-        )
-        await topology.publish_declaring(
-            self.channel,
-            republished(message, headers),
-            topology.MONITORING_DLQ,
-            topology.declarer(topology.declare_monitoring, self.settings),
-        )
-        await message.ack()
-        log.warning(
-            "monitoring event dead-lettered",
-            message_id=message.message_id,
-            reason=reason,
-            status=result.status,
-            attempts=attempts,
+        await self.outcomes.later(
+            message, attempts, result.status, delay, monitoring_event=item.event
         )
 
     async def stop(self, grace: float) -> None:

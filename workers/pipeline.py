@@ -17,13 +17,7 @@ from fila import logging as flog
 from fila import stats, topology
 from fila.events import EventError, audio_of, parse_event
 from fila.keys import Keys
-from fila.models import (
-    AudioMessage,
-    EvolutionEvent,
-    MonitoringEvent,
-    QueuedAudio,
-    encode,
-)
+from fila.models import AudioMessage, EvolutionEvent, MonitoringEvent, QueuedAudio, encode
 from fila.offload import off_loop
 from fila.ratelimit import TokenBucket, priority_of
 from fila.settings import Settings
@@ -36,7 +30,6 @@ from workers.enqueue import (
     defer_delay_ms,
     header_float,
     header_int,
-    iso_now,
     retry_delay_ms,
 )
 from workers.filtercache import ConfigCache
@@ -44,6 +37,7 @@ from workers.holds import H_HELD, Holds, redis_down
 from workers.ingesterrors import IngestError
 from workers.media import Media, MediaFetcher
 from workers.objectnames import ObjectNames
+from workers.outcomes import queue_error, tries_so_far
 from workers.storage import AudioStore
 
 log = flog.get("ingest")
@@ -102,7 +96,7 @@ class Pipeline:
     ) -> Outcome:
         """Decide this event's fate; raises only when even retry/dead-letter publishing failed."""
         headers = {k: v for k, v in (headers or {}).items() if not k.startswith(_BROKER_HEADERS)}
-        attempts = header_int(headers, topology.H_ATTEMPTS)
+        attempts = tries_so_far(headers)
         event: EvolutionEvent | None = None
         try:
             try:
@@ -189,8 +183,8 @@ class Pipeline:
                 return "deferred"
             # A rejection is the event's only trace: its report is confirmed before the ack.
             await self.publisher.monitoring(
-                self._error_event(
-                    instance,
+                queue_error(
+                    self.settings,
                     {
                         "error": "Rate limit exceeded",
                         "messageId": event.data.key.id,
@@ -198,6 +192,7 @@ class Pipeline:
                         "retryAfterMs": admission.retryAfterMs,
                         "tokens": round(admission.globalTokens, 3),
                     },
+                    instance,
                 )
             )
             await self._after_decided(self.counters.bump(instance, {stats.RATE_LIMITED: 1}))
@@ -355,18 +350,10 @@ class Pipeline:
         if len(self._background) >= _MAX_PENDING_MONITORING:
             log.warning("monitoring backlog full, queue.error dropped", instance=instance)
             return
-        task = asyncio.create_task(self._send_monitoring(self._error_event(instance, data)))
+        event = queue_error(self.settings, data, instance)
+        task = asyncio.create_task(self._send_monitoring(event))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def _error_event(self, instance: str | None, data: dict[str, Any]) -> MonitoringEvent:
-        return MonitoringEvent(
-            event="queue.error",
-            timestamp=iso_now(),
-            data=data,
-            server_url=self.settings.server_url,
-            instance=instance,
-        )
 
     async def _send_monitoring(self, event: MonitoringEvent) -> None:
         try:
