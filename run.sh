@@ -40,7 +40,7 @@ fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "installing Python dependencies into .venv…"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -e '.[dev,local]'
   touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

@@ -12,7 +12,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
-from fila import redisconn, services
+from fila import redisconn
+from fila.dev import services
 from fila.settings import Settings
 
 

@@ -19,8 +19,9 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from fila import redisconn, services
+from fila import redisconn
 from fila import stats as fstats
+from fila.dev import services
 from fila.keys import Keys
 from fila.settings import Settings
 from simulator import fleetup

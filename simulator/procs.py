@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from fila import lifetime
+from fila.dev import lifetime
 from fila.settings import Settings
 
 

@@ -15,7 +15,8 @@ import aio_pika
 import httpx
 import msgspec
 
-from fila import redisconn, services
+from fila import redisconn
+from fila.dev import services
 from fila.keys import Keys
 from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket

@@ -20,7 +20,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from fila import lifetime, redisconn, services
+from fila import redisconn
+from fila.dev import lifetime, services
 from fila.keys import Keys
 from fila.settings import Settings, from_env
 from tests.support import Proc

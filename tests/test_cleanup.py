@@ -18,7 +18,7 @@ from controlplane.cleanup.service import CleanupService, fire_label
 from controlplane.runtime import Runtime, open_runtime
 from controlplane.tables import CleanupRun
 from fila import s3 as s3_clients
-from fila import services
+from fila.dev import services
 from fila.keys import Keys
 from fila.settings import Settings
 from tests.faults import TcpProxy

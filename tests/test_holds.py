@@ -24,7 +24,8 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from fila import deadletters, services, topology
+from fila import deadletters, topology
+from fila.dev import services
 from fila.keys import Keys
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub

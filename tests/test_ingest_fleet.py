@@ -12,9 +12,10 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import msgspec
 
-from fila import services, topology
+from fila import topology
 from fila.audiofilter import AudioFilter, EmergencyFilter
 from fila.configstore import ConfigStore
+from fila.dev import services
 from fila.keys import Keys
 from fila.models import MonitoringEvent, QueuedAudio, RateLimitConfig
 from fila.settings import Settings

@@ -8,11 +8,11 @@ import subprocess
 import sys
 import time
 
-from fila import lifetime
+from fila.dev import lifetime
 
 PARENT = """
 import subprocess, sys, time
-from fila import lifetime
+from fila.dev import lifetime
 child = subprocess.Popen(
     [sys.executable, "-c", "import time; time.sleep(300)"],
     preexec_fn=lifetime.die_with_parent(),

@@ -28,9 +28,9 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from fila import startup, topology
 from fila.configstore import ConfigStore
+from fila.dev.rabbitcluster import LocalRabbitCluster
 from fila.keys import Keys
 from fila.models import RateLimitConfig, WebhookConfig, WebhookTarget
-from fila.rabbitcluster import LocalRabbitCluster
 from fila.settings import Settings, from_env
 from simulator.receiver import Receiver
 from tests.faults import TcpProxy

@@ -1,4 +1,4 @@
-"""Fila on a real Redis Cluster (3 masters + 3 replicas started by `fila.services`), and a
+"""Fila on a real Redis Cluster (3 masters + 3 replicas started by `fila.dev.services`), and a
 failover: the master holding the global bucket killed with SIGKILL while voice notes flow.
 
 The cluster is created once per test session on ports of its own (a free block from 21600,
@@ -24,7 +24,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from fila import redisconn, services
+from fila import redisconn
+from fila.dev import services
 from fila.keys import Keys
 from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from fila import redisconn
+from fila.dev.redissentinel import LocalRedisSentinel
 from fila.keys import Keys
-from fila.redissentinel import LocalRedisSentinel
 from fila.settings import Settings
 from simulator.receiver import Receiver
 from tests.support import wait_for

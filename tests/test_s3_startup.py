@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 from botocore.exceptions import ClientError
 
-from fila import services
+from fila.dev import services
 from fila.settings import Settings
 from tests.faults import TcpProxy
 from tests.support import Proc, wait_for

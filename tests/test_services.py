@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from fila import services
+from fila.dev import services
 from fila.settings import Settings
 
 

@@ -13,7 +13,8 @@ import aio_pika
 import httpx
 import msgspec
 
-from fila import redisconn, services, topology
+from fila import redisconn, topology
+from fila.dev import services
 from fila.keys import Keys
 from fila.models import WorkerInfo
 from fila.settings import Settings

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fila.services import ServiceError, _port_open, _reap, _tail
+from fila.dev.services import ServiceError, _port_open, _reap, _tail
 from fila.settings import Settings
 
 SENTINEL_PORTS = (21440, 21441, 21442, 21443, 21444)

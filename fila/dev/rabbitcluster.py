@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fila.services import ServiceError, _port_open, _reap, _tail, ensure_packages
+from fila.dev.services import ServiceError, _port_open, _reap, _tail, ensure_packages
 from fila.settings import Settings
 
 CLUSTER_PORTS = (21500, 21501, 21502)
