@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from fila.models import WorkerRole
+from workers import dlq_commands
 
 
 def _secrets_or_exit(secret: str) -> None:
@@ -27,13 +28,17 @@ def register(app: typer.Typer) -> None:
     def ingest() -> None:
         """Evolution API events → filter → token bucket → S3 → global.messages."""
         _secrets_or_exit("evolution_api_key")
-        importlib.import_module("workers.ingest").main()
+        from workers import ingest as worker
+
+        worker.main()
 
     @worker.command("delivery")
     def delivery() -> None:
         """global.messages → main webhook; monitoring events → monitoring webhook."""
         _secrets_or_exit("webhook_secret")
-        importlib.import_module("workers.delivery").main()
+        from workers import delivery as worker
+
+        worker.main()
 
     @worker.command("alive")
     def alive(role: str = typer.Argument(..., help="ingest or delivery")) -> None:
@@ -41,16 +46,13 @@ def register(app: typer.Typer) -> None:
         import asyncio
 
         from fila.settings import get_settings
+        from workers.fleet import alive_here
 
-        if role not in ("ingest", "delivery"):
+        roles: dict[str, WorkerRole] = {"ingest": "ingest", "delivery": "delivery"}
+        if role not in roles:
             raise typer.BadParameter("ingest or delivery", param_hint="ROLE")
-        fleet = importlib.import_module("workers.fleet")
-        ok = asyncio.run(asyncio.wait_for(fleet.alive_here(get_settings(), role), 10))
+        ok = asyncio.run(asyncio.wait_for(alive_here(get_settings(), roles[role]), 10))
         typer.echo(f"{role} worker {'alive' if ok else 'not heartbeating'} on this host")
         raise typer.Exit(0 if ok else 1)
 
-    try:
-        dlq_commands = importlib.import_module("workers.dlq_commands")
-    except ModuleNotFoundError:
-        return
     dlq_commands.register(app)
