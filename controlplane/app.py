@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,11 +14,26 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 
 from controlplane.auth import require_apikey
+from controlplane.cleanup.controller import CleanupController
+from controlplane.cleanup.scheduler import CleanupScheduler
+from controlplane.config.controller import ConfigController
 from controlplane.errors import HANDLERS
+from controlplane.feedback.controller import FeedbackController
+from controlplane.feedback.service import FeedbackService
+from controlplane.filters.controller import FilterController
+from controlplane.fleet.controller import FleetController
+from controlplane.health import HealthController
+from controlplane.history.service import prune
+from controlplane.ingest.controller import IngestController
 from controlplane.methods import options_answer
+from controlplane.metrics import MetricsController
 from controlplane.openapi import refine
+from controlplane.queue.controller import QueueController
+from controlplane.queue.deadletters import DeadLetterController
 from controlplane.runtime import Runtime, bounded, open_runtime
+from controlplane.startup import mirror_config
 from controlplane.strictbody import strict_body
+from controlplane.webhooks.controller import WebhookController
 from fila import logging as flog
 from fila.settings import Settings
 
@@ -33,8 +47,6 @@ HISTORY_PRUNE_SECONDS = 3600.0
 
 async def prune_history(settings: Settings) -> None:
     """At start, then hourly; a failed pass (PostgreSQL down) waits for the next one."""
-    from controlplane.history.service import prune
-
     while True:
         try:
             gone = await prune(settings.config_history_days)
@@ -50,29 +62,8 @@ def provide_runtime(state: State) -> Runtime:
     return rt
 
 
-def _optional(module: str, name: str) -> Any:
-    """A class from a module written by another part of the project, if it exists yet."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-    return getattr(mod, name, None)
-
-
 def _handlers() -> list[Any]:
-    from controlplane.cleanup.controller import CleanupController
-    from controlplane.config.controller import ConfigController
-    from controlplane.filters.controller import FilterController
-    from controlplane.fleet.controller import FleetController
-    from controlplane.health import HealthController
-    from controlplane.ingest.controller import IngestController
-    from controlplane.metrics import MetricsController
-    from controlplane.queue.controller import QueueController
-    from controlplane.webhooks.controller import WebhookController
-
-    handlers: list[Any] = [
+    return [
         HealthController,
         FilterController,
         QueueController,
@@ -82,14 +73,9 @@ def _handlers() -> list[Any]:
         IngestController,
         ConfigController,
         MetricsController,
+        FeedbackController,
+        DeadLetterController,
     ]
-    feedback = _optional("controlplane.feedback.controller", "FeedbackController")
-    if feedback is not None:
-        handlers.append(feedback)
-    deadletters = _optional("controlplane.queue.deadletters", "DeadLetterController")
-    if deadletters is not None:
-        handlers.append(deadletters)
-    return handlers
 
 
 def body_limit(settings: Settings) -> int:
@@ -112,34 +98,28 @@ def create_app(settings: Settings) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        from controlplane.cleanup.scheduler import CleanupScheduler
-        from controlplane.startup import mirror_config
-
         rt = await open_runtime(settings)
         app.state.rt = rt
-        feedback = None
+        feedback: FeedbackService | None = None
+        pruner: asyncio.Task[None] | None = None
         scheduler = CleanupScheduler(rt)
         try:
             await mirror_config(rt)
             await scheduler.start()
-            rt.extras["scheduler"] = scheduler
+            rt.cleanup_scheduler = scheduler
             pruner = asyncio.create_task(prune_history(settings))
-            rt.extras["pruner"] = pruner
-            feedback_cls = _optional("controlplane.feedback.service", "FeedbackService")
-            if feedback_cls is not None:
-                feedback = feedback_cls(settings, rt.redis)
-                app.state.feedback = feedback
-                await feedback.start()
+            feedback = FeedbackService(settings, rt.redis)
+            app.state.feedback = feedback
+            await feedback.start()
             log.info("control plane ready", port=settings.http_port)
             yield
         finally:
             if feedback is not None:
                 await bounded("feedback", feedback.stop, FEEDBACK_STOP_TIMEOUT)
-            pruner_task = rt.extras.get("pruner")
-            if pruner_task is not None:
-                pruner_task.cancel()
+            if pruner is not None:
+                pruner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await pruner_task
+                    await pruner
             await scheduler.stop()
             await rt.close()
 

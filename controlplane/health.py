@@ -10,7 +10,6 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 
 from controlplane.auth import PUBLIC
-from controlplane.queuereads import queue_reads
 from controlplane.runtime import Runtime
 from fila.views import DependencyHealth
 
@@ -28,7 +27,7 @@ async def _probe(name: str, check: Callable[[], Awaitable[Any]]) -> DependencyHe
 async def _amqp(rt: Runtime) -> None:
     if rt.amqp.is_closed:
         raise ConnectionError("connection closed")
-    await queue_reads(rt).counts("global.messages")
+    await rt.queue_reads.counts("global.messages")
 
 
 async def dependencies(rt: Runtime) -> list[DependencyHealth]:

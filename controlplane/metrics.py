@@ -54,12 +54,11 @@ async def gather(rt: Runtime) -> list[Metric]:
         else:
             up.add_metric([source], 1)
     out.append(up)
-    budget = rt.extras.get("ingest_budget")
     out.append(
         GaugeMetricFamily(
             "fila_ingest_http_buffer_bytes",
             "Bytes of HTTP ingest bodies this control plane holds until RabbitMQ confirms them",
-            getattr(budget, "held", 0),
+            rt.ingest_budget.held,
         )
     )
     return out

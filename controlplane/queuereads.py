@@ -11,7 +11,6 @@ import contextlib
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
-from controlplane.runtime import Runtime
 from fila import topology
 
 READ_TIMEOUT = 10.0
@@ -48,11 +47,3 @@ class QueueReads:
         if channel is not None:
             with contextlib.suppress(Exception):
                 await channel.close()
-
-
-def queue_reads(rt: Runtime) -> QueueReads:
-    """The process's reader, made on first use (kept in `rt.extras`)."""
-    reads = rt.extras.get("queue_reads")
-    if not isinstance(reads, QueueReads):
-        reads = rt.extras["queue_reads"] = QueueReads(rt.amqp)
-    return reads

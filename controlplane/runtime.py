@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from piccolo.engine.postgres import PostgresEngine
 
+from controlplane.cleanup.schemas import Schedule
 from controlplane.db import close_engine, open_engine
 from controlplane.fleet.snapshot import RowSnapshot
+from controlplane.ingest.budget import ByteBudget
+from controlplane.queuereads import QueueReads
 from fila import logging as flog
 from fila import redisconn, topology
 from fila import s3 as s3_clients
@@ -25,6 +29,18 @@ from fila.settings import Settings
 from fila.stats import Counters
 
 log = flog.get("controlplane.runtime")
+
+
+class CleanupCron(Protocol):
+    """What the routes need of this process's S3 cleanup cron (controlplane.cleanup.scheduler)."""
+
+    async def apply(self, schedule: Schedule) -> None: ...
+
+    def next_run(self) -> dt.datetime | None: ...
+
+
+RateSample = tuple[float, int, int, float, float]
+"""When (monotonic), voice notes queued and delivered by then, rates in and out per second."""
 
 
 @dataclass
@@ -45,7 +61,14 @@ class Runtime:
     http: httpx.AsyncClient
     fleet_rows: RowSnapshot
     """The fleet table's rows, read at most once a second and shared by every page."""
-    extras: dict[str, Any] = field(default_factory=dict)
+    queue_reads: QueueReads
+    """Queue depth reads over one long-lived channel."""
+    ingest_budget: ByteBudget
+    """Bytes of HTTP ingest bodies held until RabbitMQ confirms them."""
+    cleanup_scheduler: CleanupCron | None = None
+    """The S3 cleanup cron, once the app's lifespan started it (its PUT reschedules it)."""
+    fleet_rates: RateSample | None = None
+    """The fleet's last rate sample (controlplane.fleet.service)."""
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def close(self) -> None:
@@ -100,6 +123,10 @@ async def open_runtime(settings: Settings) -> Runtime:
         counters=counters,
         bucket=bucket,
         fleet_rows=RowSnapshot(settings, config, counters, bucket),
+        queue_reads=QueueReads(amqp),
+        ingest_budget=ByteBudget(
+            settings.ingest_http_buffer_bytes, settings.ingest_http_wait_seconds
+        ),
         amqp=amqp,
         channel=channel,
         engine=engine,

@@ -132,7 +132,8 @@ async def test_one_run_at_a_time_and_progress_is_visible(
 
 async def test_next_execution_honours_the_timezone(cp: AsyncTestClient[Any]) -> None:
     rt: Runtime = cp.app.state.rt
-    scheduler = rt.extras["scheduler"]
+    scheduler = rt.cleanup_scheduler
+    assert scheduler is not None
     for zone, offset in (("Asia/Tokyo", 9), ("America/Sao_Paulo", -3)):
         put = await cp.put(
             "/cleanup/schedule", json={"enabled": True, "dailyTime": "03:15", "timezone": zone}

@@ -144,7 +144,7 @@ class CleanupService:
         await self._reschedule(value)
 
     async def _reschedule(self, value: Schedule) -> None:
-        scheduler = self.rt.extras.get("scheduler")
+        scheduler = self.rt.cleanup_scheduler
         if scheduler is not None:
             await scheduler.apply(value)
 

@@ -11,7 +11,6 @@ import msgspec
 from controlplane.fleet.snapshot import row_of
 from controlplane.health import dependencies
 from controlplane.queue.service import QueueService
-from controlplane.queuereads import queue_reads
 from controlplane.runtime import Runtime
 from fila import fleetquery, stats, topology
 from fila.fleetquery import InstancesQuery
@@ -102,7 +101,7 @@ class FleetService:
         out = dict.fromkeys(names, 0)
         for name in names:
             try:
-                out[name] = await queue_reads(self.rt).depth(name)
+                out[name] = await self.rt.queue_reads.depth(name)
             except Exception:
                 continue
         return out
@@ -110,7 +109,7 @@ class FleetService:
     def _rates(self, totals: dict[str, int]) -> tuple[float, float]:
         """Per-second rates since the last sample at least a second old (kept per process)."""
         now = time.monotonic()
-        last: tuple[float, int, int, float, float] | None = self.rt.extras.get("rates")
+        last = self.rt.fleet_rates
         if last is not None and now - last[0] < 1.0:
             return last[3], last[4]
         queued, delivered = totals[stats.PROCESSED], totals[stats.DELIVERED]
@@ -119,7 +118,7 @@ class FleetService:
             span = now - last[0]
             rate_in = max(0.0, (queued - last[1]) / span)
             rate_out = max(0.0, (delivered - last[2]) / span)
-        self.rt.extras["rates"] = (now, queued, delivered, rate_in, rate_out)
+        self.rt.fleet_rates = (now, queued, delivered, rate_in, rate_out)
         return rate_in, rate_out
 
     async def open_circuits(self) -> list[str]:

@@ -12,7 +12,6 @@ from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
 
 from controlplane.errors import DependencyDown, FieldError, field_of
-from controlplane.ingest.budget import ByteBudget
 from controlplane.ingest.tokens import INGEST_OPT, require_ingest
 from controlplane.runtime import Runtime
 from fila import topology
@@ -113,7 +112,7 @@ class IngestController(Controller):
         self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
     ) -> Response[Accepted]:
         """202 only after the raw body is durably on the ingest queue."""
-        async with _budget(rt).hold(_size(request)):
+        async with rt.ingest_budget.hold(_size(request)):
             return await accept(rt, await request.body())
 
     @post("/{event:str}", status_code=202)
@@ -122,7 +121,7 @@ class IngestController(Controller):
     ) -> Response[Accepted]:
         """Evolution API's 'webhook by events' mode appends the event name to the URL; the
         body's `event` still decides (the document cannot tie a body to its path)."""
-        async with _budget(rt).hold(_size(request)):
+        async with rt.ingest_budget.hold(_size(request)):
             return await accept(rt, await request.body())
 
     @post("/t/{token:str}", status_code=202)
@@ -131,7 +130,7 @@ class IngestController(Controller):
     ) -> Response[Accepted]:
         """WEBHOOK_GLOBAL_URL form: Evolution's global webhook sends no headers, so the token
         rides in the path (checked by the guard before the body is read)."""
-        async with _budget(rt).hold(_size(request)):
+        async with rt.ingest_budget.hold(_size(request)):
             return await accept(rt, await request.body())
 
     @post("/t/{token:str}/{event:str}", status_code=202)
@@ -139,17 +138,8 @@ class IngestController(Controller):
         self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
     ) -> Response[Accepted]:
         """The token URL with 'webhook by events' on (`…/t/<token>/messages-upsert`)."""
-        async with _budget(rt).hold(_size(request)):
+        async with rt.ingest_budget.hold(_size(request)):
             return await accept(rt, await request.body())
-
-
-def _budget(rt: Runtime) -> ByteBudget:
-    budget = rt.extras.get("ingest_budget")
-    if not isinstance(budget, ByteBudget):
-        s = rt.settings
-        budget = ByteBudget(s.ingest_http_buffer_bytes, s.ingest_http_wait_seconds)
-        rt.extras["ingest_budget"] = budget
-    return budget
 
 
 def _size(request: Request[Any, Any, Any]) -> int:

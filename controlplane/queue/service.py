@@ -14,7 +14,6 @@ from controlplane.queue.schemas import (
     RateLimitPatch,
     WeightRecord,
 )
-from controlplane.queuereads import queue_reads
 from controlplane.runtime import Runtime
 from fila import ratelimit, stats, topology
 from fila.models import ControlKind, RateLimitConfig, WorkerRole
@@ -35,7 +34,7 @@ def refill_rate(per_minute: float) -> str:
 
 async def depth(rt: Runtime, queue: str) -> int:
     """Ready messages, over the process's one queue-reading channel (not one per read)."""
-    return await queue_reads(rt).depth(queue)
+    return await rt.queue_reads.depth(queue)
 
 
 class QueueService:
