@@ -36,6 +36,8 @@ class SoakReport(msgspec.Struct, kw_only=True):
     """Process → (minutes since start, RSS bytes)."""
     growthPercent: dict[str, float]
     """RSS at the end against RSS at minute 2."""
+    growthFrom5Percent: dict[str, float] = msgspec.field(default_factory=dict)
+    """The same from minute 5, for runs long enough to have one."""
 
 
 def rss(pid: int) -> int | None:
@@ -48,9 +50,9 @@ def rss(pid: int) -> int | None:
     return None
 
 
-def growth(samples: list[tuple[float, int]]) -> float:
-    """Percent growth from the first sample at or after the warm-up to the last one."""
-    after = [s for s in samples if s[0] >= WARMUP_MINUTES] or samples
+def growth(samples: list[tuple[float, int]], since: float = WARMUP_MINUTES) -> float:
+    """Percent growth from the first sample at or after `since` minutes to the last one."""
+    after = [s for s in samples if s[0] >= since] or samples
     first, last = after[0][1], samples[-1][1]
     return round((last - first) / first * 100, 2) if first else 0.0
 
@@ -99,6 +101,7 @@ async def soak(base: Settings, minutes: float, tuis: int, console: Console) -> S
         lost=max(0, summary.voice_ok - delivered),
         samples=samples,
         growthPercent={k: growth(v) for k, v in samples.items()},
+        growthFrom5Percent={k: growth(v, 5.0) for k, v in samples.items() if minutes > 5},
     )
 
 
@@ -113,6 +116,9 @@ def print_soak(console: Console, report: SoakReport) -> None:
             f"{after[0][1] / 2**20:.1f}",
             f"{points[-1][1] / 2**20:.1f}",
             f"[{colour}]{pct:+.2f} %",
+            f"{report.growthFrom5Percent[name]:+.2f} %"
+            if name in report.growthFrom5Percent
+            else "–",
         )
     console.print(table)
     console.print(
