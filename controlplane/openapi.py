@@ -98,10 +98,14 @@ def _ingest_body(routing_key: str) -> dict[str, Any]:
         "required": ["event"],
         "properties": {"event": {"type": "string", "not": {"pattern": consumed}}},
     }
+    seconds = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}
+    audio = {  # no audio (null) is another message; a negative duration is refused
+        "allOf": [{"$ref": REF.format(name="AudioMessage")}, {"properties": {"seconds": seconds}}]
+    }
     message = {
         "type": "object",
         "properties": {
-            "audioMessage": {"$ref": REF.format(name="AudioMessage")},
+            "audioMessage": {"anyOf": [audio, {"type": "null"}]},
             "base64": {"type": "string"},
         },
     }
