@@ -12,7 +12,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from fila import deadletters, topology
+from fila import dlq, topology
 from fila.settings import Settings
 from tests.conftest import ROOT
 from tests.support import wait_for
@@ -52,7 +52,7 @@ async def test_browse_is_non_destructive_and_ordered(channel: AbstractChannel) -
     await _dead(channel, 3, "alpha", "http 400")
     await _dead(channel, 2, "beta", "retries exhausted")
 
-    letters = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+    letters = await dlq.browse(channel, topology.GLOBAL_DLQ)
     assert [x.id for x in letters] == ["alpha:m0", "alpha:m1", "alpha:m2", "beta:m0", "beta:m1"]
     first = letters[0]
     assert (first.reason, first.stage, first.attempts, first.statusCode) == (
@@ -64,12 +64,12 @@ async def test_browse_is_non_destructive_and_ordered(channel: AbstractChannel) -
     assert first.response == "bad request" and first.instance == "alpha"
     assert first.body == {"id": "alpha:m0", "instance": "alpha", "n": 0}
 
-    only_beta = await deadletters.browse(channel, topology.GLOBAL_DLQ, instance="beta")
+    only_beta = await dlq.browse(channel, topology.GLOBAL_DLQ, instance="beta")
     assert [x.id for x in only_beta] == ["beta:m0", "beta:m1"]
-    exhausted = await deadletters.browse(channel, topology.GLOBAL_DLQ, reason="exhausted", limit=1)
+    exhausted = await dlq.browse(channel, topology.GLOBAL_DLQ, reason="exhausted", limit=1)
     assert [x.id for x in exhausted] == ["beta:m0"]
     # Still all there, in the same order.
-    again = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+    again = await dlq.browse(channel, topology.GLOBAL_DLQ)
     assert [x.id for x in again] == [x.id for x in letters]
 
 
@@ -80,7 +80,7 @@ async def test_replay_moves_matching_letters_with_id_and_priority(
     await _dead(channel, 1, "beta", "http 400")
     seen: list[tuple[int, int]] = []
 
-    result = await deadletters.replay(
+    result = await dlq.replay(
         channel, topology.GLOBAL_DLQ, instance="alpha", progress=lambda d, t: seen.append((d, t))
     )
     assert (result.replayed, result.remaining) == (2, 1)
@@ -95,7 +95,7 @@ async def test_replay_moves_matching_letters_with_id_and_priority(
     assert sorted(m.message_id or "" for m in got) == ["alpha:m0", "alpha:m1"]
     assert {m.priority for m in got} == {7}
     assert all(topology.H_REASON not in (m.headers or {}) for m in got)
-    left = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+    left = await dlq.browse(channel, topology.GLOBAL_DLQ)
     assert [x.id for x in left] == ["beta:m0"]
 
 
@@ -107,10 +107,10 @@ async def test_ttl_expiry_reads_as_expired(channel: AbstractChannel) -> None:
     )
 
     async def dead() -> bool:
-        return bool(await deadletters.browse(channel, topology.GLOBAL_DLQ))
+        return bool(await dlq.browse(channel, topology.GLOBAL_DLQ))
 
     await wait_for(dead, timeout=20)
-    [letter] = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+    [letter] = await dlq.browse(channel, topology.GLOBAL_DLQ)
     assert (letter.id, letter.reason, letter.stage, letter.instance) == (
         "gamma:x",
         "expired",
@@ -123,7 +123,7 @@ async def test_ttl_expiry_reads_as_expired(channel: AbstractChannel) -> None:
 async def test_ingest_replay_needs_a_target(channel: AbstractChannel) -> None:
     await channel.declare_queue(topology.INGEST_DLQ, durable=True)
     with pytest.raises(ValueError, match="target"):
-        await deadletters.replay(channel, topology.INGEST_DLQ)
+        await dlq.replay(channel, topology.INGEST_DLQ)
 
 
 async def _fila(settings: Settings, *args: str) -> tuple[int, str]:
@@ -165,7 +165,7 @@ async def test_dlq_cli_lists_shows_and_names_a_missing_id(
     assert code == 1
     assert out.strip().splitlines() == ["error: id: no dead letter 'nope:1' in global.messages.dlq"]
     # Looking never consumed anything.
-    assert len(await deadletters.browse(channel, topology.GLOBAL_DLQ)) == 3
+    assert len(await dlq.browse(channel, topology.GLOBAL_DLQ)) == 3
 
 
 async def test_ingest_dead_letters_replay_into_the_ingest_queue(
@@ -181,7 +181,7 @@ async def test_ingest_dead_letters_replay_into_the_ingest_queue(
         ),
         routing_key=topology.INGEST_DLQ,
     )
-    [letter] = await deadletters.browse(channel, topology.INGEST_DLQ)
+    [letter] = await dlq.browse(channel, topology.INGEST_DLQ)
     assert (letter.stage, letter.reason, letter.instance) == (
         "ingest",
         "media download failed",

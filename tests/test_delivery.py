@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel
 from standardwebhooks.webhooks import Webhook
 
-from fila import deadletters, stats, topology
+from fila import deadletters, dlq, stats, topology
 from fila.configstore import ConfigStore
 from fila.keys import Keys
 from fila.models import MessageKey, QueuedAudio, WebhookConfig, WebhookTarget, WorkerInfo
@@ -174,7 +174,7 @@ async def test_500_twice_then_200_is_delivered_on_the_third_try(
             return c[stats.DELIVERED] == 1 and c[stats.DELIVERY_RETRIED] == 2
 
         await wait_for(settled, timeout=30)
-        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+        assert await dlq.browse(channel, topology.GLOBAL_DLQ) == []
 
 
 async def test_429_retry_after_is_honoured(
@@ -236,11 +236,11 @@ async def test_400_goes_to_dead_letters_and_replay_delivers_it(
         await publish(channel, second)
 
         async def both_dead() -> bool:
-            return len(await deadletters.browse(channel, topology.GLOBAL_DLQ)) == 2
+            return len(await dlq.browse(channel, topology.GLOBAL_DLQ)) == 2
 
         await wait_for(both_dead, timeout=60)
         assert [d.status for d in receiver.deliveries] == [400, 400]
-        letters = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+        letters = await dlq.browse(channel, topology.GLOBAL_DLQ)
         assert [x.id for x in letters] == [first.id, second.id]
         for letter in letters:
             assert (letter.reason, letter.statusCode, letter.attempts, letter.stage) == (
@@ -265,14 +265,14 @@ async def test_400_goes_to_dead_letters_and_replay_delivers_it(
         assert failed == 2
 
         # Replay one through the function, the other through the CLI.
-        result = await deadletters.replay(channel, topology.GLOBAL_DLQ, instance="inst-c")
+        result = await dlq.replay(channel, topology.GLOBAL_DLQ, instance="inst-c")
         assert (result.replayed, result.remaining) == (1, 1)
         await wait_for(lambda: len(receiver.accepted()) == 1, timeout=60)
         out = await _cli_replay(fleet_settings, "replay", "--instance", "inst-d")
         assert "replayed 1" in out
         await wait_for(lambda: len(receiver.accepted()) == 2, timeout=60)
         assert sorted(d.webhook_id or "" for d in receiver.accepted()) == [first.id, second.id]
-        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+        assert await dlq.browse(channel, topology.GLOBAL_DLQ) == []
 
 
 async def test_private_target_is_refused_at_connect_time_when_blocked(
@@ -293,7 +293,7 @@ async def test_private_target_is_refused_at_connect_time_when_blocked(
         await publish(channel, item)
 
         async def dead() -> list[deadletters.DeadLetter]:
-            return await deadletters.browse(channel, topology.GLOBAL_DLQ)
+            return await dlq.browse(channel, topology.GLOBAL_DLQ)
 
         await wait_for(dead, timeout=60)
         [letter] = await dead()
@@ -347,7 +347,7 @@ async def test_receiver_down_for_a_while_loses_nothing(
             return raw is not None and msgspec.json.decode(raw)["failures"] >= 36
 
         await wait_for(outlasted_every_attempt, timeout=120)
-        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+        assert await dlq.browse(channel, topology.GLOBAL_DLQ) == []
         await receiver.come_up()
 
         await wait_for(lambda: len({d.webhook_id for d in receiver.accepted()}) == 10, 90)
@@ -359,7 +359,7 @@ async def test_receiver_down_for_a_while_loses_nothing(
             return raw is not None and msgspec.json.decode(raw)["state"] == "closed"
 
         await wait_for(closed, timeout=30)
-        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+        assert await dlq.browse(channel, topology.GLOBAL_DLQ) == []
         assert await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 0
 
 
@@ -393,7 +393,7 @@ async def test_kill_9_mid_post_delivers_again_with_same_id(
         assert {d.webhook_id for d in receiver.deliveries} == {item.id}
         assert all(d.json == contract_body(item, settings) for d in receiver.deliveries)
         assert await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 0
-        assert await deadletters.browse(channel, topology.GLOBAL_DLQ) == []
+        assert await dlq.browse(channel, topology.GLOBAL_DLQ) == []
 
 
 async def test_no_main_webhook_holds_messages_and_expiry_is_reported(
@@ -422,7 +422,7 @@ async def test_no_main_webhook_holds_messages_and_expiry_is_reported(
         assert error["instance"] == "inst-g"
         assert (error["data"]["reason"], error["data"]["messageId"]) == ("expired", expiring.id)
         assert error["data"]["error"] == "Delivery failed: expired"
-        [letter] = await deadletters.browse(channel, topology.GLOBAL_DLQ)
+        [letter] = await dlq.browse(channel, topology.GLOBAL_DLQ)
         assert (letter.id, letter.reason) == (expiring.id, "expired")
         assert receiver.deliveries == []
 
@@ -531,7 +531,7 @@ async def test_bad_body_is_dead_lettered_not_lost(
         assert [d.webhook_id for d in receiver.deliveries] == [good.id]
 
         async def dead() -> list[deadletters.DeadLetter]:
-            return await deadletters.browse(channel, topology.GLOBAL_DLQ)
+            return await dlq.browse(channel, topology.GLOBAL_DLQ)
 
         await wait_for(dead, timeout=60)
         [letter] = await dead()

@@ -24,7 +24,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from fila import deadletters, topology
+from fila import deadletters, dlq, topology
 from fila.dev import services
 from fila.keys import Keys
 from fila.settings import Settings
@@ -78,8 +78,8 @@ async def _letters(settings: Settings) -> tuple[list[deadletters.DeadLetter], in
     connection = await aio_pika.connect(settings.rabbitmq_url)
     async with connection:
         channel = await connection.channel()
-        ingest = await deadletters.browse(channel, topology.INGEST_DLQ, limit=1000)
-        delivery = await deadletters.browse(channel, topology.GLOBAL_DLQ, limit=1000)
+        ingest = await dlq.browse(channel, topology.INGEST_DLQ, limit=1000)
+        delivery = await dlq.browse(channel, topology.GLOBAL_DLQ, limit=1000)
     return ingest, len(delivery)
 
 

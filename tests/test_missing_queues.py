@@ -9,7 +9,7 @@ import aio_pika
 import msgspec
 import pytest
 
-from fila import deadletters, topology
+from fila import dlq, topology
 from fila.keys import Keys
 from fila.models import MessageKey, MonitoringEvent, QueuedAudio, encode
 from fila.settings import Settings
@@ -62,8 +62,8 @@ async def test_replay_into_a_missing_queue_keeps_the_dead_letter(settings: Setti
             topology.GLOBAL_DLQ,
         )
         with pytest.raises(topology.Unroutable):
-            await deadletters.replay(mq.channel, topology.GLOBAL_DLQ, target="no.such.queue")
-        [letter] = await deadletters.browse(mq.channel, topology.GLOBAL_DLQ)
+            await dlq.replay(mq.channel, topology.GLOBAL_DLQ, target="no.such.queue")
+        [letter] = await dlq.browse(mq.channel, topology.GLOBAL_DLQ)
         assert letter.id == item.id
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from aio_pika.abc import AbstractChannel
 
-from fila import deadletters, topology
+from fila import deadletters, dlq, topology
 from fila.settings import Settings, SettingsError, from_env
 from simulator.receiver import Receiver
 from tests.support import wait_for
@@ -17,7 +17,7 @@ __all__ = ["channel"]
 
 
 async def _dead(channel: AbstractChannel, queue: str) -> list[deadletters.DeadLetter]:
-    return await deadletters.browse(channel, queue)
+    return await dlq.browse(channel, queue)
 
 
 def _rounds(output: str) -> int:
@@ -133,7 +133,7 @@ async def test_exhausted_or_refused_reports_are_dead_lettered_then_replayable(
         assert refused.body["data"]["messageId"] == second.id
 
         # Replayed onto fila.monitoring, both reach the receiver.
-        result = await deadletters.replay(
+        result = await dlq.replay(
             channel,
             topology.MONITORING_DLQ,
             target=topology.MONITORING_QUEUE,

@@ -24,7 +24,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from fila import deadletters, stats, topology
+from fila import deadletters, dlq, stats, topology
 from fila.dev import services
 from fila.keys import Keys
 from fila.settings import Settings
@@ -315,8 +315,8 @@ async def test_zero_loss_while_everything_fails(
 
             async def dead_letters() -> tuple[list[deadletters.DeadLetter], list[Any]]:
                 return (
-                    await deadletters.browse(channel, topology.INGEST_DLQ, limit=10000),
-                    await deadletters.browse(channel, topology.GLOBAL_DLQ, limit=10000),
+                    await dlq.browse(channel, topology.INGEST_DLQ, limit=10000),
+                    await dlq.browse(channel, topology.GLOBAL_DLQ, limit=10000),
                 )
 
             async def bad_accounted() -> bool:

@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from fila import deadletters, topology
+from fila import dlq as dead_letters
+from fila import topology
 from fila.settings import Settings, SettingsError, get_settings
 
 console = Console()
@@ -108,7 +109,7 @@ def register(app: typer.Typer) -> None:
         name = _queue(queue)
         letters = _with_channel(
             settings,
-            lambda ch: deadletters.browse(ch, name, instance=instance, reason=reason, limit=limit),
+            lambda ch: dead_letters.browse(ch, name, instance=instance, reason=reason, limit=limit),
         )
         table = Table("id", "instance", "reason", "status", "attempts", "failed at", title=name)
         for x in letters:
@@ -131,7 +132,7 @@ def register(app: typer.Typer) -> None:
         """One dead letter in full: reason, status, last response, body."""
         settings = _settings()
         name = _queue(queue)
-        letters = _with_channel(settings, lambda ch: deadletters.browse(ch, name, limit=1_000_000))
+        letters = _with_channel(settings, lambda ch: dead_letters.browse(ch, name, limit=1_000_000))
         found = next((x for x in letters if x.id == message_id), None)
         if found is None:
             raise _fail(f"id: no dead letter {message_id!r} in {name}")
@@ -158,7 +159,7 @@ def register(app: typer.Typer) -> None:
 
             result = _with_channel(
                 settings,
-                lambda ch: deadletters.replay(
+                lambda ch: dead_letters.replay(
                     ch,
                     name,
                     instance=instance,

@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from fila import logging as flog
 from fila import stats
-from fila.deadletters import describe
+from fila.dlq import describe
 from fila.settings import Settings
 from fila.topology import GLOBAL_DLQ, declare_expiry_watch
 from workers import monitoring

@@ -15,8 +15,8 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from structlog.stdlib import BoundLogger
 
 from fila import topology
-from fila.deadletters import dead_headers, republished, retry_headers
 from fila.models import MonitoringEvent
+from fila.redelivery import dead_headers, republished, retry_headers
 from fila.settings import Settings
 from workers.enqueue import header_int, iso_now
 from workers.webhook import Attempt

@@ -15,8 +15,9 @@ from litestar.params import FromQuery, JSONBody
 
 from controlplane.errors import DependencyDown, FieldError
 from controlplane.runtime import Runtime
-from fila import deadletters, topology
+from fila import topology
 from fila.deadletters import DeadLetter, ReplayResult
+from fila.dlq import browse, replay
 
 QueueName = Literal["delivery", "ingest", "monitoring"]
 LIMIT_MAX = 10_000
@@ -78,9 +79,7 @@ class DeadLetterController(Controller):
         if not 1 <= limit <= LIMIT_MAX:
             raise FieldError("limit", f"must be between 1 and {LIMIT_MAX}")
         async with plain_channel(rt) as channel:
-            letters = await deadletters.browse(
-                channel, dlq, instance=instance, reason=reason, limit=limit
-            )
+            letters = await browse(channel, dlq, instance=instance, reason=reason, limit=limit)
         return DeadLetters(deadLetters=letters, count=len(letters))
 
     @post("/replay", status_code=200)
@@ -92,7 +91,7 @@ class DeadLetterController(Controller):
         if data.limit is not None and data.limit < 1:
             raise FieldError("limit", "must be ≥ 1")
         async with plain_channel(rt) as channel:
-            return await deadletters.replay(
+            return await replay(
                 channel,
                 dlq,
                 instance=data.instance,
