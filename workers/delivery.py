@@ -39,7 +39,7 @@ from workers.expiry import ExpiryReporter
 from workers.fleet import Fleet, run
 from workers.holds import Holds, redis_down
 from workers.monitoring import MonitoringSender
-from workers.outcomes import Outcomes, queue_error, tries_so_far
+from workers.outcomes import DELIVERY, Outcomes, queue_error, tries_so_far
 from workers.statsreport import StatsReporter
 from workers.webhook import Attempt, Webhooks, event_url
 
@@ -113,16 +113,7 @@ class DeliveryConsumer:
         self.channel = await self.connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self.settings.delivery_concurrency)
         self.queue = await topology.declare_global(self.channel, self.settings)
-        self.outcomes = Outcomes(
-            self.settings,
-            self.channel,
-            log,
-            stage="delivery",
-            what="delivery",
-            queue=topology.GLOBAL_QUEUE,
-            dlq=topology.GLOBAL_DLQ,
-            declare=topology.declare_global,
-        )
+        self.outcomes = Outcomes(self.settings, self.channel, log, DELIVERY)
         self.side_channel = await self.connection.channel(publisher_confirms=True)
         await topology.declare_monitoring(self.side_channel, self.settings)
         self.sender = MonitoringSender(

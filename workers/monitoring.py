@@ -26,7 +26,7 @@ from fila.recenterrors import RecentErrors
 from fila.settings import Settings
 from fila.topology import MONITORING_QUEUE, declare_monitoring
 from workers import retry
-from workers.outcomes import Outcomes, tries_so_far
+from workers.outcomes import MONITORING, Outcomes, tries_so_far
 from workers.webhook import Attempt, Webhooks, event_url
 
 log = flog.get("monitoring")
@@ -87,16 +87,7 @@ class MonitoringSender:
         self._schedule = settings.monitoring_retries
         self._resting: dict[str, tuple[float, Attempt]] = {}
         """Per failing receiver URL: no POST before this monotonic time, and its last failure."""
-        self.outcomes = Outcomes(
-            settings,
-            channel,
-            log,
-            stage="monitoring",
-            what="monitoring event",
-            queue=MONITORING_QUEUE,
-            dlq=topology.MONITORING_DLQ,
-            declare=declare_monitoring,
-        )
+        self.outcomes = Outcomes(settings, channel, log, MONITORING)
 
     async def start(self) -> None:
         await self.channel.set_qos(prefetch_count=self.settings.monitoring_batch_size * 2)

@@ -9,6 +9,7 @@ confirmed.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -40,31 +41,41 @@ def queue_error(settings: Settings, data: dict[str, Any], instance: str | None) 
     )
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where a consumer's messages go back to and where they die."""
+
+    stage: str
+    """Written in the dead letter's headers."""
+    what: str
+    """How log lines name the message."""
+    queue: str
+    dlq: str
+    declare: Declare
+
+
+DELIVERY = Route(
+    "delivery", "delivery", topology.GLOBAL_QUEUE, topology.GLOBAL_DLQ, topology.declare_global
+)
+MONITORING = Route(
+    "monitoring",
+    "monitoring event",
+    topology.MONITORING_QUEUE,
+    topology.MONITORING_DLQ,
+    topology.declare_monitoring,
+)
+
+
 class Outcomes:
     """Retry and dead-letter for the consumer of one queue, each publish confirmed, then acked."""
 
     def __init__(
-        self,
-        settings: Settings,
-        channel: AbstractChannel,
-        log: BoundLogger,
-        *,
-        stage: str,
-        what: str,
-        queue: str,
-        dlq: str,
-        declare: Declare,
+        self, settings: Settings, channel: AbstractChannel, log: BoundLogger, route: Route
     ) -> None:
         self.settings = settings
         self.channel = channel
         self.log = log
-        self.stage = stage
-        """Written in the dead letter's headers ("delivery", "monitoring")."""
-        self.what = what
-        """How log lines name the message ("delivery", "monitoring event")."""
-        self.queue = queue
-        self.dlq = dlq
-        self.declare = declare
+        self.route = route
         self._delays: set[str] = set()
 
     async def later(
@@ -81,13 +92,13 @@ class Outcomes:
             self.channel,
             self.settings,
             republished(message, headers),
-            self.queue,
+            self.route.queue,
             delay_ms,
             self._delays,
         )
         await message.ack()
         self.log.info(
-            f"{self.what} retried later",
+            f"{self.route.what} retried later",
             **fields,
             attempts=attempts,
             status=status,
@@ -101,7 +112,7 @@ class Outcomes:
         headers = dead_headers(
             message,
             reason=reason,
-            stage=self.stage,
+            stage=self.route.stage,
             attempts=attempts,
             status=attempt.status,
             response=attempt.response,
@@ -109,12 +120,12 @@ class Outcomes:
         await topology.publish_declaring(
             self.channel,
             republished(message, headers),
-            self.dlq,
-            topology.declarer(self.declare, self.settings),
+            self.route.dlq,
+            topology.declarer(self.route.declare, self.settings),
         )
         await message.ack()
         self.log.warning(
-            f"{self.what} dead-lettered",
+            f"{self.route.what} dead-lettered",
             message_id=message.message_id,
             reason=reason,
             status=attempt.status,

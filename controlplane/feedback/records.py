@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+from controlplane.feedback.store import Completed, Session
+from controlplane.tables import FeedbackStat
 from fila import logging as flog
 
 log = flog.get("controlplane.feedback.records")
@@ -19,31 +21,19 @@ def _at(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
-async def record_finished(
-    *,
-    session_id: str,
-    instance: str,
-    process_type: str,
-    status: str,
-    started_ms: int,
-    finished_ms: int,
-    duration_ms: int,
-) -> bool:
-    try:
-        from controlplane.tables import FeedbackStat
-    except ImportError:
-        return False
+async def record_finished(session_id: str, session: Session, done: Completed) -> bool:
+    """One row for a session that ended (with its end status) as `done` says."""
     try:
         async with asyncio.timeout(RECORD_TIMEOUT):
             await FeedbackStat.insert(
                 FeedbackStat(
                     session_id=session_id,
-                    instance=instance,
-                    process_type=process_type,
-                    status=status,
-                    started_at=_at(started_ms),
-                    finished_at=_at(finished_ms),
-                    duration_ms=duration_ms,
+                    instance=session.instance,
+                    process_type=session.processType,
+                    status=session.endStatus,
+                    started_at=_at(done.startedAt),
+                    finished_at=_at(done.finishedAt),
+                    duration_ms=done.durationMs,
                 )
             )
     except Exception as exc:

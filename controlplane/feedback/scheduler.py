@@ -264,15 +264,7 @@ class FeedbackScheduler:
                 duration_ms=done.durationMs,
                 delivered=delivered,
             )
-            await record_finished(
-                session_id=sid,
-                instance=s.instance,
-                process_type=s.processType,
-                status=s.endStatus,
-                started_ms=done.startedAt,
-                finished_ms=done.finishedAt,
-                duration_ms=done.durationMs,
-            )
+            await record_finished(sid, s, done)
             return (done.finishedAt, done.durationMs) if delivered else None
         except Exception as exc:
             log.error("feedback end failed", session_id=sid, error=str(exc))
