@@ -236,23 +236,26 @@ async def test_sigterm_finishes_what_it_holds_and_exits_0(
         assert await workers(redis, keys) == []  # it left the fleet
 
 
-async def test_s3_down_is_retried_then_dead_lettered(
+async def test_s3_down_is_held_not_dead_lettered(
     settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
 ) -> None:
+    """S3 gone past the whole retry ladder: the event waits in RabbitMQ, no attempt spent."""
     settings = settings.replace(s3_endpoint_url="http://127.0.0.1:9", ingest_max_attempts=2)
     async with rabbit(settings) as mq:
-        spawn(["worker", "ingest"], settings)
+        worker = spawn(["worker", "ingest"], settings)
+        await _fleet(redis, keys, 1)
         await mq.publish(audio_event("s3", "S1", 10, data=noise(200)))
-        await wait_for(lambda: _total(redis, keys, ("ingestFailed",), 1), timeout=60)
-        dead = await mq.drain(topology.INGEST_DLQ)
-        assert len(dead) == 1
-        headers = {
-            k: (v.decode() if isinstance(v, bytes) else v) for k, v in dead[0].headers.items()
-        }
-        assert headers[topology.H_REASON] == "s3_unavailable"
-        assert str(headers[topology.H_ATTEMPTS]) == "2"
-        assert dead[0].message_id == "s3:S1"
+
+        async def holding() -> bool:
+            [info] = await workers(redis, keys)
+            return "s3" in str(info.get("holding", ""))
+
+        await wait_for(holding, timeout=60)
+        await asyncio.sleep(8)  # the old ladder (1 s, then dead letter at 2 attempts) is long past
+        assert await mq.depth(topology.INGEST_DLQ) == 0, worker.output()[-2000:]
+        assert (await counters(redis, keys)).get("ingestFailed", 0) == 0
         assert await mq.depth(topology.GLOBAL_QUEUE) == 0
+        assert "holding: dependency unreachable" in worker.output()
 
 
 async def test_a_missed_fleet_pause_and_resume_are_caught_up(
@@ -429,8 +432,13 @@ async def test_a_retried_event_does_not_take_a_second_token(
             await _fleet(redis, keys, 1)
             await s3.cut()
             await mq.publish(audio_event("tok", "T1", 10, data=noise(300)))
-            # The first retry tier is 1 s: restore S3 as soon as the retry is on its way.
-            await wait_for(lambda: "retry later" in worker.output(), timeout=60, interval=0.05)
+            # S3 down after the token was taken: the event is held (sent round keeping its
+            # token); restore S3 as soon as the hold begins.
+            await wait_for(
+                lambda: "holding: dependency unreachable" in worker.output(),
+                timeout=60,
+                interval=0.05,
+            )
             await s3.restore()
             await wait_for(lambda: _count_for(redis, keys, "tok", "processed", 1), timeout=60)
             got = await counters(redis, keys, "tok")
