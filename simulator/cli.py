@@ -218,6 +218,11 @@ def register(app: typer.Typer) -> None:
             0.0, "--soak", min=0.0, help="Instead: MINUTES at the reference load, RSS sampled."
         ),
         tuis: int = typer.Option(3, "--tuis", min=0, help="Headless TUIs open during --soak."),
+        cluster: str = typer.Option(
+            "",
+            "--cluster",
+            help="Then the same short parts on a local cluster: redis, rabbitmq or both.",
+        ),
     ) -> None:
         """Measure each hop's ceiling, then Fila end to end, limiter, fairness, propagation."""
         from pathlib import Path
@@ -226,7 +231,12 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from simulator.bench import BenchReport, print_report, run_bench
+        from simulator.bench.clusters import CHOICES, print_clusters
 
+        if cluster and (cluster not in CHOICES or soak):
+            raise typer.BadParameter(
+                f"one of {', '.join(CHOICES)}, without --soak", param_hint="--cluster"
+            )
         console = Console()
         settings = get_settings()
         if soak:
@@ -257,6 +267,7 @@ def register(app: typer.Typer) -> None:
                     workers=workers,
                     limiter_procs=limiter_procs,
                     console=console,
+                    cluster=cluster,
                 )
             )
 
@@ -270,6 +281,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         report = reports[0]
         print_report(console, report)
+        if report.clusters:
+            print_clusters(console, report.clusters)
         path = Path(json_out or Path(settings.data_dir) / "bench.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(msgspec.json.format(msgspec.json.encode(report)))

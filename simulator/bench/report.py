@@ -31,6 +31,8 @@ class BenchReport(msgspec.Struct, kw_only=True):
     scale: dict[str, Any] = msgspec.field(default_factory=dict)
     capacity: dict[str, Any] = msgspec.field(default_factory=dict)
     """Per-note costs, idle CPU and ceilings (read by `fila capacity`), and the model's check."""
+    clusters: dict[str, Any] = msgspec.field(default_factory=dict)
+    """`--cluster`: the same short parts on a local Redis or RabbitMQ cluster, side by side."""
     targets: list[TargetCheck] = msgspec.field(default_factory=list)
     errors: list[str] = msgspec.field(default_factory=list)
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fila.settings import Settings
 from simulator import rawhops
-from simulator.bench import control, fairshare, scale, throughput
+from simulator.bench import clusters, control, fairshare, scale, throughput
 from simulator.bench.harness import FULL, QUICK, Bench
 from simulator.bench.report import BenchReport, capacity_section, check_targets
 from simulator.benchenv import isolated
@@ -21,7 +21,13 @@ from simulator.evolution import EvolutionStub
 
 
 async def run_bench(
-    base: Settings, *, quick: bool, workers: int, limiter_procs: int, console: Console
+    base: Settings,
+    *,
+    quick: bool,
+    workers: int,
+    limiter_procs: int,
+    console: Console,
+    cluster: str = "",
 ) -> BenchReport:
     profile = QUICK if quick else FULL
     report = BenchReport(
@@ -111,5 +117,7 @@ async def run_bench(
                     report.errors.append(f"needed SIGKILL: {', '.join(bench.procs.killed)}")
                 report.machine["exitCodes"] = stopped
                 await bench.close()
+    if cluster:  # after the single-node fleet stopped, so the two never share the cores
+        report.clusters = await clusters.compare(base, report, cluster, profile, workers, console)
     report.targets = check_targets(report)
     return report
