@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +19,42 @@ console = Console()
 
 def register(app: typer.Typer) -> None:
     app.add_typer(services_app, name="services")
+
+
+class _Setup(Protocol):
+    """A local cluster or Sentinel setup, as its `up`, `down` and `status` commands see it."""
+
+    ports: tuple[int, ...]
+
+    def up(self, report: Callable[[str], None] = ..., timeout: float = ...) -> None: ...
+    def env(self) -> dict[str, str]: ...
+    def pid(self, port: int) -> int | None: ...
+    def healthy(self) -> bool: ...
+
+
+def _start(setup: _Setup, summary: Callable[[], str]) -> None:
+    """Bring `setup` up, then print `summary()` and the variables that point a process at it."""
+    try:
+        setup.up(report=lambda m: console.print(m))
+    except svc.ServiceError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(summary(), soft_wrap=True)
+    for name, value in setup.env().items():
+        print(f"{name}={value}")
+
+
+def _print_stopped(stopped: list[int] | list[str]) -> None:
+    console.print(f"stopped: {', '.join(map(str, stopped)) if stopped else 'nothing was running'}")
+
+
+def _check(setup: _Setup, line: Callable[[str, bool], str]) -> None:
+    """Print `line("<running>/<all>", healthy)`; exit 1 unless `setup` is healthy."""
+    running = [p for p in setup.ports if setup.pid(p) is not None]
+    healthy = setup.healthy()
+    console.print(line(f"{len(running)}/{len(setup.ports)}", healthy))
+    if not healthy:
+        raise typer.Exit(1)
 
 
 def _print_status(rows: list[svc.Status]) -> None:
@@ -48,8 +87,7 @@ def services_up(names: list[str] = typer.Argument(None, help="Only these service
 @services_app.command("down")
 def services_down(names: list[str] = typer.Argument(None, help="Only these services.")) -> None:
     """Stop only the embedded services Fila started."""
-    stopped = svc.down(settings_or_exit(), names or None)
-    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    _print_stopped(svc.down(settings_or_exit(), names or None))
 
 
 @services_app.command("restart")
@@ -77,14 +115,10 @@ services_app.add_typer(cluster_app, name="redis-cluster")
 def cluster_up() -> None:
     """Start (and create once) the local Redis Cluster; print the settings that use it."""
     cluster = svc.LocalRedisCluster(settings_or_exit())
-    try:
-        cluster.up(report=lambda m: console.print(m))
-    except svc.ServiceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    console.print(f"Redis Cluster answering on 127.0.0.1:{cluster.ports[0]}-{cluster.ports[-1]}")
-    for name, value in cluster.env().items():
-        print(f"{name}={value}")
+    _start(
+        cluster,
+        lambda: f"Redis Cluster answering on 127.0.0.1:{cluster.ports[0]}-{cluster.ports[-1]}",
+    )
 
 
 @cluster_app.command("down")
@@ -92,19 +126,17 @@ def cluster_down(
     wipe: bool = typer.Option(False, "--wipe", help="Also delete its data (a new cluster)."),
 ) -> None:
     """Stop the local Redis Cluster's nodes (only those Fila started)."""
-    stopped = svc.LocalRedisCluster(settings_or_exit()).down(wipe=wipe)
-    console.print(f"stopped: {', '.join(map(str, stopped)) if stopped else 'nothing was running'}")
+    _print_stopped(svc.LocalRedisCluster(settings_or_exit()).down(wipe=wipe))
 
 
 @cluster_app.command("status")
 def cluster_status() -> None:
     """Whether every node runs and the cluster serves all its slots."""
-    cluster = svc.LocalRedisCluster(settings_or_exit())
-    running = [p for p in cluster.ports if cluster.pid(p) is not None]
-    healthy = cluster.healthy()
-    console.print(f"nodes running: {len(running)}/{len(cluster.ports)}; cluster ok: {healthy}")
-    if not healthy:
-        raise typer.Exit(1)
+    _check(svc.LocalRedisCluster(settings_or_exit()), _nodes_line)
+
+
+def _nodes_line(running: str, ok: bool) -> str:
+    return f"nodes running: {running}; cluster ok: {ok}"
 
 
 sentinel_app = typer.Typer(
@@ -119,14 +151,7 @@ def sentinel_up() -> None:
     from fila.dev.redissentinel import LocalRedisSentinel
 
     setup = LocalRedisSentinel(settings_or_exit())
-    try:
-        setup.up(report=lambda m: console.print(m))
-    except svc.ServiceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    console.print(f"Redis master {setup.master()}, sentinels {setup.nodes}", soft_wrap=True)
-    for name, value in setup.env().items():
-        print(f"{name}={value}")
+    _start(setup, lambda: f"Redis master {setup.master()}, sentinels {setup.nodes}")
 
 
 @sentinel_app.command("down")
@@ -136,8 +161,7 @@ def sentinel_down(
     """Stop the local sentinels, master and replica (only those Fila started)."""
     from fila.dev.redissentinel import LocalRedisSentinel
 
-    stopped = LocalRedisSentinel(settings_or_exit()).down(wipe=wipe)
-    console.print(f"stopped: {', '.join(map(str, stopped)) if stopped else 'nothing was running'}")
+    _print_stopped(LocalRedisSentinel(settings_or_exit()).down(wipe=wipe))
 
 
 @sentinel_app.command("status")
@@ -146,13 +170,10 @@ def sentinel_status() -> None:
     from fila.dev.redissentinel import LocalRedisSentinel
 
     setup = LocalRedisSentinel(settings_or_exit())
-    running = [p for p in setup.ports if setup.pid(p) is not None]
-    healthy = setup.healthy()
-    console.print(
-        f"running: {len(running)}/{len(setup.ports)}; master {setup.master()}; ok: {healthy}"
+    _check(
+        setup,
+        lambda running, ok: f"running: {running}; master {setup.master()}; ok: {ok}",
     )
-    if not healthy:
-        raise typer.Exit(1)
 
 
 rabbit_app = typer.Typer(help="A local RabbitMQ cluster (3 nodes, quorum queues) on loopback.")
@@ -163,14 +184,10 @@ services_app.add_typer(rabbit_app, name="rabbitmq-cluster")
 def rabbit_cluster_up() -> None:
     """Start (and join once) the local RabbitMQ cluster; print the settings that use it."""
     cluster = LocalRabbitCluster(settings_or_exit())
-    try:
-        cluster.up(report=lambda m: console.print(m))
-    except svc.ServiceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    console.print(f"RabbitMQ cluster answering on 127.0.0.1:{','.join(map(str, cluster.ports))}")
-    for name, value in cluster.env().items():
-        print(f"{name}={value}")
+    _start(
+        cluster,
+        lambda: f"RabbitMQ cluster answering on 127.0.0.1:{','.join(map(str, cluster.ports))}",
+    )
 
 
 @rabbit_app.command("down")
@@ -178,16 +195,10 @@ def rabbit_cluster_down(
     wipe: bool = typer.Option(False, "--wipe", help="Also delete its data (a new cluster)."),
 ) -> None:
     """Stop the local RabbitMQ cluster's nodes (only those Fila started)."""
-    stopped = LocalRabbitCluster(settings_or_exit()).down(wipe=wipe)
-    console.print(f"stopped: {', '.join(map(str, stopped)) if stopped else 'nothing was running'}")
+    _print_stopped(LocalRabbitCluster(settings_or_exit()).down(wipe=wipe))
 
 
 @rabbit_app.command("status")
 def rabbit_cluster_status() -> None:
     """Whether every node runs and sees the others."""
-    cluster = LocalRabbitCluster(settings_or_exit())
-    running = [p for p in cluster.ports if cluster.pid(p) is not None]
-    healthy = cluster.healthy()
-    console.print(f"nodes running: {len(running)}/{len(cluster.ports)}; cluster ok: {healthy}")
-    if not healthy:
-        raise typer.Exit(1)
+    _check(LocalRabbitCluster(settings_or_exit()), _nodes_line)

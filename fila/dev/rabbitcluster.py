@@ -15,9 +15,18 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from fila.dev.services import ServiceError, _port_open, _reap, _tail, ensure_packages
+from fila.dev.services import (
+    LocalNodes,
+    ServiceError,
+    _port_open,
+    _reap,
+    _stop_group,
+    _wait_until,
+    ensure_packages,
+)
 from fila.settings import Settings
 
 CLUSTER_PORTS = (21500, 21501, 21502)
@@ -27,12 +36,14 @@ SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 
-class LocalRabbitCluster:
+class LocalRabbitCluster(LocalNodes):
     """N rabbitmq-server nodes joined into one cluster (`join_cluster` once, kept on restart)."""
 
+    pidname = "node.pid"
+    logname = "node.log"
+
     def __init__(self, settings: Settings, ports: tuple[int, ...] = CLUSTER_PORTS) -> None:
-        self.ports = ports
-        self.root = Path(settings.data_dir).resolve() / f"rabbitmq-cluster-{ports[0]}"
+        super().__init__(Path(settings.data_dir).resolve() / f"rabbitmq-cluster-{ports[0]}", ports)
         self.epmd_port = ports[0] + 9
 
     # ---------------------------------------------------------------- names and settings
@@ -42,10 +53,6 @@ class LocalRabbitCluster:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.ports[0]}/"
-
-    @property
-    def nodes(self) -> str:
-        return ",".join(f"127.0.0.1:{p}" for p in self.ports[1:])
 
     def settings(self, base: Settings, vhost: str = "") -> Settings:
         """`base` pointed at this cluster (vhost `vhost`, default `/`), with quorum queues."""
@@ -64,9 +71,6 @@ class LocalRabbitCluster:
         }
 
     # ---------------------------------------------------------------- processes
-    def _dir(self, port: int) -> Path:
-        return self.root / str(port)
-
     def _erl_env(self) -> dict[str, str]:
         """What every node and rabbitmqctl share: the cookie (in HOME) and epmd's port."""
         return {
@@ -116,21 +120,6 @@ class LocalRabbitCluster:
         )
         (where / "enabled_plugins").write_text("[].\n")
 
-    def _pidfile(self, port: int) -> Path:
-        return self._dir(port) / "node.pid"
-
-    def pid(self, port: int) -> int | None:
-        """The node's process group leader when it runs (started by us: its pid file names it)."""
-        try:
-            pid = int(self._pidfile(port).read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        stat = Path(f"/proc/{pid}/stat")
-        if stat.exists() and stat.read_text().split()[2] == "Z":
-            return None
-        return pid
-
     def start_node(self, port: int) -> None:
         """Start one node (its data kept): it rejoins the cluster it belongs to."""
         if self.pid(port) is not None:
@@ -140,17 +129,7 @@ class LocalRabbitCluster:
                 f"rabbitmq-cluster: port {port} is taken by a process Fila did not start"
             )
         self._prepare(port)
-        with (self._dir(port) / "node.log").open("ab") as log:
-            proc = subprocess.Popen(
-                [SERVER],
-                env=self._node_env(port),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=str(self._dir(port)),
-                start_new_session=True,
-            )
-        self._pidfile(port).write_text(str(proc.pid))
+        self._spawn(port, [SERVER], self._node_env(port))
 
     def ctl(self, port: int, *args: str, timeout: float = 60) -> str:
         """`rabbitmqctl -n <node> …` as the nodes' own user and cookie; its output."""
@@ -170,7 +149,7 @@ class LocalRabbitCluster:
     def _wait_answering(self, port: int, deadline: float) -> None:
         while not _port_open(port):
             if self.pid(port) is None or time.monotonic() > deadline:
-                tail = _tail(self._dir(port) / "node.log")
+                tail = self._log(port)
                 raise ServiceError(
                     f"rabbitmq-cluster: node {self.node(port)} did not start | {tail}"
                 )
@@ -221,28 +200,18 @@ class LocalRabbitCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, sig)
             if sig == signal.SIGKILL:
-                self._wait_gone(port, 10)
+                _wait_until(partial(self._gone, port), 10, 0.1)
 
-    def _wait_gone(self, port: int, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            _reap()
-            if self.pid(port) is None and not _port_open(port):
-                return True
-            time.sleep(0.1)
-        return False
+    def _gone(self, port: int) -> bool:
+        return self.pid(port) is None and not _port_open(port)
 
     def stop_node(self, port: int) -> bool:
         """SIGTERM (a clean stop), SIGKILL after 30 s; True when it was running."""
         pid = self.pid(port)
         if pid is None:
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        if not self._wait_gone(port, 30):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            self._wait_gone(port, 10)
+        if not _stop_group(pid, partial(self._gone, port), 30, 0.1):
+            _wait_until(partial(self._gone, port), 10, 0.1)
         return True
 
     def down(self, wipe: bool = False) -> list[int]:

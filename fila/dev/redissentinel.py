@@ -6,14 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fila.dev.services import ServiceError, _port_open, _reap, _tail
+from fila.dev.services import LocalNodes, ServiceError, _port_open, apt_install
 from fila.settings import Settings
 
 SENTINEL_PORTS = (21440, 21441, 21442, 21443, 21444)
@@ -30,26 +28,17 @@ def ensure_sentinel(report: Callable[[str], None] = print) -> None:
         return
     if os.geteuid() != 0:
         raise ServiceError("missing Debian package redis-sentinel; install it as root")
-    report("installing redis-sentinel (apt-get)…")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-sentinel"],
-    ):
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise ServiceError(f"{' '.join(argv[:2])} failed: {result.stderr.strip()[-300:]}")
+    apt_install(["redis-sentinel"], report)
 
 
-class LocalRedisSentinel:
+class LocalRedisSentinel(LocalNodes):
     """One master, one replica, three sentinels watching it under `redis_sentinel_master`."""
 
     def __init__(self, settings: Settings, ports: tuple[int, ...] = SENTINEL_PORTS) -> None:
-        self.ports = ports
+        super().__init__(Path(settings.data_dir).resolve() / f"redis-sentinel-{ports[0]}", ports)
         self.data_ports = ports[:2]
         self.sentinel_ports = ports[2:]
         self.name = settings.redis_sentinel_master
-        self.root = Path(settings.data_dir).resolve() / f"redis-sentinel-{ports[0]}"
 
     @property
     def nodes(self) -> str:
@@ -70,21 +59,6 @@ class LocalRedisSentinel:
             "FILA_REDIS_NODES": self.nodes,
             "FILA_REDIS_SENTINEL_MASTER": self.name,
         }
-
-    def _pidfile(self, port: int) -> Path:
-        return self.root / str(port) / "redis.pid"
-
-    def pid(self, port: int) -> int | None:
-        """The process on `port` when it runs (started by us: its pid file names it)."""
-        try:
-            pid = int(self._pidfile(port).read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        stat = Path(f"/proc/{pid}/stat")
-        if stat.exists() and stat.read_text().split()[2] == "Z":
-            return None
-        return pid
 
     @contextlib.contextmanager
     def _client(self, port: int) -> Iterator[Any]:
@@ -110,7 +84,7 @@ class LocalRedisSentinel:
         return None
 
     def _start(self, port: int) -> None:
-        where = self.root / str(port)
+        where = self._dir(port)
         where.mkdir(parents=True, exist_ok=True)
         if _port_open(port):
             raise ServiceError(
@@ -135,16 +109,7 @@ class LocalRedisSentinel:
                 master = ("127.0.0.1", self.data_ports[0])
             if master is not None and master[1] != port:  # a killed master returns as a replica
                 argv += ["--replicaof", master[0], str(master[1])]
-        with (where / "redis.log").open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=str(where),
-                start_new_session=True,
-            )
-        self._pidfile(port).write_text(str(proc.pid))
+        self._spawn(port, argv)
 
     def _any_sentinel(self) -> bool:
         return any(self.pid(p) is not None for p in self.sentinel_ports)
@@ -188,35 +153,11 @@ class LocalRedisSentinel:
         while not self.healthy():
             dead = [p for p in self.ports if self.pid(p) is None]
             if dead or time.monotonic() > deadline:
-                tail = _tail(self.root / str((dead or self.ports)[0]) / "redis.log")
+                tail = self._log((dead or self.ports)[0])
                 what = f"port {dead[0]} exited" if dead else f"not whole within {timeout:.0f}s"
                 raise ServiceError(f"redis-sentinel: {what} | {tail}")
             time.sleep(0.2)
 
-    def kill(self, port: int, sig: int = signal.SIGKILL) -> None:
-        """Signal one process (a fault for tests: kill -9 of the master)."""
-        pid = self.pid(port)
-        if pid is not None:
-            os.kill(pid, sig)
-
     def down(self, wipe: bool = False) -> list[int]:
         """Stop the processes we started, sentinels first (data kept unless `wipe`)."""
-        stopped = []
-        for port in (*self.sentinel_ports, *self.data_ports):
-            pid = self.pid(port)
-            if pid is None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.pid(port) is not None:
-                _reap()
-                time.sleep(0.05)
-            if self.pid(port) is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-            _reap()
-            stopped.append(port)
-        if wipe:
-            shutil.rmtree(self.root, ignore_errors=True)
-        return stopped
+        return self._stop((*self.sentinel_ports, *self.data_ports), wipe)

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -119,33 +120,14 @@ class Service:
         self.prepare()
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
-        log = self.logfile.open("ab")
-        proc = subprocess.Popen(
-            self.command(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=self.env(),
-            cwd=str(self.dir),
-            start_new_session=True,
-        )
-        log.close()
-        self.pidfile.write_text(str(proc.pid))
+        _spawn(self.command(), self.dir, self.logfile, self.pidfile, self.env())
 
     def stop(self, timeout: float = 30.0) -> bool:
         pid = self.pid()
         if pid is None:
             self.pidfile.unlink(missing_ok=True)
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.pid() is not None:
-            _reap()
-            time.sleep(0.1)
-        if self.pid() is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        _stop_group(pid, lambda: self.pid() is None, timeout, 0.1)
         _reap()
         self.pidfile.unlink(missing_ok=True)
         self.after_stop()
@@ -174,6 +156,111 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _spawn(
+    argv: list[str], cwd: Path, log: Path, pidfile: Path, env: dict[str, str] | None = None
+) -> None:
+    """Start `argv` in a session of its own (its output appended to `log`); its pid in `pidfile`."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=str(cwd),
+            start_new_session=True,
+        )
+    pidfile.write_text(str(proc.pid))
+
+
+def _wait_until(gone: Callable[[], bool], seconds: float, poll: float) -> bool:
+    """Reap children and poll `gone()` for up to `seconds`; its last answer."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _reap()
+        if gone():
+            return True
+        time.sleep(poll)
+    return gone()
+
+
+def _stop_group(pid: int, gone: Callable[[], bool], seconds: float, poll: float) -> bool:
+    """SIGTERM to the process group `pid` leads, SIGKILL when not `gone()` within `seconds`;
+    True when SIGTERM was enough."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    if _wait_until(gone, seconds, poll):
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return False
+
+
+class LocalNodes:
+    """Servers on loopback ports that this process started, each in `root`/<port> with its
+    pid file (`pidname`) and log (`logname`): only processes named by a pid file are signalled."""
+
+    pidname = "redis.pid"
+    logname = "redis.log"
+
+    def __init__(self, root: Path, ports: tuple[int, ...]) -> None:
+        self.root = root
+        self.ports = ports
+
+    @property
+    def nodes(self) -> str:
+        """`FILA_*_NODES`: the nodes after the first (which the URL names)."""
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports[1:])
+
+    def _dir(self, port: int) -> Path:
+        return self.root / str(port)
+
+    def _pidfile(self, port: int) -> Path:
+        return self._dir(port) / self.pidname
+
+    def _log(self, port: int, lines: int = 5) -> str:
+        return _tail(self._dir(port) / self.logname, lines)
+
+    def pid(self, port: int) -> int | None:
+        """The node's process when it runs (started by us: its pid file names it)."""
+        try:
+            pid = int(self._pidfile(port).read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split()[2] == "Z":
+            return None
+        return pid
+
+    def _gone(self, port: int) -> bool:
+        return self.pid(port) is None
+
+    def kill(self, port: int, sig: int = signal.SIGKILL) -> None:
+        """Signal one node (a fault for tests: kill -9 of a master)."""
+        pid = self.pid(port)
+        if pid is not None:
+            os.kill(pid, sig)
+
+    def _spawn(self, port: int, argv: list[str], env: dict[str, str] | None = None) -> None:
+        _spawn(argv, self._dir(port), self._dir(port) / self.logname, self._pidfile(port), env)
+
+    def _stop(self, ports: tuple[int, ...], wipe: bool) -> list[int]:
+        """Stop the nodes of `ports` that run, in that order (SIGKILL after 10 s), then remove
+        their data when `wipe`; the ports stopped."""
+        stopped = []
+        for port in ports:
+            pid = self.pid(port)
+            if pid is None:
+                continue
+            _stop_group(pid, partial(self._gone, port), 10, 0.05)
+            _reap()
+            stopped.append(port)
+        if wipe:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return stopped
 
 
 class Redis(Service):
@@ -456,11 +543,16 @@ def ensure_packages(report: Callable[[str], None] = print) -> None:
         return
     if os.geteuid() != 0:
         raise ServiceError(f"missing Debian packages {' '.join(missing)}; install them as root")
-    report(f"installing {' '.join(missing)} (apt-get)…")
+    apt_install(missing, report)
+
+
+def apt_install(packages: list[str], report: Callable[[str], None]) -> None:
+    """apt-get update, then install `packages` without their recommendations (as root)."""
+    report(f"installing {' '.join(packages)} (apt-get)…")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (
         ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
     ):
         result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -560,7 +652,7 @@ CLUSTER_NODE_TIMEOUT_MS = 2000
 """How long a master may be silent before its replica takes over (Redis' default is 15 s)."""
 
 
-class LocalRedisCluster:
+class LocalRedisCluster(LocalNodes):
     """3 masters and 3 replicas of Debian's redis-server on loopback, for tests and the demo.
 
     Created once with `redis-cli --cluster create`; stopping keeps each node's data and
@@ -568,16 +660,11 @@ class LocalRedisCluster:
     """
 
     def __init__(self, settings: Settings, ports: tuple[int, ...] = CLUSTER_PORTS) -> None:
-        self.ports = ports
-        self.root = Path(settings.data_dir).resolve() / f"redis-cluster-{ports[0]}"
+        super().__init__(Path(settings.data_dir).resolve() / f"redis-cluster-{ports[0]}", ports)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.ports[0]}/0"
-
-    @property
-    def nodes(self) -> str:
-        return ",".join(f"127.0.0.1:{p}" for p in self.ports[1:])
 
     def settings(self, base: Settings) -> Settings:
         """`base` pointed at this cluster."""
@@ -591,23 +678,8 @@ class LocalRedisCluster:
             "FILA_REDIS_NODES": self.nodes,
         }
 
-    def _pidfile(self, port: int) -> Path:
-        return self.root / str(port) / "redis.pid"
-
-    def pid(self, port: int) -> int | None:
-        """The node's process when it runs (started by us: its pid file names it)."""
-        try:
-            pid = int(self._pidfile(port).read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        stat = Path(f"/proc/{pid}/stat")
-        if stat.exists() and stat.read_text().split()[2] == "Z":
-            return None
-        return pid
-
     def _start_node(self, port: int) -> None:
-        where = self.root / str(port)
+        where = self._dir(port)
         where.mkdir(parents=True, exist_ok=True)
         for taken in (port, port + 10000):
             if _port_open(taken):
@@ -627,16 +699,7 @@ class LocalRedisCluster:
             "--appendonly", "yes",
             "--save", "",
         ]  # fmt: skip
-        with (where / "redis.log").open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=str(where),
-                start_new_session=True,
-            )
-        self._pidfile(port).write_text(str(proc.pid))
+        self._spawn(port, argv)
 
     def _info(self, port: int) -> dict[str, str]:
         import redis
@@ -653,7 +716,7 @@ class LocalRedisCluster:
 
     def _lost_port_race(self, port: int) -> bool:
         """The node exited because its port was in use when it bound (and is free now)."""
-        log = _tail(self.root / str(port) / "redis.log", 3)
+        log = self._log(port, 3)
         return "Address already in use" in log and not _port_open(port)
 
     def healthy(self) -> bool:
@@ -687,7 +750,7 @@ class LocalRedisCluster:
                         self._start_node(port)
                     continue
                 if dead or time.monotonic() > deadline:
-                    tail = _tail(self.root / str((dead or self.ports)[0]) / "redis.log")
+                    tail = self._log((dead or self.ports)[0])
                     raise ServiceError(
                         f"redis-cluster: node did not start: {exc} | {tail}"
                     ) from None
@@ -712,30 +775,6 @@ class LocalRedisCluster:
                 raise ServiceError(f"redis-cluster: not whole within {timeout:.0f}s")
             time.sleep(0.2)
 
-    def kill(self, port: int, sig: int = signal.SIGKILL) -> None:
-        """Signal one node (a fault for tests: kill -9 of a master)."""
-        pid = self.pid(port)
-        if pid is not None:
-            os.kill(pid, sig)
-
     def down(self, wipe: bool = False) -> list[int]:
         """Stop the nodes we started (data kept unless `wipe`); returns their ports."""
-        stopped = []
-        for port in self.ports:
-            pid = self.pid(port)
-            if pid is None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.pid(port) is not None:
-                _reap()
-                time.sleep(0.05)
-            if self.pid(port) is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-            _reap()
-            stopped.append(port)
-        if wipe:
-            shutil.rmtree(self.root, ignore_errors=True)
-        return stopped
+        return self._stop(self.ports, wipe)
