@@ -20,7 +20,7 @@ from fila.models import WorkerInfo
 from fila.settings import Settings
 from simulator import fleetup, meter
 from simulator.benchenv import free_port
-from simulator.procs import ProcessGroup
+from simulator.procs import Child, ProcessGroup
 
 
 class Profile(msgspec.Struct, kw_only=True):
@@ -166,6 +166,49 @@ class Bench:
             monitoring=False,
             redis=self.redis,
         )
+
+    async def start_simulator(
+        self, name: str, stub_port: int, instances: int, rate: float, seconds: float, *args: str
+    ) -> tuple[Child, Path]:
+        """`fila simulate` of `instances` at `rate` a minute for `seconds` (and `args`) as a
+        process of its own, its media from the stub on `stub_port`, lingering for the drain;
+        the process and where its --json summary goes."""
+        out = Path(self.procs.log_dir) / f"{name}.json"
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(out.unlink)
+        sim = await self.procs.start(
+            f"simulate-{name}",
+            [
+                "simulate",
+                "--instances",
+                str(instances),
+                "--rate",
+                str(rate),
+                "--duration",
+                str(seconds),
+                *args,
+                "--stub-port",
+                str(stub_port),
+                "--linger",
+                str(self.p.drain_seconds + 30),
+                "--json",
+                str(out),
+            ],
+        )
+        return sim, out
+
+    async def simulator_summary(self, sim: Child, out: Path, timeout: float) -> bytes:
+        """The summary a simulator from `start_simulator` writes when it has sent its load;
+        fails when it exits first or is not done within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(out.exists):
+            if not sim.alive:
+                raise RuntimeError(f"the simulator exited:\n{sim.tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the simulator did not finish")
+            await asyncio.sleep(0.25)
+        await asyncio.sleep(0.2)
+        return await asyncio.to_thread(out.read_bytes)
 
     def cpu_roots(self) -> dict[str, int]:
         """Every process that takes part in an end-to-end run, by name."""

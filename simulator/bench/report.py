@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -192,6 +193,15 @@ def cpu_per_note(e2e: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _check(
+    name: str, value: float | None, target: str, met: Callable[[float], bool]
+) -> TargetCheck:
+    """A target and the figure against it: not judged (met None) when the figure is missing."""
+    return TargetCheck(
+        name=name, value=value, target=target, met=None if value is None else met(value)
+    )
+
+
 def check_targets(report: BenchReport) -> list[TargetCheck]:
     checks: list[TargetCheck] = []
     slowest = min((h.perSecond for h in report.rawHops), default=0.0)
@@ -200,62 +210,33 @@ def check_targets(report: BenchReport) -> list[TargetCheck]:
     report.endToEnd["slowestRawHopPerSecond"] = slowest
     report.endToEnd["ratioToSlowestHop"] = round(ratio, 3) if ratio is not None else None
     checks.append(
-        TargetCheck(
-            name="e2e throughput / slowest raw hop (each hop measured alone)",
-            value=ratio,
-            target="≥ 0.6",
-            met=None if ratio is None else ratio >= 0.6,
+        _check(
+            "e2e throughput / slowest raw hop (each hop measured alone)",
+            ratio,
+            "≥ 0.6",
+            lambda v: v >= 0.6,
         )
     )
     composed = composed_ceiling(report)
     report.endToEnd["composedCeiling"] = composed
     to_composed = composed.get("ratio")
     checks.append(
-        TargetCheck(
-            name="e2e throughput / composed ceiling",
-            value=to_composed,
-            target="≥ 0.9",
-            met=None if to_composed is None else to_composed >= 0.9,
-        )
+        _check("e2e throughput / composed ceiling", to_composed, "≥ 0.9", lambda v: v >= 0.9)
     )
     per_note = cpu_per_note(report.endToEnd)
     report.endToEnd["cpuMsPerNote"] = per_note
     both = per_note.get("ingest+delivery")
     checks.append(
-        TargetCheck(
-            name="Fila CPU per delivered note, ingest + delivery (ms)",
-            value=both,
-            target="≤ 5.5",
-            met=None if both is None else both <= 5.5,
+        _check(
+            "Fila CPU per delivered note, ingest + delivery (ms)", both, "≤ 5.5", lambda v: v <= 5.5
         )
     )
     p99 = (report.reference.get("latencyMs") or {}).get("p99")
-    checks.append(
-        TargetCheck(
-            name="p99 latency at reference load (ms)",
-            value=p99,
-            target="< 150",
-            met=None if p99 is None else p99 < 150,
-        )
-    )
+    checks.append(_check("p99 latency at reference load (ms)", p99, "< 150", lambda v: v < 150))
     err = report.limiter.get("errorPercent")
-    checks.append(
-        TargetCheck(
-            name="limiter error (%)",
-            value=err,
-            target="≤ 0.5",
-            met=None if err is None else err <= 0.5,
-        )
-    )
+    checks.append(_check("limiter error (%)", err, "≤ 0.5", lambda v: v <= 0.5))
     prop = report.propagation.get("p99Ms")
-    checks.append(
-        TargetCheck(
-            name="config propagation p99 (ms)",
-            value=prop,
-            target="< 100",
-            met=None if prop is None else prop < 100,
-        )
-    )
+    checks.append(_check("config propagation p99 (ms)", prop, "< 100", lambda v: v < 100))
     return checks
 
 

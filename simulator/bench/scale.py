@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -24,40 +22,13 @@ async def scale(b: Bench, stub_port: int) -> dict[str, Any]:
     await asyncio.sleep(1)
     await b.clear_receiver()
     memory_before = int((await b.redis.info("memory"))["used_memory"])
-    out = Path(b.procs.log_dir) / "scale.json"
-    with contextlib.suppress(FileNotFoundError):
-        await asyncio.to_thread(out.unlink)
-    sim = await b.procs.start(
-        "simulate-scale",
-        [
-            "simulate",
-            "--instances",
-            str(instances),
-            "--rate",
-            str(per_minute),
-            "--duration",
-            str(b.p.scale_seconds),
-            "--stub-port",
-            str(stub_port),
-            "--linger",
-            str(b.p.drain_seconds + 30),
-            "--json",
-            str(out),
-        ],
-    )
+    sim, out = await b.start_simulator("scale", stub_port, instances, per_minute, b.p.scale_seconds)
     roots = b.cpu_roots()
     cpu_before = await asyncio.to_thread(cpuusage.tree_cpu, roots)
     await b.mark("scale.start")
     try:
-        deadline = time.monotonic() + b.p.scale_seconds * 4 + 60
-        while not await asyncio.to_thread(out.exists):
-            if not sim.alive:
-                raise RuntimeError(f"the simulator exited:\n{sim.tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the simulator did not finish")
-            await asyncio.sleep(0.25)
-        await asyncio.sleep(0.2)
-        summary = msgspec.json.decode(await asyncio.to_thread(out.read_bytes), type=Summary)
+        done = await b.simulator_summary(sim, out, b.p.scale_seconds * 4 + 60)
+        summary = msgspec.json.decode(done, type=Summary)
         stats = await b.wait_delivered(summary.voice_ok, b.p.drain_seconds)
         cpu_after = await asyncio.to_thread(cpuusage.tree_cpu, roots)
         await b.mark("scale.end")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -54,42 +52,21 @@ async def saturation(b: Bench, stub_port: int) -> dict[str, Any]:
     )
     await asyncio.sleep(1)
     await b.clear_receiver()
-    out = Path(b.procs.log_dir) / "saturation.json"
-    with contextlib.suppress(FileNotFoundError):
-        await asyncio.to_thread(out.unlink)
-    sim = await b.procs.start(
-        "simulate-saturation",
-        [
-            "simulate",
-            "--instances",
-            "500",
-            "--rate",
-            str(b.p.saturation_rate),
-            "--duration",
-            str(b.p.saturation_seconds),
-            "--stub-port",
-            str(stub_port),
-            "--linger",
-            str(b.p.drain_seconds + 30),
-            "--voice-only",
-            "--max-seconds",
-            "10",
-            "--json",
-            str(out),
-        ],
+    sim, out = await b.start_simulator(
+        "saturation",
+        stub_port,
+        500,
+        b.p.saturation_rate,
+        b.p.saturation_seconds,
+        "--voice-only",
+        "--max-seconds",
+        "10",
     )
     roots = b.cpu_roots()
     cpu_before = await asyncio.to_thread(cpuusage.tree_cpu, roots)
     try:
-        deadline = time.monotonic() + b.p.saturation_seconds * 4 + 60
-        while not await asyncio.to_thread(out.exists):
-            if not sim.alive:
-                raise RuntimeError(f"the simulator exited:\n{sim.tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the simulator did not finish")
-            await asyncio.sleep(0.25)
-        await asyncio.sleep(0.2)
-        summary = msgspec.json.decode(await asyncio.to_thread(out.read_bytes))
+        done = await b.simulator_summary(sim, out, b.p.saturation_seconds * 4 + 60)
+        summary = msgspec.json.decode(done)
         sent, started = int(summary["sent"]), float(summary["startedAt"])
         stats = await b.wait_delivered(sent, b.p.drain_seconds)
         cpu_after = await asyncio.to_thread(cpuusage.tree_cpu, roots)
