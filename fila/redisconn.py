@@ -41,6 +41,17 @@ FAILOVER_ERRORS = (
 """What a cluster answers while a master is down and before its replica takes over."""
 
 
+def torn_connection(exc: BaseException) -> bool:
+    """redis-py 8.1's cluster client can use a connection another caller is still opening (its
+    writer still None): an AttributeError from inside redis-py that is a connection fault."""
+    if not isinstance(exc, AttributeError) or "NoneType" not in str(exc):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "/redis/" in tb.tb_frame.f_code.co_filename
+
+
 def connect(settings: Settings, max_connections: int = 64) -> aioredis.Redis:
     """A client whose pool blocks instead of failing under bursts, and retries reconnects."""
     if settings.redis_mode == "cluster":
@@ -133,7 +144,9 @@ class PatientCluster(RedisCluster):
         while True:
             try:
                 return await super().execute_command(*args, **kwargs)
-            except FAILOVER_ERRORS:
+            except (*FAILOVER_ERRORS, AttributeError) as exc:
+                if isinstance(exc, AttributeError) and not torn_connection(exc):
+                    raise
                 if time.monotonic() + delay > deadline:
                     raise
                 await asyncio.sleep(delay)
@@ -191,7 +204,9 @@ class PatientPipeline(ClusterPipeline):
                 if pending:
                     await self._enqueue(queued)
                 return await super().execute(raise_on_error, allow_redirections)
-            except (*FAILOVER_ERRORS, NoScriptError) as exc:
+            except (*FAILOVER_ERRORS, NoScriptError, AttributeError) as exc:
+                if isinstance(exc, AttributeError) and not torn_connection(exc):
+                    raise
                 await self.reset()  # type: ignore[no-untyped-call]
                 if time.monotonic() + delay > deadline:
                     raise
