@@ -38,36 +38,30 @@ def _base_from_env() -> Settings:
 
 def _session_database(base: Settings) -> str:
     """A fresh database for this test run, named after the run."""
-    import asyncpg
-
     name = f"fila_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-    async def create() -> None:
-        admin = urlunsplit(urlsplit(base.database_url)._replace(path="/postgres"))
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    _as_admin(base, f'CREATE DATABASE "{name}"')
     return urlunsplit(urlsplit(base.database_url)._replace(path=f"/{name}"))
 
 
 def _drop_database(base: Settings, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    _as_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _as_admin(base: Settings, sql: str) -> None:
+    """`sql` run in the server's `postgres` database (databases are created and dropped from
+    outside them)."""
     import asyncpg
 
-    name = urlsplit(url).path.lstrip("/")
-
-    async def drop() -> None:
+    async def run() -> None:
         admin = urlunsplit(urlsplit(base.database_url)._replace(path="/postgres"))
         conn = await asyncpg.connect(admin)
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(sql)
         finally:
             await conn.close()
 
-    asyncio.run(drop())
+    asyncio.run(run())
 
 
 @pytest.fixture(scope="session")

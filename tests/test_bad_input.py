@@ -7,7 +7,6 @@ tests/test_ingest.py covers each AMQP failure kind on its own; this is the mixed
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,7 @@ from fila.settings import Settings
 from simulator.evolution import EvolutionStub
 from tests.support import Proc, wait_for
 from tests.test_controlplane_support import cp_proc, migrated
-from tests.test_ingest_support import audio_event, counters, noise, rabbit
+from tests.test_ingest_support import audio_event, counters, enc_event, noise, rabbit
 from workers.enqueue import H_DETAIL
 
 __all__ = ["cp_proc", "migrated"]
@@ -48,19 +47,8 @@ def _seconds(message_id: str, value: Any) -> dict[str, Any]:
 
 def _wrong_media_key(stub: EvolutionStub, message_id: str) -> dict[str, Any]:
     """A `.enc` on the stub's CDN announced with another media key: the MAC cannot match."""
-    media = mediacrypto.encrypt(noise(5_000), mediacrypto.new_media_key())
-    b64 = base64.b64encode
-    return audio_event(
-        "bad-in",
-        message_id,
-        10,
-        audio={
-            "url": stub.add_blob(f"{message_id}.enc", media.enc),
-            "mediaKey": b64(mediacrypto.new_media_key()).decode(),
-            "fileSha256": b64(media.fileSha256).decode(),
-            "fileEncSha256": b64(media.fileEncSha256).decode(),
-        },
-    )
+    wrong = mediacrypto.new_media_key()
+    return enc_event(stub, "bad-in", message_id, noise(5_000), 10, key=wrong, direct_path=False)
 
 
 def _json(event: dict[str, Any] | bytes) -> bytes:

@@ -7,6 +7,7 @@ import datetime as dt
 import uuid
 import zoneinfo
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -47,6 +48,16 @@ async def _keys(s3: Any, bucket: str) -> set[str]:
     return {o["Key"] for o in listed.get("Contents", [])}
 
 
+@asynccontextmanager
+async def _runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The control plane's runtime in this test's loop, closed afterwards."""
+    rt = await open_runtime(settings)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
 async def test_cleanup_deletes_exactly_the_expired_audio_objects(
     cp: AsyncTestClient[Any], s3: Any, settings: Settings
 ) -> None:
@@ -75,11 +86,8 @@ async def test_cleanup_deletes_exactly_the_expired_audio_objects(
 
     # The service in this test's loop; "now" is 7 days after the cutoff, so objects modified
     # before it have outlived the retention.
-    rt = await open_runtime(settings)
-    try:
+    async with _runtime(settings) as rt:
         result = await CleanupService(rt, batch=2).run(at=cutoff + dt.timedelta(days=7))
-    finally:
-        await rt.close()
 
     assert result.success
     assert result.deletedCount == len(old)
@@ -225,6 +233,12 @@ def _trigger() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+async def _expired_run(s3: Any, settings: Settings, n: int) -> str:
+    """`n` expired objects in the bucket; a trigger of its own for the run over them."""
+    await _put(s3, settings.s3_bucket, _expired(n))
+    return _trigger()
+
+
 class _FailsAfterFirstBatch(CleanupService):
     """A run that meets an unexpected error (not S3's) once it has deleted one batch."""
 
@@ -236,16 +250,12 @@ class _FailsAfterFirstBatch(CleanupService):
 async def test_an_unexpected_error_is_recorded_as_a_failure_and_the_lock_released(
     cp: AsyncTestClient[Any], s3: Any, settings: Settings, redis: Any, keys: Keys
 ) -> None:
-    await _put(s3, settings.s3_bucket, _expired(6))
-    trigger = _trigger()
-    rt = await open_runtime(settings)
-    try:
+    trigger = await _expired_run(s3, settings, 6)
+    async with _runtime(settings) as rt:
         with pytest.raises(RuntimeError, match="database went away"):
             await _FailsAfterFirstBatch(rt, batch=2).run(
                 trigger=trigger, at=dt.datetime.now(dt.UTC) + FAR
             )
-    finally:
-        await rt.close()
     row = await _row(trigger)
     assert row["success"] is False and "database went away" in row["error"], row
     assert row["finished_at"] is not None and row["deleted_count"] == 2, row
@@ -268,18 +278,14 @@ class _Stalls(CleanupService):
 async def test_a_cancelled_run_is_recorded_as_a_failure_and_the_lock_released(
     cp: AsyncTestClient[Any], s3: Any, settings: Settings, redis: Any, keys: Keys
 ) -> None:
-    await _put(s3, settings.s3_bucket, _expired(3))
-    trigger = _trigger()
-    rt = await open_runtime(settings)
-    try:
+    trigger = await _expired_run(s3, settings, 3)
+    async with _runtime(settings) as rt:
         service = _Stalls(rt, batch=2)
         task = asyncio.create_task(service.run(trigger=trigger, at=dt.datetime.now(dt.UTC) + FAR))
         await asyncio.wait_for(service.deleting.wait(), timeout=30)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    finally:
-        await rt.close()
     row = await _row(trigger)
     assert (row["success"], row["error"], row["deleted_count"]) == (False, "cancelled", 0), row
     assert row["finished_at"] is not None
@@ -301,14 +307,11 @@ async def test_the_lock_is_released_whatever_step_fails(
     cp: AsyncTestClient[Any], settings: Settings, redis: Any, keys: Keys, broken: type
 ) -> None:
     """Reading the schedule after taking the lock, or closing the row: the lock goes anyway."""
-    rt = await open_runtime(settings)
-    try:
+    async with _runtime(settings) as rt:
         with pytest.raises(ConnectionError):
             await broken(rt).run(trigger=_trigger())
         assert await redis.exists(keys.lock("cleanup")) == 0
         assert (await CleanupService(rt).run(trigger=_trigger())).success
-    finally:
-        await rt.close()
 
 
 class _LosesItsLock(CleanupService):
@@ -322,15 +325,11 @@ class _LosesItsLock(CleanupService):
 async def test_a_run_that_loses_its_lock_stops_deleting(
     cp: AsyncTestClient[Any], s3: Any, settings: Settings, redis: Any, keys: Keys
 ) -> None:
-    await _put(s3, settings.s3_bucket, _expired(6))
-    trigger = _trigger()
-    rt = await open_runtime(settings)
-    try:
+    trigger = await _expired_run(s3, settings, 6)
+    async with _runtime(settings) as rt:
         result = await _LosesItsLock(rt, batch=2).run(
             trigger=trigger, at=dt.datetime.now(dt.UTC) + FAR
         )
-    finally:
-        await rt.close()
     assert (result.success, result.deletedCount) == (False, 2), result
     assert len(await _keys(s3, settings.s3_bucket)) == 4
     row = await _row(trigger)

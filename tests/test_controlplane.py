@@ -162,43 +162,26 @@ def _event(**change: Any) -> dict[str, Any]:
     }
 
 
+_ABSENT = object()
+
+
+def _bad_filter(
+    field: str, low: object, high: object, enabled: object = True
+) -> tuple[str, str, dict[str, Any], str]:
+    """A PUT of instance v's audio filter that names `field` (no "enabled" when _ABSENT)."""
+    body = {"minDurationSeconds": low, "maxDurationSeconds": high}
+    if enabled is not _ABSENT:
+        body["enabled"] = enabled
+    return ("PUT", "/instance/v/filters/audio", body, field)
+
+
 VALIDATION = [
-    (
-        "PUT",
-        "/instance/v/filters/audio",
-        {"minDurationSeconds": 0, "maxDurationSeconds": 10, "enabled": True},
-        "minDurationSeconds",
-    ),
-    (
-        "PUT",
-        "/instance/v/filters/audio",
-        {"minDurationSeconds": 301, "maxDurationSeconds": 400, "enabled": True},
-        "minDurationSeconds",
-    ),
-    (
-        "PUT",
-        "/instance/v/filters/audio",
-        {"minDurationSeconds": 10, "maxDurationSeconds": 5, "enabled": True},
-        "maxDurationSeconds",
-    ),
-    (
-        "PUT",
-        "/instance/v/filters/audio",
-        {"minDurationSeconds": 10, "maxDurationSeconds": 7201, "enabled": True},
-        "maxDurationSeconds",
-    ),
-    (
-        "PUT",
-        "/instance/v/filters/audio",
-        {"minDurationSeconds": 10, "maxDurationSeconds": 50, "enabled": "yes"},
-        "enabled",
-    ),
-    (
-        "PUT",
-        "/instance/v/filters/audio",
-        {"minDurationSeconds": 10, "maxDurationSeconds": 50},
-        "enabled",
-    ),
+    _bad_filter("minDurationSeconds", 0, 10),
+    _bad_filter("minDurationSeconds", 301, 400),
+    _bad_filter("maxDurationSeconds", 10, 5),
+    _bad_filter("maxDurationSeconds", 10, 7201),
+    _bad_filter("enabled", 10, 50, "yes"),
+    _bad_filter("enabled", 10, 50, _ABSENT),
     (
         "PUT",
         "/filters/audio/bulk",
@@ -247,24 +230,9 @@ VALIDATION = [
     ],
     ("POST", "/queue/pause", {"role": "everyone"}, "role"),
     # Values a lenient conversion would take ("0" as false, "5" as 5, 5.0 as 5): wrong types.
-    (
-        "PUT",
-        "/instance/v/filters/audio",
-        {"minDurationSeconds": 5, "maxDurationSeconds": 50, "enabled": "0"},
-        "enabled",
-    ),
-    (
-        "PUT",
-        "/instance/v/filters/audio",
-        {"minDurationSeconds": "5", "maxDurationSeconds": 50, "enabled": True},
-        "minDurationSeconds",
-    ),
-    (
-        "PUT",
-        "/instance/v/filters/audio",
-        {"minDurationSeconds": 5, "maxDurationSeconds": 50.0, "enabled": True},
-        "maxDurationSeconds",
-    ),
+    _bad_filter("enabled", 5, 50, "0"),
+    _bad_filter("minDurationSeconds", "5", 50),
+    _bad_filter("maxDurationSeconds", 5, 50.0),
     ("PUT", "/filters/emergency", {"enabled": 1}, "enabled"),
     ("PUT", "/cleanup/schedule", {"retentionDays": "7"}, "retentionDays"),
     ("PUT", "/cleanup/schedule", {"enabled": "false"}, "enabled"),

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from fila.settings import Settings
-from tests.support import Proc, wait_for
-from tests.test_controlplane_support import free_port, migrated
+from tests.support import Proc, wait_answering
+from tests.test_controlplane_support import migrated, start_controlplane
 
 Spawn = Callable[..., Proc]
 __all__ = ["migrated"]
@@ -39,20 +39,11 @@ def rss_kb(pid: int) -> int:
 
 @pytest.mark.usefixtures("migrated")
 async def test_rss_flat_while_three_tuis_poll(settings: Settings, spawn: Spawn) -> None:
-    port = free_port()
-    proc = spawn(["controlplane", "--no-migrate"], settings, FILA_HTTP_PORT=str(port))
+    proc, base = start_controlplane(spawn, settings)
     async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"apikey": settings.api_key}
+        base_url=base, timeout=30, headers={"apikey": settings.api_key}
     ) as client:
-
-        async def up() -> bool:
-            assert proc.popen.poll() is None, proc.output()
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_for(up, timeout=60, interval=0.2)
+        await wait_answering(client, popen=proc.popen, output=proc.output)
         requests = 0
 
         async def stream() -> None:

@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from controlplane.app import create_app
 from fila.settings import Settings
-from tests.support import Proc, wait_for
+from tests.support import Proc, wait_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,24 +67,22 @@ def unthrottled(client: AsyncTestClient[Any]) -> None:
     app.state.settings = app.state.settings.replace(auth_fail_limit=1_000_000)
 
 
+def start_controlplane(spawn: Callable[..., Proc], settings: Settings) -> tuple[Proc, str]:
+    """`fila controlplane --no-migrate` started on a free port; the process and its base URL."""
+    port = free_port()
+    proc = spawn(["controlplane", "--no-migrate"], settings, FILA_HTTP_PORT=str(port))
+    return proc, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
 async def cp_proc(
     settings: Settings, migrated: Settings, spawn: Callable[..., Proc]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """`fila controlplane` as a real process; an httpx client carrying the apikey."""
-    port = free_port()
-    proc = spawn(["controlplane", "--no-migrate"], settings, FILA_HTTP_PORT=str(port))
+    proc, base = start_controlplane(spawn, settings)
     async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"apikey": settings.api_key}
+        base_url=base, timeout=30, headers={"apikey": settings.api_key}
     ) as client:
-
-        async def up() -> bool:
-            assert proc.popen.poll() is None, proc.output()
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_for(up, timeout=60, interval=0.2)
+        await wait_answering(client, popen=proc.popen, output=proc.output)
         yield client
     assert proc.terminate() == 0, proc.output()

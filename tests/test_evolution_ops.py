@@ -27,8 +27,8 @@ from fila.settings import Settings
 from simulator.audio import voice_note
 from simulator.evolution import EvolutionStub, publish_per_instance
 from simulator.receiver import Receiver
-from tests.support import Proc, wait_for
-from tests.test_controlplane_support import free_port, migrated
+from tests.support import Proc, wait_answering, wait_for
+from tests.test_controlplane_support import migrated, start_controlplane
 from tests.test_ingest_support import audio_event, counters, rabbit
 from workers.duration import UnreadableDuration, audio_seconds
 
@@ -92,21 +92,10 @@ class ControlPlane(httpx.AsyncClient):
 async def controlplane(
     settings: Settings, spawn: Callable[..., Proc], admin: bool = True
 ) -> AsyncIterator[ControlPlane]:
-    port = free_port()
-    proc = spawn(["controlplane", "--no-migrate"], settings, FILA_HTTP_PORT=str(port))
+    proc, base = start_controlplane(spawn, settings)
     headers = {"apikey": settings.api_key} if admin else {}
-    async with ControlPlane(
-        base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers
-    ) as client:
-
-        async def up() -> bool:
-            assert proc.popen.poll() is None, proc.output()
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_for(up, timeout=60, interval=0.2)
+    async with ControlPlane(base_url=base, timeout=30, headers=headers) as client:
+        await wait_answering(client, popen=proc.popen, output=proc.output)
         yield client
         assert proc.terminate() == 0, proc.output()
         client.proc_output = proc.output()

@@ -93,6 +93,18 @@ def start_body(message_id: str, instance: str = "inst-1") -> schemas.StartBody:
     )
 
 
+def finish_body(
+    message_id: str, status: schemas.FinishStatus, texto: str | None = None
+) -> schemas.FinishBody:
+    return schemas.FinishBody(
+        instance="inst-1",
+        chatId="5511999990000@s.whatsapp.net",
+        messageId=message_id,
+        status=status,
+        texto=texto,
+    )
+
+
 async def test_session_alternates_then_finishes_with_reaction_and_text(
     settings: Settings, stub: EvolutionStub, services: Services
 ) -> None:
@@ -115,15 +127,7 @@ async def test_session_alternates_then_finishes_with_reaction_and_text(
     assert row.timeoutAt - row.startTime == 60_000 and row.runningFor > 0
     assert row.currentEmoji in (SPIN, WAIT)
 
-    done = await service.finish_session(
-        schemas.FinishBody(
-            instance="inst-1",
-            chatId="5511999990000@s.whatsapp.net",
-            messageId="MSG1",
-            status="success",
-            texto="Transcrição pronta",
-        )
-    )
+    done = await service.finish_session(finish_body("MSG1", "success", "Transcrição pronta"))
     assert done.success and done.finalReaction == "✅" and done.textSent
     assert done.durationMs > 0
     seq = emojis(stub, "MSG1")
@@ -144,14 +148,7 @@ async def test_session_alternates_then_finishes_with_reaction_and_text(
     assert status.stats.byStatus == {"success": 1}
 
     with pytest.raises(NotFound):
-        await service.finish_session(
-            schemas.FinishBody(
-                instance="inst-1",
-                chatId="5511999990000@s.whatsapp.net",
-                messageId="MSG1",
-                status="error",
-            )
-        )
+        await service.finish_session(finish_body("MSG1", "error"))
 
 
 async def test_error_and_aborted_use_their_emoji_and_no_text_without_texto(
@@ -166,14 +163,7 @@ async def test_error_and_aborted_use_their_emoji_and_no_text_without_texto(
             return len(emojis(stub, m)) >= 1
 
         await wait_for(ticked, timeout=30)
-        await service.finish_session(
-            schemas.FinishBody(
-                instance="inst-1",
-                chatId="5511999990000@s.whatsapp.net",
-                messageId=message_id,
-                status=status,
-            )
-        )
+        await service.finish_session(finish_body(message_id, status))
     assert emojis(stub, "E1")[-1] == "❌"
     assert emojis(stub, "A1")[-1] == "⚠️"
     assert stub.calls_to("sendText") == []
@@ -215,14 +205,7 @@ async def test_session_survives_a_restart_and_resumes_its_loop(
     second = await services.start(fast_settings)
     await wait_for(lambda: len(emojis(stub, "SURVIVOR")) >= before + 3, timeout=30)
     assert alternates(emojis(stub, "SURVIVOR")), emojis(stub, "SURVIVOR")
-    done = await second.finish_session(
-        schemas.FinishBody(
-            instance="inst-1",
-            chatId="5511999990000@s.whatsapp.net",
-            messageId="SURVIVOR",
-            status="success",
-        )
-    )
+    done = await second.finish_session(finish_body("SURVIVOR", "success"))
     assert done.durationMs >= INTERVAL * 3 * 1000
     assert emojis(stub, "SURVIVOR")[-1] == "✅"
 
@@ -318,15 +301,7 @@ async def test_final_reaction_is_retried_before_the_text(
     await wait_for(lambda: len(emojis(stub, "FINAL")) >= 1, timeout=30)
     stub.fail_next("sendReaction", 1, 500)
     stub.fail_next("sendText", 1, 502)
-    done = await service.finish_session(
-        schemas.FinishBody(
-            instance="inst-1",
-            chatId="5511999990000@s.whatsapp.net",
-            messageId="FINAL",
-            status="success",
-            texto="ok",
-        )
-    )
+    done = await service.finish_session(finish_body("FINAL", "success", "ok"))
     assert done.success and done.textSent
     assert emojis(stub, "FINAL")[-1] == "✅"
     assert [c.status for c in stub.calls_to("sendText")] == [502, 201]
@@ -399,14 +374,7 @@ async def test_final_reaction_waits_for_the_reaction_in_flight(
     await service.start_session(start_body("SLOW"))
     await stub.wait_for_calls("sendReaction", 1, timeout=30)
     in_flight = stub.calls_to("sendReaction")[-1]
-    await service.finish_session(
-        schemas.FinishBody(
-            instance="inst-1",
-            chatId="5511999990000@s.whatsapp.net",
-            messageId="SLOW",
-            status="success",
-        )
-    )
+    await service.finish_session(finish_body("SLOW", "success"))
     calls = stub.calls_to("sendReaction")
     final = calls[-1]
     assert final.json["reaction"] == "✅"

@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 from controlplane.app import create_app
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub
-from tests.support import Proc, wait_for
+from tests.support import Proc, wait_answering, wait_for
 from tests.test_controlplane_support import free_port, migrated
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,16 +51,8 @@ def alternates(seq: list[str]) -> bool:
 
 async def serving(proc: Proc, port: int) -> None:
     async with httpx.AsyncClient(timeout=5) as client:
-
-        async def up() -> bool:
-            assert proc.popen.poll() is None, proc.output()
-            try:
-                answer = await client.get(f"http://127.0.0.1:{port}/healthz")
-            except httpx.TransportError:
-                return False
-            return answer.status_code == 200
-
-        await wait_for(up, timeout=90, interval=0.25)
+        url = f"http://127.0.0.1:{port}/healthz"
+        await wait_answering(client, url, proc.popen, proc.output, timeout=90, interval=0.25)
 
 
 async def test_control_plane_restart_and_replica_keep_one_loop_per_session(
@@ -71,6 +63,7 @@ async def test_control_plane_restart_and_replica_keep_one_loop_per_session(
 ) -> None:
     cfg = fast(settings, stub)
     message_id = f"CP{uuid.uuid4().hex[:8]}"
+    session = {"instance": "cp", "chatId": CHAT, "messageId": message_id}
     ports = [free_port(), free_port()]
     first = spawn(["controlplane", "--no-migrate"], cfg, FILA_HTTP_PORT=str(ports[0]))
     await serving(first, ports[0])
@@ -79,18 +72,13 @@ async def test_control_plane_restart_and_replica_keep_one_loop_per_session(
         one, two = (f"http://127.0.0.1:{p}" for p in ports)
         unauthorized = await client.post(
             f"{one}/process/start",
-            json={"instance": "cp", "chatId": CHAT, "messageId": message_id},
+            json=session,
             headers={"apikey": "wrong"},
         )
         assert unauthorized.status_code == 401
         started = await client.post(
             f"{one}/process/start",
-            json={
-                "instance": "cp",
-                "chatId": CHAT,
-                "messageId": message_id,
-                "processType": "ai",
-            },
+            json={**session, "processType": "ai"},
         )
         assert started.status_code == 200, started.text
         body = started.json()
@@ -124,13 +112,7 @@ async def test_control_plane_restart_and_replica_keep_one_loop_per_session(
 
         finished = await client.post(
             f"{two}/process/finish",
-            json={
-                "instance": "cp",
-                "chatId": CHAT,
-                "messageId": message_id,
-                "status": "error",
-                "texto": "falhou",
-            },
+            json={**session, "status": "error", "texto": "falhou"},
         )
         assert finished.status_code == 200, finished.text
         assert finished.json()["finalReaction"] == "❌"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from tests.support import Proc, wait_for
 from tests.test_ingest_support import (
     audio_event,
     counters,
+    enc_event,
     noise,
     rabbit,
     s3_get,
@@ -165,31 +165,6 @@ async def _wait(
         raise AssertionError(f"{exc}; counters {glob}; worker log:\n{log}") from None
 
 
-def _enc_event(
-    stub: EvolutionStub, message_id: str, plain: bytes, *, tamper: bool = False, key: bytes = b""
-) -> dict[str, Any]:
-    """An event whose audio is only reachable as a WhatsApp `.enc` on the stub's CDN."""
-    media_key = mediacrypto.new_media_key()
-    media = mediacrypto.encrypt(plain, media_key)
-    blob = bytearray(media.enc)
-    if tamper:
-        blob[len(blob) // 2] ^= 0x40
-    url = stub.add_blob(f"{message_id}.enc", bytes(blob))
-    b64 = base64.b64encode
-    return audio_event(
-        "inst-enc",
-        message_id,
-        20,
-        audio={
-            "url": url,
-            "mediaKey": b64(key or media_key).decode(),
-            "fileSha256": b64(media.fileSha256).decode(),
-            "fileEncSha256": b64(media.fileEncSha256).decode(),
-            "directPath": f"/v/{message_id}.enc",
-        },
-    )
-
-
 async def test_media_from_evolution_api_and_encrypted_download(
     settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
 ) -> None:
@@ -200,10 +175,10 @@ async def test_media_from_evolution_api_and_encrypted_download(
             evolution_url=stub.url, ingest_max_attempts=2, hold_probe_seconds=1.0
         )
         proc = spawn(["worker", "ingest"], settings)
-        good = _enc_event(stub, "ENC-OK", plain)
-        tampered = _enc_event(stub, "ENC-TAMPER", plain, tamper=True)
-        wrong_key = _enc_event(stub, "ENC-KEY", plain, key=mediacrypto.new_media_key())
-        gone = _enc_event(stub, "ENC-GONE", plain)
+        good = enc_event(stub, "inst-enc", "ENC-OK", plain)
+        tampered = enc_event(stub, "inst-enc", "ENC-TAMPER", plain, tamper=True)
+        wrong_key = enc_event(stub, "inst-enc", "ENC-KEY", plain, key=mediacrypto.new_media_key())
+        gone = enc_event(stub, "inst-enc", "ENC-GONE", plain)
         gone["data"]["message"]["audioMessage"]["url"] = f"{stub.url}/media/nothing-here"
         for event in (good, tampered, wrong_key, gone):
             await mq.publish(event)
@@ -227,7 +202,7 @@ async def test_media_from_evolution_api_and_encrypted_download(
         # With the API down, an event that also has the .enc url still gets through.
         stub.fail_next("getBase64", 1000, 503)
         fallback = noise(5_000)
-        await mq.publish(_enc_event(stub, "ENC-FALLBACK", fallback))
+        await mq.publish(enc_event(stub, "inst-enc", "ENC-FALLBACK", fallback))
         await _wait(lambda: _count(redis, keys, "processed", 3), proc, redis, keys, 30)
         # Down and no url: the API's outage, not the event's: held, no attempt spent, and
         # queued once the API answers again.

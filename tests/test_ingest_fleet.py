@@ -17,7 +17,7 @@ from fila.audiofilter import AudioFilter, EmergencyFilter
 from fila.configstore import ConfigStore
 from fila.dev import services
 from fila.keys import Keys
-from fila.models import MonitoringEvent, QueuedAudio, RateLimitConfig
+from fila.models import MonitoringEvent, QueuedAudio, RateLimitConfig, RatePolicy
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub
 from tests.faults import TcpProxy
@@ -47,6 +47,29 @@ async def _total(redis: Any, keys: Keys, fields: tuple[str, ...], n: int) -> boo
     return sum(c.get(f, 0) for f in fields) == n
 
 
+async def _set_bucket(
+    store: ConfigStore, capacity: int, per_second: float, policy: RatePolicy
+) -> None:
+    """The shared bucket: `capacity` tokens, `per_second` back, no instance limit in effect."""
+    await store.set_ratelimit(
+        RateLimitConfig(
+            capacity=capacity,
+            refillPerMinute=per_second * 60,
+            policy=policy,
+            instanceCapacity=1000,
+        )
+    )
+
+
+async def _two_workers(
+    spawn: Callable[..., Proc], settings: Settings, redis: Any, keys: Keys, **env: str
+) -> None:
+    """Two ingest workers (their `env` added), once both are in the fleet."""
+    for _ in range(2):
+        spawn(["worker", "ingest"], settings, **env)
+    await _fleet(redis, keys, 2)
+
+
 def _by_id(infos: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {i["id"]: i for i in infos}
 
@@ -56,18 +79,9 @@ async def test_two_workers_share_the_bucket_and_follow_live_config(
 ) -> None:
     store = ConfigStore(redis, keys, settings)
     capacity, per_second = 8, 0.1
-    await store.set_ratelimit(
-        RateLimitConfig(
-            capacity=capacity,
-            refillPerMinute=per_second * 60,
-            policy="reject",
-            instanceCapacity=1000,
-        )
-    )
+    await _set_bucket(store, capacity, per_second, "reject")
     async with rabbit(settings) as mq:
-        for _ in range(2):
-            spawn(["worker", "ingest"], settings, FILA_INGEST_CONCURRENCY="8")
-        await _fleet(redis, keys, 2)
+        await _two_workers(spawn, settings, redis, keys, FILA_INGEST_CONCURRENCY="8")
         started = time.monotonic()
         for i in range(40):
             await mq.publish(audio_event(f"burst-{i % 5}", f"B{i}", 10, data=noise(500)))
@@ -94,13 +108,8 @@ async def test_two_workers_share_the_bucket_and_follow_live_config(
         # A live rate-limit change: no more refusals, without a restart.
         await store.set_ratelimit(RateLimitConfig(capacity=10000, refillPerMinute=600000))
         sent = await store.announce("config", scope="ratelimit")
-        await _applied(redis, keys, sent.seq)
-        before = _by_id(await workers(redis, keys))
-        for i in range(20):
-            await mq.publish(audio_event("flt", f"F{i}", 10, data=noise(300)))
-        await wait_for(lambda: _count_for(redis, keys, "flt", "processed", 20), timeout=60)
-        # Both processes handled (and so cached the filter of) instance flt.
-        await _both_moved(redis, keys, before)
+        # Both processes handle (and so cache the filter of) instance flt.
+        await _flt_through_both(mq, redis, keys, sent.seq, "F", 20, "processed")
         # Same instance, same millisecond, two processes: still one object per event.
         assert len(await s3_objects(settings)) == (await counters(redis, keys))["processed"]
 
@@ -109,12 +118,7 @@ async def test_two_workers_share_the_bucket_and_follow_live_config(
             "flt", AudioFilter(minDurationSeconds=30, maxDurationSeconds=600, enabled=True)
         )
         sent = await store.announce("config", scope="filters", instance="flt")
-        await _applied(redis, keys, sent.seq)
-        before = _by_id(await workers(redis, keys))
-        for i in range(20):
-            await mq.publish(audio_event("flt", f"G{i}", 10, data=noise(300)))
-        await wait_for(lambda: _count_for(redis, keys, "flt", "tooShort", 20), timeout=60)
-        await _both_moved(redis, keys, before)
+        await _flt_through_both(mq, redis, keys, sent.seq, "G", 20, "tooShort")
         assert (await counters(redis, keys, "flt"))["processed"] == 20
 
         # The emergency filter overrides every instance's own, on both processes.
@@ -122,12 +126,7 @@ async def test_two_workers_share_the_bucket_and_follow_live_config(
             EmergencyFilter(enabled=True, minDurationSeconds=1, maxDurationSeconds=5)
         )
         sent = await store.announce("config", scope="emergency")
-        await _applied(redis, keys, sent.seq)
-        before = _by_id(await workers(redis, keys))
-        for i in range(10):
-            await mq.publish(audio_event("flt", f"E{i}", 10, data=noise(300)))
-        await wait_for(lambda: _count_for(redis, keys, "flt", "tooLong", 10), timeout=60)
-        await _both_moved(redis, keys, before)
+        await _flt_through_both(mq, redis, keys, sent.seq, "E", 10, "tooLong")
         assert (await counters(redis, keys, "flt"))["tooShort"] == 20
 
 
@@ -147,6 +146,19 @@ async def _both_moved(redis: Any, keys: Keys, before: dict[str, dict[str, Any]])
     await wait_for(moved, timeout=30)
 
 
+async def _flt_through_both(
+    mq: Any, redis: Any, keys: Keys, seq: int, prefix: str, n: int, field: str
+) -> None:
+    """Once both workers applied change `seq`: `n` events of instance flt (ids `prefix`0…)
+    counted under `field`, and both processes took some."""
+    await _applied(redis, keys, seq)
+    before = _by_id(await workers(redis, keys))
+    for i in range(n):
+        await mq.publish(audio_event("flt", f"{prefix}{i}", 10, data=noise(300)))
+    await wait_for(lambda: _count_for(redis, keys, "flt", field, n), timeout=60)
+    await _both_moved(redis, keys, before)
+
+
 async def _count_for(redis: Any, keys: Keys, instance: str, field: str, n: int) -> bool:
     return (await counters(redis, keys, instance)).get(field, 0) == n
 
@@ -154,20 +166,10 @@ async def _count_for(redis: Any, keys: Keys, instance: str, field: str, n: int) 
 async def test_defer_holds_events_in_rabbitmq_until_tokens_return(
     settings: Settings, redis: Any, keys: Keys, spawn: Callable[..., Proc]
 ) -> None:
-    store = ConfigStore(redis, keys, settings)
     capacity, per_second = 5, 2.0
-    await store.set_ratelimit(
-        RateLimitConfig(
-            capacity=capacity,
-            refillPerMinute=per_second * 60,
-            policy="defer",
-            instanceCapacity=1000,
-        )
-    )
+    await _set_bucket(ConfigStore(redis, keys, settings), capacity, per_second, "defer")
     async with rabbit(settings) as mq:
-        for _ in range(2):
-            spawn(["worker", "ingest"], settings)
-        await _fleet(redis, keys, 2)
+        await _two_workers(spawn, settings, redis, keys)
         started = time.monotonic()
         for i in range(20):
             await mq.publish(audio_event(f"d-{i % 3}", f"D{i}", 10, data=noise(400)))

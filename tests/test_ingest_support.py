@@ -12,9 +12,10 @@ import aio_pika
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from fila import s3, topology
+from fila import mediacrypto, s3, topology
 from fila.keys import Keys
 from fila.settings import Settings
+from simulator.evolution import EvolutionStub
 
 
 def audio_event(
@@ -52,6 +53,36 @@ def audio_event(
         "sender": "5511888880000@s.whatsapp.net",
         "apikey": "instance-key",
     }
+
+
+def enc_event(
+    stub: EvolutionStub,
+    instance: str,
+    message_id: str,
+    plain: bytes,
+    seconds: int = 20,
+    *,
+    tamper: bool = False,
+    key: bytes = b"",
+    direct_path: bool = True,
+) -> dict[str, Any]:
+    """An event whose audio is only reachable as a WhatsApp `.enc` on the stub's CDN (no
+    base64, no API media): its bytes flipped when `tamper`, announced with `key` when given."""
+    media_key = mediacrypto.new_media_key()
+    media = mediacrypto.encrypt(plain, media_key)
+    blob = bytearray(media.enc)
+    if tamper:
+        blob[len(blob) // 2] ^= 0x40
+    b64 = base64.b64encode
+    audio = {
+        "url": stub.add_blob(f"{message_id}.enc", bytes(blob)),
+        "mediaKey": b64(key or media_key).decode(),
+        "fileSha256": b64(media.fileSha256).decode(),
+        "fileEncSha256": b64(media.fileEncSha256).decode(),
+    }
+    if direct_path:
+        audio["directPath"] = f"/v/{message_id}.enc"
+    return audio_event(instance, message_id, seconds, audio=audio)
 
 
 def text_event(instance: str, message_id: str) -> dict[str, Any]:

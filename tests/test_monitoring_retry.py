@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractChannel
@@ -10,7 +13,7 @@ from aio_pika.abc import AbstractChannel
 from fila import deadletters, dlq, topology
 from fila.settings import Settings, SettingsError, from_env
 from simulator.receiver import Receiver
-from tests.support import wait_for
+from tests.support import Proc, wait_for
 from tests.test_delivery import Spawn, audio, channel, fast, publish
 
 __all__ = ["channel"]
@@ -32,16 +35,18 @@ def test_bad_monitoring_schedule_names_the_variable(value: str) -> None:
         from_env({"FILA_MONITORING_RETRY_SCHEDULE": value}, dotenv=None)
 
 
-async def test_monitoring_receiver_down_then_up_gets_every_queue_error(
-    settings: Settings, spawn: Spawn, channel: AbstractChannel
-) -> None:
-    """The outage spans several retry rounds (one POST per round, not a 30 s retry loop)."""
+@asynccontextmanager
+async def _refused_while_monitor_down(
+    spawn: Spawn, settings: Settings, refusals: int, schedule: str, **more: Any
+) -> AsyncIterator[tuple[Receiver, Proc]]:
+    """A monitoring receiver that is down and a delivery worker retrying monitoring events on
+    `schedule`, its main receiver answering 400 `refusals` times."""
     async with (
         Receiver(secret=settings.webhook_secret) as receiver,
         Receiver(secret=settings.webhook_secret) as monitor,
     ):
         await monitor.go_down()
-        receiver.fail_with(400, times=4)
+        receiver.fail_with(400, times=refusals)
         worker = spawn(
             ["worker", "delivery"],
             fast(
@@ -49,10 +54,20 @@ async def test_monitoring_receiver_down_then_up_gets_every_queue_error(
                 webhook_principal_url=receiver.url,
                 webhook_monitoring_url=monitor.url,
                 stats_interval_seconds=3600.0,
-                monitoring_retry_schedule="0.2,0.3,0.5,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",
-                log_level="INFO",
+                monitoring_retry_schedule=schedule,
+                **more,
             ),
         )
+        yield monitor, worker
+
+
+async def test_monitoring_receiver_down_then_up_gets_every_queue_error(
+    settings: Settings, spawn: Spawn, channel: AbstractChannel
+) -> None:
+    """The outage spans several retry rounds (one POST per round, not a 30 s retry loop)."""
+    schedule = "0.2,0.3,0.5,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1"
+    refused = _refused_while_monitor_down(spawn, settings, 4, schedule, log_level="INFO")
+    async with refused as (monitor, worker):
         items = [audio("inst-m", n) for n in range(4)]
         await publish(channel, *items)
 
@@ -81,22 +96,7 @@ async def test_monitoring_receiver_down_then_up_gets_every_queue_error(
 async def test_exhausted_or_refused_reports_are_dead_lettered_then_replayable(
     settings: Settings, spawn: Spawn, channel: AbstractChannel
 ) -> None:
-    async with (
-        Receiver(secret=settings.webhook_secret) as receiver,
-        Receiver(secret=settings.webhook_secret) as monitor,
-    ):
-        await monitor.go_down()
-        receiver.fail_with(400, times=2)
-        worker = spawn(
-            ["worker", "delivery"],
-            fast(
-                settings,
-                webhook_principal_url=receiver.url,
-                webhook_monitoring_url=monitor.url,
-                stats_interval_seconds=3600.0,
-                monitoring_retry_schedule="0.2,0.2",
-            ),
-        )
+    async with _refused_while_monitor_down(spawn, settings, 2, "0.2,0.2") as (monitor, worker):
         first, second = audio("inst-x", 1), audio("inst-x", 2)
         await publish(channel, first)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from functools import partial
 from typing import Any
 
 import httpx
@@ -15,8 +14,8 @@ import pytest
 
 from fila.exposure import SECRETS, is_loopback
 from fila.settings import Settings, env_name
-from tests.support import Proc, wait_for
-from tests.test_controlplane_support import free_port, migrated
+from tests.support import Proc, wait_answering
+from tests.test_controlplane_support import free_port, migrated, start_controlplane
 
 __all__ = ["migrated"]
 
@@ -93,30 +92,17 @@ async def test_on_loopback_the_documented_defaults_still_start(
 ) -> None:
     defaults = Settings()
     plain = settings.replace(**{f: getattr(defaults, f) for f in SECRETS})
-    port = free_port()
-    proc = spawn(["controlplane", "--no-migrate"], plain, FILA_HTTP_PORT=str(port))
-    async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{port}", headers={"apikey": defaults.api_key}
-    ) as client:
-        await wait_for(lambda: _answers(client, proc), timeout=60, interval=0.2)
+    proc, base = start_controlplane(spawn, plain)
+    async with httpx.AsyncClient(base_url=base, headers={"apikey": defaults.api_key}) as client:
+        await wait_answering(client, popen=proc.popen, output=proc.output)
         assert (await client.get("/queue/stats")).status_code == 200
-
-
-async def _answers(client: httpx.AsyncClient, proc: Proc) -> bool:
-    assert proc.popen.poll() is None, proc.output()
-    try:
-        return (await client.get("/healthz")).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 async def _controlplane(
     spawn: Callable[..., Proc], settings: Settings
 ) -> tuple[Proc, httpx.AsyncClient]:
-    port = free_port()
-    proc = spawn(["controlplane", "--no-migrate"], settings, FILA_HTTP_PORT=str(port))
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    return proc, client
+    proc, base = start_controlplane(spawn, settings)
+    return proc, httpx.AsyncClient(base_url=base, timeout=30)
 
 
 @pytest.fixture
@@ -128,7 +114,7 @@ async def replicas(
     started = [await _controlplane(spawn, keyed) for _ in range(2)]
     try:
         for proc, client in started:
-            await wait_for(partial(_answers, client, proc), timeout=60, interval=0.2)
+            await wait_answering(client, popen=proc.popen, output=proc.output)
         yield keyed, [client for _, client in started]
     finally:
         for _, client in started:

@@ -12,7 +12,6 @@ import asyncio
 import collections
 import contextlib
 import re
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,7 +33,7 @@ from fila.models import RateLimitConfig, WebhookConfig, WebhookTarget
 from fila.settings import Settings, from_env
 from simulator.receiver import Receiver
 from tests.faults import TcpProxy
-from tests.support import Proc, wait_for
+from tests.support import Proc, brought_up, wait_for
 from tests.test_ingest_support import audio_event, noise, workers
 
 Spawn = Callable[..., Proc]
@@ -53,13 +52,8 @@ FOLLOWER_DOWN_SECONDS = 30.0
 
 @pytest.fixture(scope="session")
 def rabbit_cluster(base_settings: Settings) -> Iterator[LocalRabbitCluster]:
-    cluster = LocalRabbitCluster(base_settings, PORTS)
-    cluster.down(wipe=True)
-    try:
-        cluster.up(report=lambda m: print(m, file=sys.stderr))
+    with brought_up(LocalRabbitCluster(base_settings, PORTS)) as cluster:
         yield cluster
-    finally:
-        cluster.down(wipe=True)
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ the session): the pipeline basics, then the master killed with SIGKILL mid-strea
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 
 from fila import redisconn
@@ -16,10 +14,16 @@ from fila.dev.redissentinel import LocalRedisSentinel
 from fila.keys import Keys
 from fila.settings import Settings
 from simulator.receiver import Receiver
-from tests.support import wait_for
+from tests.support import brought_up, wait_for
 from tests.test_controlplane_support import migrated
-from tests.test_ingest_support import audio_event, counters, noise, rabbit, workers
-from tests.test_redis_cluster import Spawn, _control_plane, _fleet, port_block
+from tests.test_ingest_support import audio_event, counters, noise, rabbit
+from tests.test_redis_cluster import (
+    Spawn,
+    _fleet,
+    apply_filter,
+    hooked_control_plane,
+    port_block,
+)
 
 __all__ = ["migrated"]
 
@@ -30,14 +34,11 @@ RATE = 25
 
 @pytest.fixture(scope="session")
 def local_sentinel(base_settings: Settings) -> Iterator[LocalRedisSentinel]:
-    with port_block(base_settings, 5) as ports:
-        setup = LocalRedisSentinel(base_settings, ports)
-        setup.down(wipe=True)  # ours from a run that died without its teardown
-        try:
-            setup.up(report=lambda m: print(m, file=sys.stderr))
-            yield setup
-        finally:
-            setup.down(wipe=True)
+    with (
+        port_block(base_settings, 5) as ports,
+        brought_up(LocalRedisSentinel(base_settings, ports)) as setup,
+    ):
+        yield setup
 
 
 @pytest.fixture
@@ -61,29 +62,12 @@ async def test_the_pipeline_and_a_master_failover_on_sentinel(
             Receiver(secret=on_sentinel.webhook_secret) as receiver,
             rabbit(on_sentinel) as mq,
         ):
-            _, base = await _control_plane(spawn, on_sentinel)
-            async with httpx.AsyncClient(
-                base_url=base, timeout=30, headers={"apikey": on_sentinel.api_key}
-            ) as api:
-                hooked = await api.put(
-                    "/webhook/global/config",
-                    json={"principal": {"enabled": True, "url": receiver.url}},
-                )
-                assert hooked.status_code == 200, hooked.text
+            hooks = {"principal": {"enabled": True, "url": receiver.url}}
+            async with hooked_control_plane(spawn, on_sentinel, hooks) as (_, api):
                 for role in ("ingest", "delivery"):
                     spawn(["worker", role], on_sentinel)
                 await _fleet(redis, keys, 2)
-                before = max(w["appliedSeq"] for w in await workers(redis, keys))
-                changed = await api.put(
-                    "/instance/sn/filters/audio",
-                    json={"minDurationSeconds": 20, "maxDurationSeconds": 7200, "enabled": True},
-                )
-                assert changed.status_code == 200, changed.text
-
-                async def applied() -> bool:
-                    return all(w["appliedSeq"] > before for w in await workers(redis, keys))
-
-                await wait_for(applied, timeout=30)
+                await apply_filter(api, redis, keys, "sn", 20, 7200, enabled=True)
                 for i in range(5):
                     await mq.publish(audio_event("sn", f"S{i}", 10, data=noise(200)))
                     await mq.publish(audio_event("sn", f"L{i}", 30, data=noise(200)))
@@ -131,16 +115,6 @@ async def test_the_pipeline_and_a_master_failover_on_sentinel(
                     f"copies={copies} after {time.monotonic() - killed:.1f} s"
                 )
                 # Still one Redis to the processes: a change after the failover is applied.
-                seq = max(w["appliedSeq"] for w in await workers(redis, keys))
-                resumed = await api.put(
-                    "/instance/sn/filters/audio",
-                    json={"minDurationSeconds": 3, "maxDurationSeconds": 7200, "enabled": False},
-                )
-                assert resumed.status_code == 200, resumed.text
-
-                async def reapplied() -> bool:
-                    return all(w["appliedSeq"] > seq for w in await workers(redis, keys))
-
-                await wait_for(reapplied, timeout=30)
+                await apply_filter(api, redis, keys, "sn", 3, 7200, enabled=False)
     finally:
         await redis.aclose()

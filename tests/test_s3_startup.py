@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 from fila.dev import services
 from fila.settings import Settings
 from tests.faults import TcpProxy
-from tests.support import Proc, wait_for
-from tests.test_controlplane_support import free_port, migrated
+from tests.support import Proc, wait_answering
+from tests.test_controlplane_support import migrated, start_controlplane
 from workers.storage import AudioStore
 
 __all__ = ["migrated"]
@@ -36,19 +36,10 @@ async def test_a_control_plane_creates_its_missing_bucket(
     """A fresh MinIO (compose) has no bucket: the control plane's start makes it, /readyz is 200."""
     fresh = settings.replace(s3_bucket=f"test-fresh-{uuid.uuid4().hex[:8]}")
     assert not await _bucket_exists(fresh)
-    port = free_port()
-    proc = spawn(["controlplane", "--no-migrate"], fresh, FILA_HTTP_PORT=str(port))
+    proc, base = start_controlplane(spawn, fresh)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-
-            async def ready() -> bool:
-                assert proc.popen.poll() is None, proc.output()
-                try:
-                    return (await client.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(ready, timeout=60, interval=0.2)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            await wait_answering(client, "/readyz", popen=proc.popen, output=proc.output)
         assert await _bucket_exists(fresh)
         assert proc.terminate() == 0, proc.output()
     finally:

@@ -25,15 +25,15 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from controlplane.app import create_app
-from fila import mediacrypto, topology
+from fila import topology
 from fila.keys import Keys
 from fila.settings import Settings
 from simulator.evolution import EvolutionStub
 from simulator.receiver import Receiver
 from tests.conftest import _management
-from tests.support import Proc, wait_for
+from tests.support import Proc, wait_answering, wait_for
 from tests.test_controlplane_support import cp, free_port, migrated, unthrottled
-from tests.test_ingest_support import audio_event, counters, noise, rabbit, workers
+from tests.test_ingest_support import audio_event, counters, enc_event, noise, rabbit, workers
 
 __all__ = ["cp", "migrated"]
 
@@ -313,15 +313,9 @@ async def _run_with_secrets(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=30, headers=key
         ) as api:
-
-            async def up() -> bool:
-                assert procs[0].popen.poll() is None, procs[0].output()[-3000:]
-                try:
-                    return (await api.get("/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_for(up, timeout=60, interval=0.2)
+            await wait_answering(
+                api, popen=procs[0].popen, output=lambda: procs[0].output()[-3000:]
+            )
             hook = f"{receiver.url.rstrip('/')}/hook"
             configured = await api.post(
                 "/webhook/global/config",
@@ -437,25 +431,6 @@ def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
     return hits
 
 
-def _enc_event(stub: EvolutionStub, message_id: str, plain: bytes) -> dict[str, Any]:
-    """Audio reachable only as a WhatsApp `.enc` on the stub's CDN (no base64, no API media)."""
-    media_key = mediacrypto.new_media_key()
-    media = mediacrypto.encrypt(plain, media_key)
-    b64 = base64.b64encode
-    return audio_event(
-        "disk-enc",
-        message_id,
-        20,
-        audio={
-            "url": stub.add_blob(f"{message_id}.enc", media.enc),
-            "mediaKey": b64(media_key).decode(),
-            "fileSha256": b64(media.fileSha256).decode(),
-            "fileEncSha256": b64(media.fileEncSha256).decode(),
-            "directPath": f"/v/{message_id}.enc",
-        },
-    )
-
-
 class Traced:
     """A `fila` process under strace, with a working directory and TMPDIR of its own."""
 
@@ -560,7 +535,7 @@ async def test_ingest_writes_no_audio_byte_to_local_disk(
 
         await wait_for(registered, timeout=90, interval=0.2)
         await mq.publish(audio_event("disk-a", "DISK-INLINE", 12, data=inline))
-        await mq.publish(_enc_event(stub, "DISK-ENC", encrypted))
+        await mq.publish(enc_event(stub, "disk-enc", "DISK-ENC", encrypted))
         await mq.publish(audio_event("disk-a", "DISK-LARGE", 30, data=large, mimetype="audio/mp4"))
 
         async def queued() -> bool:
@@ -590,15 +565,7 @@ async def test_http_webhook_writes_no_audio_byte_to_local_disk(
         ) as api,
         rabbit(settings) as mq,
     ):
-
-        async def up() -> bool:
-            assert server.popen.poll() is None, server.log()
-            try:
-                return (await api.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_for(up, timeout=120, interval=0.3)
+        await wait_answering(api, popen=server.popen, output=server.log, timeout=120, interval=0.3)
         for n, size in enumerate((50_000, 3_000_000)):
             event = audio_event("disk-h", f"DISK-HTTP-{n}", 12, data=_marked(size, marker))
             answer = await api.post("/webhook/evolution", json=event)

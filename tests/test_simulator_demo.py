@@ -33,15 +33,20 @@ def _row(output: str, name: str) -> int:
     return int(match.group(1))
 
 
-async def test_headless_demo_delivers_the_simulated_voice_notes(
-    settings: Settings, spawn: Callable[..., Proc]
-) -> None:
+def _on_free_ports(settings: Settings) -> Settings:
+    """`settings` with the demo's control plane and Evolution stand-in on ports of their own."""
     port = free_port()
-    demo_settings = settings.replace(
+    return settings.replace(
         http_port=port,
         server_url=f"http://127.0.0.1:{port}",
         evolution_url=f"http://127.0.0.1:{free_port()}",
     )
+
+
+async def test_headless_demo_delivers_the_simulated_voice_notes(
+    settings: Settings, spawn: Callable[..., Proc]
+) -> None:
+    demo_settings = _on_free_ports(settings)
     proc = spawn(
         [
             "demo",
@@ -116,12 +121,7 @@ def _drive_tui_demo(args: list[str], env: dict[str, str], timeout: float) -> tup
 async def test_demo_runs_the_tui_in_the_foreground_and_tears_down_when_it_quits(
     settings: Settings,
 ) -> None:
-    port = free_port()
-    demo_settings = settings.replace(
-        http_port=port,
-        server_url=f"http://127.0.0.1:{port}",
-        evolution_url=f"http://127.0.0.1:{free_port()}",
-    )
+    demo_settings = _on_free_ports(settings)
     env = {
         **os.environ,
         **demo_settings.to_env(),
@@ -160,12 +160,7 @@ def _processes_with(marker: bytes) -> list[int]:
 async def test_sigterm_tears_the_demo_down_and_leaves_no_process(
     settings: Settings, spawn: Callable[..., Proc], redis: Redis, keys: Keys
 ) -> None:
-    port = free_port()
-    demo_settings = settings.replace(
-        http_port=port,
-        server_url=f"http://127.0.0.1:{port}",
-        evolution_url=f"http://127.0.0.1:{free_port()}",
-    )
+    demo_settings = _on_free_ports(settings)
     proc = spawn(
         ["demo", "--headless", "--duration", "600", "--receiver-port", "0"],
         demo_settings,
@@ -182,4 +177,4 @@ async def test_sigterm_tears_the_demo_down_and_leaves_no_process(
     assert _processes_with(marker) == []
     assert await redis.zcard(keys.workers) == 0  # every worker left the fleet on its way out
     with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", port)) != 0  # the control plane is gone
+        assert s.connect_ex(("127.0.0.1", demo_settings.http_port)) != 0  # the control plane: gone

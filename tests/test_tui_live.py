@@ -16,6 +16,7 @@ import aio_pika
 import httpx
 import msgspec
 import pytest
+from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static, Switch
 
 from controlplane.cleanup.service import CleanupService
@@ -31,6 +32,7 @@ from fila.stats import Counters
 from simulator.evolution import EvolutionStub
 from simulator.receiver import Receiver
 from tests.support import Proc, wait_for
+from tests.test_ingest_support import audio_event
 from tui.app import FilaApp
 from tui.screens.edit_emergency import EditEmergency
 from tui.screens.edit_ratelimit import EditRateLimit
@@ -79,24 +81,13 @@ async def live(settings: Settings, spawn: Callable[..., Proc]) -> AsyncIterator[
 
 def voice_note(instance: str, message_id: str, seconds: int) -> dict[str, Any]:
     """An Evolution `messages.upsert` voice note, media inline (no download needed)."""
-    return {
-        "event": "messages.upsert",
-        "instance": instance,
-        "data": {
-            "key": {"remoteJid": "5511999990000@s.whatsapp.net", "fromMe": False, "id": message_id},
-            "pushName": "Operator test",
-            "message": {
-                "audioMessage": {"mimetype": "audio/ogg; codecs=opus", "seconds": seconds},
-                "base64": "T2dnUwACAAAAAAAAAAA=",
-            },
-            "messageType": "audioMessage",
-            "messageTimestamp": 1764000000,
-        },
-        "server_url": "http://evolution.test",
-        "date_time": "2026-11-25T09:00:00.000Z",
-        "sender": "5511888880000@s.whatsapp.net",
-        "apikey": "instance-key",
+    event = audio_event(instance, message_id)
+    event["data"]["pushName"] = "Operator test"
+    event["data"]["message"] = {
+        "audioMessage": {"mimetype": "audio/ogg; codecs=opus", "seconds": seconds},
+        "base64": "T2dnUwACAAAAAAAAAAA=",
     }
+    return event
 
 
 async def send(settings: Settings, events: list[dict[str, Any]]) -> None:
@@ -157,20 +148,15 @@ async def test_instances_table_shows_real_counts_and_edits_reach_the_workers(
 
         # Edit tui-alpha's thresholds in the modal: min 10 s.
         await select_row(app, "tui-alpha")
-        await pilot.press("e")
-        await wait_for(lambda: isinstance(app.screen, EditThresholds))
-        modal = app.screen
+        modal = await open_modal(app, pilot, "e", EditThresholds)
         assert isinstance(modal, EditThresholds)
         modal.query_one("#min", Input).value = "10"
         modal.query_one("#max", Input).value = "600"
-        await pilot.click("#save")
-        await wait_for(lambda: not isinstance(app.screen, EditThresholds), timeout=30)
+        await save_modal(app, pilot, EditThresholds)
 
-        async with httpx.AsyncClient(
-            base_url=live.server_url, headers={"apikey": live.api_key}
-        ) as client:
-            got = (await client.get("/instance/tui-alpha/filters/audio")).json()
-            untouched = (await client.get("/instance/tui-beta/filters/audio")).json()
+        got, untouched = await admin_get(
+            live, "/instance/tui-alpha/filters/audio", "/instance/tui-beta/filters/audio"
+        )
         assert (got["minDurationSeconds"], got["maxDurationSeconds"]) == (10, 600)
         assert untouched["minDurationSeconds"] == 3
         mirror = await ConfigStore(redis, keys, live).filter_for("tui-alpha")
@@ -200,9 +186,7 @@ async def test_invalid_threshold_is_refused_inline_without_a_request(live: Setti
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: cells(app, "tui-gamma").get("min") == "4", timeout=60)
         await select_row(app, "tui-gamma")
-        await pilot.press("e")
-        await wait_for(lambda: isinstance(app.screen, EditThresholds))
-        modal = app.screen
+        modal = await open_modal(app, pilot, "e", EditThresholds)
         assert isinstance(modal, EditThresholds)
         modal.query_one("#min", Input).value = "0"
         await pilot.pause()
@@ -229,9 +213,7 @@ async def test_rate_limit_modal_changes_the_live_bucket(
 ) -> None:
     app = FilaApp(live, poll_seconds=0.5, start="overview")
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("l")
-        await wait_for(lambda: isinstance(app.screen, EditRateLimit), timeout=30)
-        modal = app.screen
+        modal = await open_modal(app, pilot, "l", EditRateLimit)
         modal.query_one("#capacity", Input).value = "0"
         await pilot.pause()
         assert "capacity must be ≥ 1" in str(modal.query_one("#errors").render())
@@ -241,12 +223,9 @@ async def test_rate_limit_modal_changes_the_live_bucket(
         await pilot.pause()
         assert "reservePercent must be 0 to 90" in str(modal.query_one("#errors").render())
         modal.query_one("#reserve", Input).value = "40"
-        await pilot.click("#save")
-        await wait_for(lambda: not isinstance(app.screen, EditRateLimit), timeout=30)
-    async with httpx.AsyncClient(
-        base_url=live.server_url, headers={"apikey": live.api_key}
-    ) as client:
-        got = RateLimitConfig(**(await client.get("/ratelimit")).json())
+        await save_modal(app, pilot, EditRateLimit)
+    [bucket] = await admin_get(live, "/ratelimit")
+    got = RateLimitConfig(**bucket)
     assert (got.capacity, got.refillPerMinute, got.reservePercent) == (120, 60.0, 40)
     mirror = await ConfigStore(redis, keys, live).ratelimit()
     assert (mirror.capacity, mirror.refillPerMinute, mirror.reservePercent) == (120, 60.0, 40)
@@ -258,20 +237,14 @@ async def test_weight_is_set_from_the_instances_screen(live: Settings) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: cells(app, "tui-heavy").get("weight") == "1", timeout=60)
         await select_row(app, "tui-heavy")
-        await pilot.press("w")
-        await wait_for(lambda: isinstance(app.screen, EditWeight), timeout=30)
-        modal = app.screen
+        modal = await open_modal(app, pilot, "w", EditWeight)
         modal.query_one("#weight", Input).value = "11"
         await pilot.pause()
         assert "weight must be 1 to 10" in str(modal.query_one("#errors").render())
         modal.query_one("#weight", Input).value = "4"
-        await pilot.click("#save")
-        await wait_for(lambda: not isinstance(app.screen, EditWeight), timeout=30)
+        await save_modal(app, pilot, EditWeight)
         await wait_for(lambda: cells(app, "tui-heavy").get("weight") == "4", timeout=30)
-    async with httpx.AsyncClient(
-        base_url=live.server_url, headers={"apikey": live.api_key}
-    ) as client:
-        got = (await client.get("/instance/tui-heavy/weight")).json()
+    [got] = await admin_get(live, "/instance/tui-heavy/weight")
     assert got == {"instance": "tui-heavy", "weight": 4, "priority": 4}
 
 
@@ -326,6 +299,26 @@ async def test_every_screen_reads_the_real_control_plane(
         assert table.row_count == len(app.data.workers or [])
 
 
+async def open_modal(app: FilaApp, pilot: Any, key: str, modal: type[Screen[Any]]) -> Any:
+    """Press `key`, wait until the `modal` screen is up; that screen."""
+    await pilot.press(key)
+    await wait_for(lambda: isinstance(app.screen, modal), timeout=30)
+    return app.screen
+
+
+async def save_modal(app: FilaApp, pilot: Any, modal: type[Screen[Any]]) -> None:
+    """Click the modal's Save, wait until the `modal` screen has closed."""
+    await pilot.click("#save")
+    await wait_for(lambda: not isinstance(app.screen, modal), timeout=30)
+
+
+async def admin_get(settings: Settings, *paths: str) -> list[Any]:
+    """The JSON bodies of GET `paths` on the control plane, with the admin key."""
+    headers = {"apikey": settings.api_key}
+    async with httpx.AsyncClient(base_url=settings.server_url, headers=headers) as client:
+        return [(await client.get(path)).json() for path in paths]
+
+
 async def put_filter(settings: Settings, instance: str, low: int, high: int) -> None:
     headers = {"apikey": settings.api_key}
     body = {"minDurationSeconds": low, "maxDurationSeconds": high, "enabled": True}
@@ -349,8 +342,7 @@ async def save_thresholds(app: FilaApp, pilot: Any, low: str, high: str) -> None
     modal = app.screen
     modal.query_one("#min", Input).value = low
     modal.query_one("#max", Input).value = high
-    await pilot.click("#save")
-    await wait_for(lambda: not isinstance(app.screen, EditThresholds), timeout=30)
+    await save_modal(app, pilot, EditThresholds)
 
 
 async def test_selection_and_whole_fleet_edits_go_through_bulk(live: Settings) -> None:
@@ -438,9 +430,7 @@ async def test_emergency_filter_modal_turns_it_on_fleet_wide(live: Settings) -> 
     app = FilaApp(live, poll_seconds=0.5, start="overview")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(lambda: app.data.overview is not None, timeout=60)
-        await pilot.press("x")
-        await wait_for(lambda: isinstance(app.screen, EditEmergency), timeout=30)
-        modal = app.screen
+        modal = await open_modal(app, pilot, "x", EditEmergency)
         modal.query_one("#enabled", Switch).value = True
         modal.query_one("#min", Input).value = "400"
         await pilot.pause()
@@ -449,12 +439,8 @@ async def test_emergency_filter_modal_turns_it_on_fleet_wide(live: Settings) -> 
         )
         modal.query_one("#min", Input).value = "30"
         modal.query_one("#reason", Input).value = "storm"
-        await pilot.click("#save")
-        await wait_for(lambda: not isinstance(app.screen, EditEmergency), timeout=30)
-        async with httpx.AsyncClient(
-            base_url=live.server_url, headers={"apikey": live.api_key}
-        ) as client:
-            got = (await client.get("/filters/emergency")).json()
+        await save_modal(app, pilot, EditEmergency)
+        [got] = await admin_get(live, "/filters/emergency")
         assert (got["enabled"], got["minDurationSeconds"], got["reason"]) == (True, 30, "storm")
         await wait_for(
             lambda: app.data.overview is not None and app.data.overview.emergencyFilter, 30
@@ -510,10 +496,8 @@ async def test_cleanup_run_now_reports_the_run(live: Settings) -> None:
             assert app.data.cleanup is not None
             last = app.data.cleanup.lastCleanup
             assert last is not None
-            async with httpx.AsyncClient(
-                base_url=live.server_url, headers={"apikey": live.api_key}
-            ) as client:
-                recorded = (await client.get("/cleanup/status")).json()["lastCleanup"]
+            [status] = await admin_get(live, "/cleanup/status")
+            recorded = status["lastCleanup"]
             assert recorded == {
                 "timestamp": last.timestamp,
                 "deletedCount": 0,
