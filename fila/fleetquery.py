@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from fila.views import InstanceRow
+from fila.views import InstanceRow, InstancesView
 
 Order = Literal["asc", "desc"]
 
@@ -76,3 +76,21 @@ def page(rows: list[InstanceRow], query: InstancesQuery) -> tuple[list[InstanceR
     kept = matching(rows, query)
     end = None if query.limit is None else query.offset + query.limit
     return kept[query.offset : end], len(kept)
+
+
+def answer(
+    shown: list[InstanceRow], matched: int, total: int, generated: float, query: InstancesQuery
+) -> InstancesView:
+    """`GET /fleet/instances` for `query`: the page `shown`, of `total` live rows of which
+    `matched` passed its filter."""
+    return InstancesView(
+        instances=shown,
+        generatedAt=generated,
+        total=total,
+        matched=matched,
+        offset=query.offset,
+        limit=query.limit,
+        q=query.q,
+        sort=query.sort,
+        order=query.order,
+    )

@@ -35,17 +35,7 @@ def changed(rows: int, tick: int, share: float) -> InstancesView:
 def served(view: InstancesView, query: InstancesQuery) -> InstancesView:
     """What `GET /fleet/instances` answers for `query` over the fleet `view`."""
     rows, matched = fleetquery.page(view.instances, query)
-    return InstancesView(
-        instances=rows,
-        generatedAt=view.generatedAt,
-        total=len(view.instances),
-        matched=matched,
-        offset=query.offset,
-        limit=query.limit,
-        q=query.q,
-        sort=query.sort,
-        order=query.order,
-    )
+    return fleetquery.answer(rows, matched, len(view.instances), view.generatedAt, query)
 
 
 async def frames(

@@ -65,17 +65,7 @@ class FleetService:
         else:
             shown, matched = fleetquery.page(rows, query)
             shown = await self.rt.fleet_rows.with_levels(shown, limits)
-        return InstancesView(
-            instances=shown,
-            generatedAt=generated,
-            total=len(rows),
-            matched=matched,
-            offset=query.offset,
-            limit=query.limit,
-            q=query.q,
-            sort=query.sort,
-            order=query.order,
-        )
+        return fleetquery.answer(shown, matched, len(rows), generated, query)
 
     async def instance(self, name: str) -> InstanceRow | None:
         """One instance's row, live or not, while its counters or its filter exist."""
