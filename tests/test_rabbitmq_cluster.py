@@ -50,7 +50,7 @@ FOLLOWER_RATE = 20
 FOLLOWER_DOWN_SECONDS = 30.0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rabbit_cluster(base_settings: Settings) -> Iterator[LocalRabbitCluster]:
     with brought_up(LocalRabbitCluster(base_settings, PORTS)) as cluster:
         yield cluster

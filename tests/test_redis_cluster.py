@@ -69,7 +69,7 @@ def port_block(base: Settings, size: int) -> Iterator[tuple[int, ...]]:
     raise RuntimeError(f"no free block of {size} ports in {BLOCKS}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_cluster(base_settings: Settings) -> Iterator[services.LocalRedisCluster]:
     with (
         port_block(base_settings, 6) as ports,

@@ -32,7 +32,7 @@ NOTES = 300
 RATE = 25
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_sentinel(base_settings: Settings) -> Iterator[LocalRedisSentinel]:
     with (
         port_block(base_settings, 5) as ports,
