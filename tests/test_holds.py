@@ -166,6 +166,26 @@ async def test_s3_outage_holds_ingest_and_a_404_is_still_dead_lettered(
             s3_endpoint_url=f"http://127.0.0.1:{s3.port}",
             s3_public_endpoint_url=settings.s3_endpoint_url,
         )
+        # The control plane mirrored the run's PostgreSQL into this test's Redis at its start:
+        # what earlier tests stored there (another receiver, filters) must not decide here.
+        for path, body in (
+            (
+                "/webhook/global/config",
+                {
+                    "principal": {"enabled": True, "url": main.url},
+                    "monitoramento": {"enabled": True, "url": monitor.url},
+                    "webhookByEvents": False,
+                    "headers": {},
+                },
+            ),
+            ("/filters/emergency", {"enabled": False}),
+            (
+                "/instance/inst-a/filters/audio",
+                {"minDurationSeconds": 3, "maxDurationSeconds": 7200, "enabled": True},
+            ),
+        ):
+            answer = await cp_proc.put(path, json=body)
+            assert answer.status_code == 200, (path, answer.text)
         for _ in range(2):
             spawn(["worker", "ingest"], tuned)
         spawn(["worker", "delivery"], tuned)
