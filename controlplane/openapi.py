@@ -102,12 +102,11 @@ def _ingest_body(routing_key: str) -> dict[str, Any]:
     audio = {  # no audio (null) is another message; a negative duration is refused
         "allOf": [{"$ref": REF.format(name="AudioMessage")}, {"properties": {"seconds": seconds}}]
     }
-    message = {
+    message = {  # base64 is read (a string) only with an audio message; otherwise ignored
         "type": "object",
-        "properties": {
-            "audioMessage": {"anyOf": [audio, {"type": "null"}]},
-            "base64": {"type": "string"},
-        },
+        "properties": {"audioMessage": {"anyOf": [audio, {"type": "null"}]}},
+        "if": {"required": ["audioMessage"], "properties": {"audioMessage": {"type": "object"}}},
+        "then": {"properties": {"base64": {"type": "string"}}},
     }
     data = {
         "type": "object",
