@@ -60,7 +60,7 @@ class Runtime:
     s3: Any
     http: httpx.AsyncClient
     fleet_rows: RowSnapshot
-    """The fleet table's rows, read at most once a second and shared by every page."""
+    """The fleet table's rows, refreshed in the background while pages are asked for."""
     queue_reads: QueueReads
     """Queue depth reads over one long-lived channel."""
     ingest_budget: ByteBudget
@@ -115,6 +115,8 @@ async def open_runtime(settings: Settings) -> Runtime:
     config = ConfigStore(redis, keys, settings)
     counters = Counters(redis, keys, settings.timezone, settings.fleet_stats_retention_days)
     bucket = TokenBucket(redis, keys)
+    fleet_rows = RowSnapshot(settings, config, counters, bucket)
+    stack.push_async_callback(fleet_rows.close)
     return Runtime(
         settings=settings,
         redis=redis,
@@ -122,7 +124,7 @@ async def open_runtime(settings: Settings) -> Runtime:
         config=config,
         counters=counters,
         bucket=bucket,
-        fleet_rows=RowSnapshot(settings, config, counters, bucket),
+        fleet_rows=fleet_rows,
         queue_reads=QueueReads(amqp),
         ingest_budget=ByteBudget(
             settings.ingest_http_buffer_bytes, settings.ingest_http_wait_seconds

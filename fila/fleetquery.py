@@ -61,19 +61,28 @@ def problems(query: InstancesQuery) -> list[tuple[str, str]]:
     return out
 
 
-def matching(rows: list[InstanceRow], query: InstancesQuery) -> list[InstanceRow]:
-    """Filtered and sorted (ties by name, so pages never overlap)."""
+def matching(
+    rows: list[InstanceRow],
+    query: InstancesQuery,
+    order: Callable[[InstanceRow], Any] | None = None,
+) -> list[InstanceRow]:
+    """Filtered and sorted (ties by name, so pages never overlap); `order` stands in for the
+    sort's own key when the values live beside the rows (share levels read apart)."""
     needle = query.q.strip().lower()
     kept = [r for r in rows if needle in r.instance.lower()] if needle else list(rows)
-    key = SORTS[query.sort]
+    key = order or SORTS[query.sort]
     kept.sort(key=lambda r: r.instance)
     kept.sort(key=key, reverse=query.order == "desc")
     return kept
 
 
-def page(rows: list[InstanceRow], query: InstancesQuery) -> tuple[list[InstanceRow], int]:
+def page(
+    rows: list[InstanceRow],
+    query: InstancesQuery,
+    order: Callable[[InstanceRow], Any] | None = None,
+) -> tuple[list[InstanceRow], int]:
     """(the requested slice, how many matched the filter)."""
-    kept = matching(rows, query)
+    kept = matching(rows, query, order)
     end = None if query.limit is None else query.offset + query.limit
     return kept[query.offset : end], len(kept)
 

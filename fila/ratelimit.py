@@ -38,9 +38,42 @@ import redis.asyncio as aioredis
 from fila.keys import Keys
 from fila.models import RateLimitConfig
 
-_SCRIPT = """
+_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+_ACTIVE = """
+-- The active set: instances that asked in the last window, with their weights and sum.
+local function active(ACTIVE, AW, WSUM, window)
+  local wsum = tonumber(redis.call('GET', WSUM) or '0')
+  local gone = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', now - window, 'LIMIT', 0, 100)
+  for _, m in ipairs(gone) do
+    wsum = wsum - (tonumber(redis.call('HGET', AW, m)) or 0)
+    redis.call('HDEL', AW, m)
+    redis.call('ZREM', ACTIVE, m)
+  end
+  return wsum, #gone
+end
+-- The refill an instance gets: its weight over the active weight, itself counted once.
+local function share(wsum, mine, weight, grate)
+  local total = wsum
+  if mine == nil then total = wsum + weight end
+  if total < weight then total = weight end
+  return total, grate * weight / total
+end
+local function level(key, cap, rate)
+  local v = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens, ts = tonumber(v[1]), tonumber(v[2])
+  if tokens == nil or ts == nil then return cap end
+  return math.min(cap, tokens + math.max(0, now - ts) * rate)
+end
+"""
+
+_SCRIPT = (
+    _NOW
+    + _ACTIVE
+    + """
 local gcap, grate = tonumber(ARGV[1]), tonumber(ARGV[2])
 local icap, cost = tonumber(ARGV[3]), tonumber(ARGV[4])
 local instance, weight = ARGV[5], tonumber(ARGV[6])
@@ -48,14 +81,7 @@ local reserve, window = tonumber(ARGV[7]), tonumber(ARGV[8])
 local defer = tonumber(ARGV[9])
 local G, S, ACTIVE, AW, WSUM = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
--- The active set: instances that asked in the last window, with their weights and sum.
-local wsum = tonumber(redis.call('GET', WSUM) or '0')
-local gone = redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', now - window, 'LIMIT', 0, 100)
-for _, m in ipairs(gone) do
-  wsum = wsum - (tonumber(redis.call('HGET', AW, m)) or 0)
-  redis.call('HDEL', AW, m)
-  redis.call('ZREM', ACTIVE, m)
-end
+local wsum, gone = active(ACTIVE, AW, WSUM, window)
 local mine = tonumber(redis.call('HGET', AW, instance))
 if cost > 0 then
   wsum = wsum + weight - (mine or 0)
@@ -64,19 +90,10 @@ if cost > 0 then
   mine = weight
 end
 if wsum < 0 then wsum = 0 end
-if cost > 0 or #gone > 0 then redis.call('SET', WSUM, wsum, 'PX', window * 2 + 60000) end
-local total = wsum
-if mine == nil then total = wsum + weight end
-if total < weight then total = weight end
-local srate = grate * weight / total
+if cost > 0 or gone > 0 then redis.call('SET', WSUM, wsum, 'PX', window * 2 + 60000) end
+local total, srate = share(wsum, mine, weight, grate)
 local scap = icap * weight
 
-local function level(key, cap, rate)
-  local v = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens, ts = tonumber(v[1]), tonumber(v[2])
-  if tokens == nil or ts == nil then return cap end
-  return math.min(cap, tokens + math.max(0, now - ts) * rate)
-end
 local g = level(G, gcap, grate)
 local s = level(S, scap, srate)
 local ok, wait, zone = 0, 0, 0
@@ -113,6 +130,32 @@ if cost > 0 then
 end
 return {ok, tostring(g), tostring(s), wait, zone, tostring(srate * 60000), tostring(total)}
 """
+)
+
+_PEEK_MANY = (
+    _NOW
+    + _ACTIVE
+    + """
+-- Levels of many shares at once (KEYS[5..] with names and weights in ARGV[5..]), taking
+-- nothing and marking nobody active: the fleet table's read, one call per slice.
+local gcap, grate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local icap, window = tonumber(ARGV[3]), tonumber(ARGV[4])
+local G, ACTIVE, AW, WSUM = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local wsum, gone = active(ACTIVE, AW, WSUM, window)
+if wsum < 0 then wsum = 0 end
+if gone > 0 then redis.call('SET', WSUM, wsum, 'PX', window * 2 + 60000) end
+local out = {tostring(level(G, gcap, grate))}
+for i = 5, #KEYS do
+  local instance, weight = ARGV[2 * i - 5], tonumber(ARGV[2 * i - 4])
+  local mine = tonumber(redis.call('HGET', AW, instance))
+  local total, srate = share(wsum, mine, weight, grate)
+  out[#out + 1] = tostring(level(KEYS[i], icap * weight, srate))
+  out[#out + 1] = tostring(srate * 60000)
+  out[#out + 1] = tostring(total)
+end
+return out
+"""
+)
 
 RESERVE_PERCENT_MAX = 90
 """A reserve above this would leave almost nothing to the free zone."""
@@ -180,6 +223,7 @@ class TokenBucket:
         self._redis = redis
         self._keys = keys
         self._script = redis.register_script(_SCRIPT)
+        self._peek_many = redis.register_script(_PEEK_MANY)
 
     async def acquire(self, instance: str, config: RateLimitConfig, cost: int = 1) -> Admission:
         raw = await self._script(keys=self._keys_for(instance), args=_args(config, instance, cost))
@@ -190,13 +234,33 @@ class TokenBucket:
         return await self.acquire(instance, config, cost=0)
 
     async def peek_many(self, instances: list[str], config: RateLimitConfig) -> list[Admission]:
-        """Levels of many instances' shares in one round trip (the TUI's rows)."""
-        pipe = self._redis.pipeline(transaction=False)
+        """Levels of many instances' shares in one call (the fleet table's rows)."""
+        if not instances:
+            return []
+        k = self._keys
+        keys = [k.bucket_global, k.bucket_active, k.bucket_active_weights]
+        keys += [k.bucket_active_weight_sum, *map(k.bucket_instance, instances)]
+        args: list[Any] = [
+            config.capacity,
+            config.refillPerMinute / 60000.0,
+            config.instanceCapacity,
+            int(config.activeWindowSeconds * 1000),
+        ]
         for instance in instances:
-            await self._script(
-                keys=self._keys_for(instance), args=_args(config, instance, 0), client=pipe
+            args += [instance, weight_of(config, instance)]
+        raw = await self._peek_many(keys=keys, args=args)
+        g = float(raw[0])
+        return [
+            Admission(
+                admitted=False,
+                globalTokens=g,
+                instanceTokens=float(raw[i]),
+                retryAfterMs=0,
+                sharePerMinute=float(raw[i + 1]),
+                activeWeight=float(raw[i + 2]),
             )
-        return [_admission(raw) for raw in await pipe.execute()]
+            for i in range(1, len(raw), 3)
+        ]
 
     async def reset(self) -> None:
         """Fill the global bucket (after a capacity change, for instance)."""

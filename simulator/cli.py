@@ -218,6 +218,12 @@ def register(app: typer.Typer) -> None:
             0.0, "--soak", min=0.0, help="Instead: MINUTES at the reference load, RSS sampled."
         ),
         tuis: int = typer.Option(3, "--tuis", min=0, help="Headless TUIs open during --soak."),
+        only: str = typer.Option(
+            "",
+            "--only",
+            help="Comma-separated parts to run (hops, reference, endToEnd, fairness,"
+            " propagation, limiter, scale); for before/after runs of one change.",
+        ),
         cluster: str = typer.Option(
             "",
             "--cluster",
@@ -232,7 +238,14 @@ def register(app: typer.Typer) -> None:
 
         from simulator.bench import BenchReport, print_report, run_bench
         from simulator.bench.clusters import CHOICES, print_clusters
+        from simulator.bench.run import PARTS
 
+        parts = frozenset(p.strip() for p in only.split(",") if p.strip())
+        if parts - PARTS:
+            raise typer.BadParameter(
+                f"unknown {', '.join(sorted(parts - PARTS))}; one of {', '.join(sorted(PARTS))}",
+                param_hint="--only",
+            )
         if cluster and (cluster not in CHOICES or soak):
             raise typer.BadParameter(
                 f"one of {', '.join(CHOICES)}, without --soak", param_hint="--cluster"
@@ -268,6 +281,7 @@ def register(app: typer.Typer) -> None:
                     limiter_procs=limiter_procs,
                     console=console,
                     cluster=cluster,
+                    only=parts,
                 )
             )
 

@@ -297,8 +297,13 @@ async def test_an_idle_instance_leaves_the_table_but_its_counters_stay_readable(
         assert "quiet-one" in {r["instance"] for r in listed["instances"]}
         await asyncio.sleep(2.2)  # idle past FILA_FLEET_IDLE_SECONDS, and a fresh snapshot
         await counters.bump("busy-one", {"received": 1})
-        listed = (await client.get("/fleet/instances")).json()
-        names = {r["instance"] for r in listed["instances"]}
+        names: set[str] = set()
+        for _ in range(50):  # rows are refreshed in the background, at most a second old
+            listed = (await client.get("/fleet/instances")).json()
+            names = {r["instance"] for r in listed["instances"]}
+            if "busy-one" in names:
+                break
+            await asyncio.sleep(0.1)
         assert "busy-one" in names and "quiet-one" not in names
         one = await client.get("/fleet/instances/quiet-one")
         assert one.status_code == 200 and (one.json()["received"], one.json()["processed"]) == (

@@ -59,12 +59,12 @@ class FleetService:
         """One page of the fleet table, sorted and filtered here so the TUI moves only it."""
         rows, generated = await self.rt.fleet_rows.rows()
         limits = await self.rt.config.ratelimit()
-        if query.sort == "tokens":  # the one order that needs every level
-            rows = await self.rt.fleet_rows.with_levels(rows, limits)
-            shown, matched = fleetquery.page(rows, query)
-        else:
-            shown, matched = fleetquery.page(rows, query)
-            shown = await self.rt.fleet_rows.with_levels(shown, limits)
+        order = None
+        if query.sort == "tokens":  # the one order that needs every level: the last read's
+            levels = await self.rt.fleet_rows.levels()
+            order = lambda r: levels.get(r.instance, 0.0)  # noqa: E731
+        shown, matched = fleetquery.page(rows, query, order)
+        shown = await self.rt.fleet_rows.with_levels(shown, limits)
         return fleetquery.answer(shown, matched, len(rows), generated, query)
 
     async def instance(self, name: str) -> InstanceRow | None:

@@ -19,6 +19,9 @@ from simulator.bench.report import BenchReport, capacity_section, check_targets
 from simulator.benchenv import isolated
 from simulator.evolution import EvolutionStub
 
+PARTS = frozenset(("hops", "reference", "endToEnd", "fairness", "propagation", "limiter", "scale"))
+"""What `--only` may name: the raw hop ceilings and each end-to-end part."""
+
 
 async def run_bench(
     base: Settings,
@@ -28,8 +31,13 @@ async def run_bench(
     limiter_procs: int,
     console: Console,
     cluster: str = "",
+    only: frozenset[str] = frozenset(),
 ) -> BenchReport:
     profile = QUICK if quick else FULL
+
+    def wanted(part: str) -> bool:
+        return not only or part in only
+
     report = BenchReport(
         startedAt=datetime.now(UTC).isoformat(timespec="seconds"),
         mode="quick" if quick else "full",
@@ -82,6 +90,9 @@ async def run_bench(
                     (6, lambda: rawhops.http_post(bench.receiver_url, profile.hop_seconds)),
                 ]
                 for n, hop in hops:
+                    if not wanted("hops"):
+                        step(n)
+                        continue
                     result = await hop()
                     report.rawHops.extend(result if isinstance(result, list) else [result])
                     step(n)
@@ -102,12 +113,17 @@ async def run_bench(
                     (13, "scale", lambda: scale.scale(bench, stub_port)),
                 ]
                 for n, name, part in parts:
+                    if not wanted(name):
+                        step(n)
+                        continue
                     try:
                         setattr(report, name, await part())
                     except Exception as exc:
                         report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
                     step(n)
                 try:
+                    if only:
+                        raise RuntimeError("not computed: --only ran part of the bench")
                     report.capacity = capacity_section(report, bench.readings, idle, workers)
                 except Exception as exc:
                     report.errors.append(f"capacity: {type(exc).__name__}: {exc}")
