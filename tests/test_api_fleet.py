@@ -233,8 +233,9 @@ async def test_readyz_names_the_dependency_that_is_down(
 
 
 async def test_a_page_of_5000_instances_is_sorted_filtered_and_small(
-    cp: AsyncTestClient[Any], settings: Settings, redis: aioredis.Redis, keys: Keys
+    cp_proc: httpx.AsyncClient, settings: Settings, redis: aioredis.Redis, keys: Keys
 ) -> None:
+    cp = cp_proc
     counters = Counters(redis, keys, settings.timezone)
     pipe = redis.pipeline(transaction=False)
     for n in range(5000):
@@ -273,6 +274,23 @@ async def test_a_page_of_5000_instances_is_sorted_filtered_and_small(
     assert found.matched == 10 and [r.instance for r in found.instances] == [
         f"big-004{d}" for d in range(5)
     ]
+    # The whole fleet (no limit) is the same JSON, streamed in slices, in the same order.
+    chunks: list[bytes] = []
+    whole_params = {"sort": "received", "order": "desc", "q": "big-", "offset": 40}
+    async with cp.stream("GET", "/fleet/instances", params=whole_params) as streamed:
+        assert streamed.status_code == 200
+        assert streamed.headers.get("transfer-encoding") == "chunked"  # not one buffer
+        chunks = [chunk async for chunk in streamed.aiter_raw()]
+    whole = msgspec.json.decode(b"".join(chunks), type=InstancesView)
+    assert (whole.matched, whole.offset, whole.limit, len(whole.instances)) == (
+        5000,
+        40,
+        None,
+        4960,
+    )
+    assert whole.instances[:40] == second.instances
+    rest = [r.received for r in whole.instances]
+    assert rest == sorted(rest, reverse=True) and rest[0] <= received[-1]
     for params, field in (
         ({"sort": "colour"}, "sort"),
         ({"limit": 0}, "limit"),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, MediaType, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
-from litestar.response import ServerSentEvent
+from litestar.response import ServerSentEvent, Stream
 
 from controlplane.errors import FieldError, NotFound
 from controlplane.fleet.service import FleetService
@@ -47,12 +47,16 @@ class FleetController(Controller):
         q: str = "",
         offset: int = 0,
         limit: int | None = None,
-    ) -> InstancesView:
-        """A page of the live instances, sorted and filtered here; every one without `limit`."""
+    ) -> Response[InstancesView]:
+        """A page of the live instances, sorted and filtered here; every one without `limit`
+        (streamed, a slice of rows at a time)."""
         query = InstancesQuery(sort=sort, order=order, q=q, offset=offset, limit=limit)
         for field, rule in fleetquery.problems(query):
             raise FieldError(field, rule)
-        return await fleet.instances(query)
+        if limit is None:  # the body is an InstancesView's JSON, as the annotation documents
+            whole = Stream(fleet.export(query), media_type=MediaType.JSON)
+            return cast("Response[InstancesView]", whole)
+        return Response(await fleet.instances(query))
 
     @get("/fleet/instances/{instance:str}")
     async def instance(
