@@ -32,7 +32,8 @@ ASSUMPTIONS = [
     f"headroom: every core, shard and node planned at ≤ {HEADROOM:.0%} of its measured ceiling",
     "one worker process uses at most one core (Python, one event loop)",
     f"RabbitMQ backlog tolerance {BACKLOG_MINUTES:g} min (global.messages' TTL)",
-    "global.messages is one queue: its leader carries all of it, whatever the cluster size",
+    "each queue is one queue: its leader carries all of it, whatever the cluster size; the"
+    " busiest queue's publishes are set against the measured publish ceiling",
     f"one Redis shard ≈ {REDIS_OPS_PER_SHARD:,.0f} commands/s; the {{bucket}} slot (every"
     " admission) lives on one shard, so its script calls must fit one shard's measured ceiling",
     f"S3: {S3_GETS_PER_NOTE:g} GET per note by the receiver; audio at"
@@ -60,6 +61,9 @@ class Costs(msgspec.Struct, kw_only=True):
     webhookPostsPerNote: float
     webhookBytesPerNote: float
     pgTransactionsPerNote: float
+    amqpPublishPerNoteByQueue: dict[str, float] = {}
+    """Queue → publishes into it per note: what causes the RabbitMQ traffic (events in,
+    voice notes out, monitoring, dead letters), and the load on each queue's leader."""
 
 
 class Ceilings(msgspec.Struct, kw_only=True):
@@ -152,6 +156,12 @@ def plan(
         "/s",
         f"{notes:g}/s × {costs.amqpPublishPerNote:g}",
     )
+    by_queue = {  # without a split (an older bench.json) all of it counts as one queue
+        queue: add("rabbitmq", f"publishes to {queue}", notes * per, "/s", f"{notes:g}/s × {per:g}")
+        for queue, per in sorted(costs.amqpPublishPerNoteByQueue.items(), key=lambda kv: -kv[1])
+        if per > 0
+    } or {"all queues": publish}
+    busiest = max(by_queue.items(), key=lambda kv: kv[1])
     add(
         "rabbitmq",
         "deliveries",
@@ -233,7 +243,7 @@ def plan(
     )
 
     utilisation = {
-        "rabbitmq (global.messages leader)": publish / max(ceilings.amqpPublishPerSecond, 1e-9),
+        f"rabbitmq ({busiest[0]} leader)": busiest[1] / max(ceilings.amqpPublishPerSecond, 1e-9),
         "redis ({bucket} slot)": scripts / max(ceilings.redisScriptsPerSecond, 1e-9),
         "s3": puts / max(ceilings.s3PutsPerSecond, 1e-9),
         "webhook receiver": posts / max(ceilings.webhookPostsPerSecond, 1e-9),

@@ -95,6 +95,11 @@ def usage(before: Reading, after: Reading, notes: int) -> Usage:
         "webhookPosts": after.webhookPosts - before.webhookPosts,
         "webhookBytes": after.webhookBytes - before.webhookBytes,
     }
+    for name in after.amqp:
+        if "." in name:  # per queue: amqpPublish.global.messages, amqpDeliver.fila.ingest…
+            what, queue = name.split(".", 1)
+            key = f"amqp{what.capitalize()}.{queue}"
+            totals[key] = after.amqp[name] - before.amqp.get(name, 0)
     for role in ("ingest", "delivery", "controlplane"):
         totals[f"cpuSeconds.{role}"] = round(after.cpu.get(role, 0) - before.cpu.get(role, 0), 3)
     per = {k: round(v / notes, 4) if notes else 0.0 for k, v in totals.items()}
@@ -109,11 +114,21 @@ async def _amqp(settings: Settings) -> dict[str, int]:
         answer = await client.get(f"/api/vhosts/{vhost}")
         answer.raise_for_status()
         stats = answer.json().get("message_stats") or {}
-    return {
+        queues = await client.get(f"/api/queues/{vhost}", params={"columns": QUEUE_COLUMNS})
+        queues.raise_for_status()
+    out = {
         "publish": int(stats.get("publish", 0)),
         "deliver": int(stats.get("deliver_get", 0)),
         "ack": int(stats.get("ack", 0)),
     }
+    for queue in queues.json():  # each queue's share: what causes the messages per note
+        qstats = queue.get("message_stats") or {}
+        for what, field in (("publish", "publish"), ("deliver", "deliver_get")):
+            out[f"{what}.{queue['name']}"] = int(qstats.get(field, 0))
+    return out
+
+
+QUEUE_COLUMNS = "name,message_stats.publish,message_stats.deliver_get"
 
 
 async def _redis_calls(redis: aioredis.Redis) -> tuple[int, int]:
