@@ -480,7 +480,8 @@ class S3(Service):
         return self.settings.s3_endpoint_url or "https://s3.amazonaws.com"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        # moto's S3 with keep-alive (fila.dev.s3server), not its development server
+        return [sys.executable, "-m", "fila.dev.s3server", "-H", "127.0.0.1", "-p", str(self.port)]
 
     def after_start(self) -> None:
         asyncio.run(ensure_bucket(self.settings))

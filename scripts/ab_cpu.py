@@ -1,0 +1,104 @@
+"""Fila's CPU per delivered voice note, two variants alternated in one run: before/after.
+
+    .venv/bin/python scripts/ab_cpu.py --variant before@HEAD~1 --variant after@HEAD --rounds 3
+    .venv/bin/python scripts/ab_cpu.py --variant werkzeug:FILA_S3_ENDPOINT_URL=http://… \\
+        --variant keepalive:FILA_S3_ENDPOINT_URL=http://… --rounds 3
+
+A variant is `name@REV` (a git revision, checked out in a temporary worktree and put first on
+PYTHONPATH for the bench and every process it starts) or `name:VAR=VALUE,…` (environment).
+Each round runs `fila bench --quick --only endToEnd` once per variant, in turn, so a busier
+minute of the machine falls on both; the medians are printed with every round's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def prepare(spec: str, scratch: Path) -> tuple[str, dict[str, str]]:
+    """(name, environment) of one variant; a revision gets a worktree of its own."""
+    if "@" in spec and ":" not in spec.split("@", 1)[0]:
+        name, rev = spec.split("@", 1)
+        tree = scratch / name
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), rev],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        return name, {"PYTHONPATH": str(tree)}
+    name, _, assignments = spec.partition(":")
+    env = dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
+    return name, env
+
+
+def one_run(env: dict[str, str], out: Path, full: bool) -> dict[str, float]:
+    command = [sys.executable, "-m", "fila", "bench", "--only", "endToEnd", "--json", str(out)]
+    if not full:
+        command.insert(4, "--quick")
+    done = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True
+    )
+    report = json.loads(out.read_text()) if out.exists() else {}
+    e2e = report.get("endToEnd") or {}
+    if not e2e.get("allDelivered"):
+        raise SystemExit(f"run failed or lost notes:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    per = e2e["cpuMsPerNote"]
+    return {
+        "ingest": per["ingest"],
+        "delivery": per["delivery"],
+        "both": per["ingest+delivery"],
+        "perSecond": e2e["throughputPerSecond"],
+        "machine": e2e["coresUsed"].get("whole machine", 0.0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", action="append", required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--full", action="store_true", help="The full profile (30 s load).")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fila-ab-") as tmp:
+        scratch = Path(tmp)
+        variants = [prepare(spec, scratch) for spec in args.variant]
+        results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
+        try:
+            for n in range(args.rounds):
+                for name, env in variants:
+                    figures = one_run(env, scratch / f"{name}-{n}.json", args.full)
+                    results[name].append(figures)
+                    print(
+                        f"round {n + 1} {name:>12}: "
+                        + "  ".join(f"{k} {v:g}" for k, v in figures.items()),
+                        flush=True,
+                    )
+        finally:
+            for _name, env in variants:
+                if "PYTHONPATH" in env:
+                    subprocess.run(
+                        ["git", "worktree", "remove", "--force", env["PYTHONPATH"]],
+                        cwd=ROOT,
+                        check=False,
+                        capture_output=True,
+                    )
+    print(f"\nmedian of {args.rounds} rounds (ms of CPU per delivered note; deliveries/s)")
+    for name, rows in results.items():
+        med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        print(
+            f"  {name:>12}: ingest {med['ingest']:.2f}  delivery {med['delivery']:.2f}"
+            f"  both {med['both']:.2f}  ({med['perSecond']:.1f}/s, machine {med['machine']:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
