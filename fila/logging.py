@@ -26,6 +26,9 @@ _INGEST_PATH = re.compile(r"(/webhook/evolution/t/)[^/\s\"'?#]+")
 
 WIRE_LOGGERS = ("aiormq", "botocore", "aiobotocore", "s3transfer", "urllib3", "hpack", "httpcore")
 """Their DEBUG output dumps raw frames and request bodies (events, audio): INFO at most."""
+QUIET_LOGGERS = ("httpx",)
+"""One INFO line per request (each media fetch, each webhook POST) beside Fila's own line for
+the same note: WARNING at least."""
 
 
 def _scrub(text: str, literal: list[str]) -> str:
@@ -125,6 +128,8 @@ def setup(settings: Settings, process: str) -> None:
     _redact_stdlib(secrets)
     for name in WIRE_LOGGERS:
         logging.getLogger(name).setLevel(max(level, logging.INFO))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -7,7 +7,6 @@ delays a webhook change, it never leaves a worker on the old target for good.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 
@@ -21,9 +20,6 @@ from fila.signing import Signer
 from workers.addressguard import blocked_reason, public_only_transport
 
 RESPONSE_SNIPPET = 500
-
-# One INFO line per POST from the HTTP client would drown the worker's own log.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Attempt(msgspec.Struct, kw_only=True):
