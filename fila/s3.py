@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 from typing import Any
 
 import aioboto3
+import botocore.loaders
 from botocore.config import Config
 
 from fila.settings import Settings
@@ -23,3 +27,25 @@ def client(
         region_name=settings.s3_region,
         config=config,
     )
+
+
+@functools.cache
+def _unread_endpoint_params() -> frozenset[str]:
+    """Parameters S3's endpoint rule set declares but no rule reads (Key, Prefix, CopySource)."""
+    ruleset = botocore.loaders.create_loader().load_service_model("s3", "endpoint-rule-set-1")
+    read = set(re.findall(r'"ref": "(\w+)"', json.dumps(ruleset)))
+    return frozenset(set(ruleset["parameters"]) - read)
+
+
+def cache_endpoints(client: Any) -> None:
+    """Let botocore's endpoint cache hit: it is keyed on every parameter, the object key too,
+    so each PutObject and presign re-ran the whole rule set (a third of a PUT's CPU) for an
+    answer no rule lets the key change."""
+    provider = client._ruleset_resolver._provider
+    resolve = provider.resolve_endpoint
+    unread = _unread_endpoint_params()
+
+    def resolve_endpoint(**params: Any) -> Any:
+        return resolve(**{k: v for k, v in params.items() if k not in unread})
+
+    provider.resolve_endpoint = resolve_endpoint

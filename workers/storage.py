@@ -68,6 +68,9 @@ class AudioStore:
         if public and public != settings.s3_endpoint_url:
             # Presigning is offline: a client set to the public host signs for that host.
             self._signer = await self._stack.enter_async_context(self._new_client(public))
+        s3.cache_endpoints(self._client)
+        if self._signer is not self._client:
+            s3.cache_endpoints(self._signer)
 
     def _new_client(self, endpoint_url: str) -> Any:
         config = Config(
