@@ -1,0 +1,40 @@
+"""The S3 endpoint cache: one rule-set evaluation per bucket, and the same URLs as without it."""
+
+from __future__ import annotations
+
+import httpx
+
+from fila import s3
+from fila.settings import Settings
+from workers.storage import AudioStore
+
+
+def test_the_parameters_no_rule_reads_are_the_ones_left_out() -> None:
+    unread = s3._unread_endpoint_params()
+    assert "Key" in unread
+    assert not {"Bucket", "Region", "Endpoint", "ForcePathStyle"} & unread
+
+
+async def test_puts_and_presigned_urls_resolve_the_endpoint_once(settings: Settings) -> None:
+    store = AudioStore(settings)
+    await store.open()
+    try:
+        provider = store._client._ruleset_resolver._provider
+        evaluate, evaluations = provider.ruleset.evaluate, []
+
+        def counted(params: dict[str, object]) -> object:
+            evaluations.append(params)
+            return evaluate(params)
+
+        provider.ruleset.evaluate = counted
+        urls = []
+        for n in range(5):
+            await store.upload(f"endpoint-cache/{n}.ogg", f"voice {n}".encode(), "audio/ogg")
+            urls.append(await store.url_for(f"endpoint-cache/{n}.ogg"))
+        assert len(evaluations) <= 2  # the PUT's and the presign's, not one per object
+        async with httpx.AsyncClient() as http:
+            for n, url in enumerate(urls):
+                got = await http.get(url)
+                assert (got.status_code, got.content) == (200, f"voice {n}".encode()), url
+    finally:
+        await store.close()
