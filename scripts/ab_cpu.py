@@ -6,8 +6,9 @@
 
 A variant is `name@REV` (a git revision, checked out in a temporary worktree and put first on
 PYTHONPATH for the bench and every process it starts) or `name:VAR=VALUE,…` (environment).
-Each round runs `fila bench --quick --only endToEnd` once per variant, in turn, so a busier
-minute of the machine falls on both; the medians are printed with every round's figures.
+Each round runs `fila bench --quick --only endToEnd` (or, with --roles, each role alone on a
+backlog) once per variant, in turn, so a busier minute of the machine falls on both; the
+medians are printed with every round's figures.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,10 +37,33 @@ def prepare(spec: str, scratch: Path) -> tuple[str, dict[str, str]]:
             check=True,
             capture_output=True,
         )
+        for harness in ("simulator/bench/roles.py", "scripts/cpu_per_role.py"):
+            if not (tree / harness).exists():  # measure an older revision with today's harness
+                shutil.copy(ROOT / harness, tree / harness)
         return name, {"PYTHONPATH": str(tree)}
     name, _, assignments = spec.partition(":")
     env = dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
     return name, env
+
+
+def roles_run(env: dict[str, str], out: Path, notes: int) -> dict[str, float]:
+    """scripts/cpu_per_role.py under the variant: each role alone, its own CPU per note."""
+    script = Path(env.get("PYTHONPATH", str(ROOT))) / "scripts" / "cpu_per_role.py"
+    command = [sys.executable, str(script), "--notes", str(notes), "--json", str(out)]
+    done = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True
+    )
+    figures = json.loads(out.read_text()) if out.exists() else {}
+    if not figures.get("allDelivered"):
+        raise SystemExit(f"run failed or lost notes:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    ingest, delivery = figures["ingestMsPerNote"], figures["deliveryMsPerNote"]
+    return {
+        "ingest": ingest,
+        "delivery": delivery,
+        "both": round(ingest + delivery, 3),
+        "perSecond": figures["ingestPerSecond"],
+        "machine": 0.0,
+    }
 
 
 def one_run(env: dict[str, str], out: Path, full: bool) -> dict[str, float]:
@@ -67,6 +92,13 @@ def main() -> None:
     parser.add_argument("--variant", action="append", required=True)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="The full profile (30 s load).")
+    parser.add_argument(
+        "--roles",
+        type=int,
+        default=0,
+        metavar="NOTES",
+        help="Instead: each role alone on a backlog of NOTES (scripts/cpu_per_role.py).",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fila-ab-") as tmp:
         scratch = Path(tmp)
@@ -75,7 +107,12 @@ def main() -> None:
         try:
             for n in range(args.rounds):
                 for name, env in variants:
-                    figures = one_run(env, scratch / f"{name}-{n}.json", args.full)
+                    out = scratch / f"{name}-{n}.json"
+                    figures = (
+                        roles_run(env, out, args.roles)
+                        if args.roles
+                        else one_run(env, out, args.full)
+                    )
                     results[name].append(figures)
                     print(
                         f"round {n + 1} {name:>12}: "
