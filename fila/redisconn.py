@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ClusterDownError, NoScriptError, SlotNotCoveredError, TryAgainError
@@ -121,9 +121,30 @@ def sentinel(settings: Settings, max_connections: int = 64) -> aioredis.Redis:
         **options,
     )
     master = watchers.master_for(
-        settings.redis_sentinel_master, max_connections=max_connections, check_connection=True
+        settings.redis_sentinel_master,
+        max_connections=max_connections,
+        check_connection=True,
+        connection_class=SentinelMasterConnection,
     )
     return cast(aioredis.Redis, master)
+
+
+class SentinelMasterConnection(SentinelManagedConnection):
+    """A connection to the master the sentinels name, asked again on every reconnect.
+
+    redis-py 8.1 reconnects a dropped connection (before sending a command) to the address it had,
+    not through the sentinels: each command in flight when the master was killed re-dialled it
+    for the whole retry budget (~27 s) and failed, though its replica was promoted in ~3 s.
+    """
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if retry_socket_connect and not self.is_connected:
+            # Each try asks the sentinels, then comes back here with retry_socket_connect=False.
+            await self.connect()  # type: ignore[no-untyped-call]
+            return
+        await super().connect_check_health(check_health, retry_socket_connect)
 
 
 class PatientCluster(RedisCluster):

@@ -50,24 +50,24 @@ async def on_sentinel(
 
 
 @pytest.mark.usefixtures("migrated")
-@pytest.mark.xfail(
-    reason="open (issue 14): in the full suite 133 of 300 notes went missing across the kill -9"
-    " of the master (passes alone, 300/300); under investigation",
-    strict=False,
-)
 async def test_the_pipeline_and_a_master_failover_on_sentinel(
     on_sentinel: Settings, local_sentinel: LocalRedisSentinel, spawn: Spawn
 ) -> None:
     """Filters applied live, counters and /queue/stats as on one node; then kill -9 of the
-    master mid-stream, its replica promoted by the sentinels: every note delivered, by id."""
+    master mid-stream, its replica promoted by the sentinels: every note delivered, by id (none
+    refused: the notes are within the default bucket, and a refusal is reported, not lost)."""
     keys = Keys(on_sentinel.redis_prefix)
     redis = redisconn.connect(on_sentinel)
     try:
         async with (
             Receiver(secret=on_sentinel.webhook_secret) as receiver,
+            Receiver(secret=on_sentinel.webhook_secret) as monitor,
             rabbit(on_sentinel) as mq,
         ):
-            hooks = {"principal": {"enabled": True, "url": receiver.url}}
+            hooks = {
+                "principal": {"enabled": True, "url": receiver.url},
+                "monitoramento": {"enabled": True, "url": monitor.url},
+            }
             async with hooked_control_plane(spawn, on_sentinel, hooks) as (_, api):
                 for role in ("ingest", "delivery"):
                     spawn(["worker", role], on_sentinel)
@@ -108,11 +108,19 @@ async def test_the_pipeline_and_a_master_failover_on_sentinel(
                 def delivered() -> set[str]:
                     return {d.json["data"]["key"]["id"] for d in receiver.accepted()} & sent
 
+                def refused() -> set[str]:
+                    return {
+                        (e.get("data") or {}).get("messageId")
+                        for e in monitor.by_event("queue.error")
+                        if (e.get("data") or {}).get("error") == "Rate limit exceeded"
+                    } & sent
+
                 try:
-                    await wait_for(lambda: delivered() == sent, timeout=90, interval=1)
+                    await wait_for(lambda: delivered() | refused() == sent, timeout=90, interval=1)
                 except AssertionError:
-                    left = sorted(sent - delivered())
+                    left = sorted(sent - delivered() - refused())
                     raise AssertionError(f"{len(left)} notes lost: {left[:5]}") from None
+                assert not refused(), f"{len(refused())} refused: {sorted(refused())[:5]}"
                 copies = sum(1 for d in receiver.accepted() if d.json["data"]["key"]["id"] in sent)
                 print(
                     f"\nsentinel failover: master :{old[1]} killed at {NOTES // 3} notes, "

@@ -720,15 +720,35 @@ class LocalRedisCluster(LocalNodes):
         log = self._log(port, 3)
         return "Address already in use" in log and not _port_open(port)
 
+    def _replication(self, port: int) -> dict[str, Any]:
+        import redis
+
+        client = redis.Redis(port=port, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            return dict(client.info("replication"))
+        finally:
+            client.close()
+
     def healthy(self) -> bool:
-        """Every node answers and sees a whole cluster of all the nodes, every slot served."""
+        """Every node answers and sees a whole cluster of all the nodes, every slot served, and
+        every master has a replica in sync: one still on its full sync (a killed node just
+        restarted) cannot take over, so its master killed then would stay down for good."""
         try:
             infos = [self._info(p) for p in self.ports if self.pid(p) is not None]
+            if len(infos) != len(self.ports) or not all(
+                i.get("cluster_state") == "ok"
+                and i.get("cluster_known_nodes") == str(len(self.ports))
+                for i in infos
+            ):
+                return False
+            roles = [self._replication(p) for p in self.ports]
         except Exception:
             return False
-        return len(infos) == len(self.ports) and all(
-            i.get("cluster_state") == "ok" and i.get("cluster_known_nodes") == str(len(self.ports))
-            for i in infos
+        return all(
+            int(r.get("connected_slaves", 0)) >= 1
+            if r.get("role") == "master"
+            else r.get("master_link_status") == "up"
+            for r in roles
         )
 
     def up(self, report: Callable[[str], None] = print, timeout: float = 60.0) -> None:
