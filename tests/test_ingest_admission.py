@@ -10,7 +10,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -47,7 +46,8 @@ async def pipeline(
     await store.set_ratelimit(RateLimitConfig(capacity=1, refillPerMinute=0.02, reservePercent=0))
     audio = AudioStore(settings)
     await audio.open()
-    async with rabbit(settings) as mq, httpx.AsyncClient() as http:
+    fetcher = MediaFetcher(settings)
+    async with rabbit(settings) as mq:
         publisher = Spy(mq.channel, settings)
         publisher.retries = []
         await publisher.declare()
@@ -56,9 +56,10 @@ async def pipeline(
             redis,
             publisher,
             ConfigCache(store, ttl=300),
-            MediaFetcher(settings, http),
+            fetcher,
             audio,
         )
+    await fetcher.aclose()
     await audio.close()
 
 
