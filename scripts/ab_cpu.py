@@ -5,7 +5,8 @@
         --variant keepalive:FILA_S3_ENDPOINT_URL=http://… --rounds 3
 
 A variant is `name@REV` (a git revision, checked out in a temporary worktree and put first on
-PYTHONPATH for the bench and every process it starts) or `name:VAR=VALUE,…` (environment).
+PYTHONPATH for the bench and every process it starts), `name:VAR=VALUE,…` (environment), or
+both: `name@REV:VAR=VALUE,…`.
 Each round runs `fila bench --quick --only endToEnd` (or, with --roles, each role alone on a
 backlog) once per variant, in turn, so a busier minute of the machine falls on both; the
 medians are printed with every round's figures.
@@ -29,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def prepare(spec: str, scratch: Path) -> tuple[str, dict[str, str]]:
     """(name, environment) of one variant; a revision gets a worktree of its own."""
     if "@" in spec and ":" not in spec.split("@", 1)[0]:
-        name, rev = spec.split("@", 1)
+        name, rest = spec.split("@", 1)
+        rev, _, assignments = rest.partition(":")
+        extra = dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
         tree = scratch / name
         subprocess.run(
             ["git", "worktree", "add", "--detach", str(tree), rev],
@@ -40,7 +43,7 @@ def prepare(spec: str, scratch: Path) -> tuple[str, dict[str, str]]:
         for harness in ("simulator/bench/roles.py", "scripts/cpu_per_role.py"):
             if not (tree / harness).exists():  # measure an older revision with today's harness
                 shutil.copy(ROOT / harness, tree / harness)
-        return name, {"PYTHONPATH": str(tree)}
+        return name, {"PYTHONPATH": str(tree), **extra}
     name, _, assignments = spec.partition(":")
     env = dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
     return name, env
