@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import msgspec
 import pytest
 import redis.asyncio as aioredis
@@ -77,12 +78,9 @@ async def test_a_huge_getbase64_answer_is_refused_while_it_streams(
     )
     audio = audio_of(event)
     assert audio is not None
-    fetcher = MediaFetcher(small)
-    try:
+    async with httpx.AsyncClient() as http:
         with pytest.raises(IngestError) as refused:
-            await fetcher.fetch(event, audio)
-    finally:
-        await fetcher.aclose()
+            await MediaFetcher(small, http).fetch(event, audio)
     assert refused.value.reason == "oversized"
     assert "getBase64 answer exceeds" in str(refused.value)
     await asyncio.sleep(0.2)

@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -46,8 +47,7 @@ async def pipeline(
     await store.set_ratelimit(RateLimitConfig(capacity=1, refillPerMinute=0.02, reservePercent=0))
     audio = AudioStore(settings)
     await audio.open()
-    fetcher = MediaFetcher(settings)
-    async with rabbit(settings) as mq:
+    async with rabbit(settings) as mq, httpx.AsyncClient() as http:
         publisher = Spy(mq.channel, settings)
         publisher.retries = []
         await publisher.declare()
@@ -56,10 +56,9 @@ async def pipeline(
             redis,
             publisher,
             ConfigCache(store, ttl=300),
-            fetcher,
+            MediaFetcher(settings, http),
             audio,
         )
-    await fetcher.aclose()
     await audio.close()
 
 

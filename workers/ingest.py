@@ -56,12 +56,10 @@ class IngestConsumer:
             timeout=httpx.Timeout(30.0, connect=5.0),
             limits=httpx.Limits(max_connections=max(10, settings.ingest_concurrency)),
         )
-        """For Evolution API's instance list (per-instance exchanges); media has its own."""
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractChannel | None = None
         self.queue: AbstractQueue | None = None
         self.pipeline: Pipeline | None = None
-        self.fetcher: MediaFetcher | None = None
         self.tag: str | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self._consume_lock = asyncio.Lock()
@@ -76,7 +74,7 @@ class IngestConsumer:
         publisher = Publisher(publish_channel, self.settings)
         await publisher.declare()
         await self.store.open()
-        fetcher = self.fetcher = MediaFetcher(self.settings)
+        fetcher = MediaFetcher(self.settings, self.http)
         self.holds = Holds(
             self.settings, self.redis, self.fleet.info, publisher.monitoring, self._sync
         )
@@ -185,8 +183,6 @@ class IngestConsumer:
         with contextlib.suppress(Exception):
             await self.store.close()
         await self.http.aclose()
-        if self.fetcher is not None:
-            await self.fetcher.aclose()
 
 
 async def build(

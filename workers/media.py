@@ -10,7 +10,7 @@ import base64
 import binascii
 from urllib.parse import quote
 
-import aiohttp
+import httpx
 import msgspec
 import stamina
 
@@ -65,31 +65,13 @@ def decode_base64(text: str, limit: int, field: str) -> bytes:
 
 
 class MediaFetcher:
-    """Fetches media with one HTTP session for the worker's life.
+    """Fetches media with one shared HTTP client for the worker's life."""
 
-    aiohttp rather than httpx here: a request costs about a quarter of the CPU, and most
-    voice notes make one or two (see workers.webhook)."""
-
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
         self._settings = settings
-        self._session = session
-        self._own = session is None
+        self._client = client
         self.held_media: tuple[str, str] | None = None
         """(instance, message id) last refused by Evolution API: what a hold's probe asks for."""
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max(10, self._settings.ingest_concurrency)),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=30.0),
-                trust_env=False,
-            )
-            self._own = True
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._own and self._session is not None:
-            await self._session.close()
 
     async def fetch(self, event: EvolutionEvent, audio: AudioMessage) -> Media:
         limit = self._settings.max_audio_bytes
@@ -158,33 +140,31 @@ class MediaFetcher:
             f"{self._settings.evolution_url.rstrip('/')}"
             f"/chat/getBase64FromMediaMessage/{quote(instance, safe='')}"
         )
-        body = msgspec.json.encode({"message": {"key": {"id": message_id}}})
-        async with self._client().post(url, data=body, headers=self._headers()) as response:
-            if _retryable_status(response.status):
-                raise _Transient(f"Evolution API answered {response.status}")
-
-    def _headers(self) -> dict[str, str]:
-        return {"apikey": self._settings.evolution_api_key, "content-type": "application/json"}
+        body = {"message": {"key": {"id": message_id}}}
+        headers = {"apikey": self._settings.evolution_api_key}
+        async with self._client.stream("POST", url, json=body, headers=headers) as response:
+            if _retryable_status(response.status_code):
+                raise _Transient(f"Evolution API answered {response.status_code}")
 
     async def _post_retried(self, url: str, body: object) -> tuple[int, bytes]:
         """The status and body (bounded by the audio limit as base64) of getBase64's answer."""
+        headers = {"apikey": self._settings.evolution_api_key}
         limit = self._settings.max_audio_bytes * 4 // 3 + _JSON_OVERHEAD
-        data = msgspec.json.encode(body)
         async for attempt in stamina.retry_context(
             on=_Transient, attempts=4, wait_initial=0.2, wait_max=2.0, timeout=30.0
         ):
             with attempt:
                 try:
-                    async with self._client().post(
-                        url, data=data, headers=self._headers()
+                    async with self._client.stream(
+                        "POST", url, json=body, headers=headers
                     ) as response:
-                        status = response.status
+                        status = response.status_code
                         if _retryable_status(status):
                             raise _Transient(f"Evolution API answered {status}")
                         content = b""
                         if status < 400:
                             content = await _read_capped(response, limit, "getBase64 answer")
-                except (aiohttp.ClientError, TimeoutError) as exc:
+                except httpx.TransportError as exc:
                     raise _Transient(f"Evolution API unreachable: {type(exc).__name__}") from exc
         return status, content
 
@@ -222,27 +202,26 @@ class MediaFetcher:
         ):
             with attempt:
                 try:
-                    async with self._client().get(url) as response:
-                        if _retryable_status(response.status):
-                            raise _Transient(f"media download answered {response.status}")
-                        if response.status >= 400:
+                    async with self._client.stream("GET", url) as response:
+                        if _retryable_status(response.status_code):
+                            raise _Transient(f"media download answered {response.status_code}")
+                        if response.status_code >= 400:
                             raise IngestError(
-                                "download_failed", f"media url answered {response.status}"
+                                "download_failed", f"media url answered {response.status_code}"
                             )
                         data = await _read_capped(response, limit, "download")
-                except (aiohttp.ClientError, TimeoutError) as exc:
+                except httpx.TransportError as exc:
                     raise _Transient(f"media url unreachable: {type(exc).__name__}") from exc
         return data
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
     """The body, refused as soon as it passes `limit`: a huge answer never sits in memory."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_chunked(256 * 1024):
+    async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > limit:
-            response.close()  # dropped here, not drained
             raise IngestError("oversized", f"{what} exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
