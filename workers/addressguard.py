@@ -1,65 +1,90 @@
-"""A resolver that refuses private targets at connect time, not only when saved.
+"""An HTTP transport that refuses private targets at connect time, not only when saved.
 
 A webhook host checked when its URL was saved can resolve elsewhere later (DNS change or
-rebinding); checking the very addresses the socket will connect to closes that gap. An IP
-literal never reaches a resolver, so `literal_refusal` checks those before the request.
+rebinding); checking the very address the socket connects to closes that gap.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import socket
-from typing import Any
+import typing
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+import httpcore
+import httpx
 
 from fila.addresses import is_private
 
 
-class BlockedAddress(OSError):
+class BlockedAddress(httpcore.ConnectError):
     """The host resolved to an address the settings forbid; retrying will not help."""
 
 
-class PublicOnlyResolver(AbstractResolver):
-    """Resolves the host, and refuses it if any of its addresses is private."""
+class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """Resolves the host itself, refuses if any address is private, then connects by address."""
 
     def __init__(self) -> None:
-        self.inner = DefaultResolver()
+        self.inner = httpcore.AnyIOBackend()
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        found = await self.inner.resolve(host, port, family)
-        blocked = [r["host"] for r in found if is_private(r["host"])]
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host}: {exc}") from exc
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        blocked = [a for a in addresses if is_private(a)]
         if blocked:
             raise BlockedAddress(f"{host} resolves to private address {blocked[0]}")
-        return found
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        raise last or httpcore.ConnectError(f"{host}: no address")
 
-    async def close(self) -> None:
-        await self.inner.close()
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddress("unix sockets are not webhook targets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
 
 
-def literal_refusal(host: str | None) -> str | None:
-    """Why a URL whose host is a private IP literal is refused (None for names, public IPs)."""
-    if not host:
-        return None
-    try:
-        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return None
-    address = host.strip("[]")
-    return f"{address} resolves to private address {address}" if is_private(address) else None
+def public_only_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """httpx's own transport with its connection pool built on `PublicOnlyBackend`."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    # httpx takes no network backend argument; its pool is rebuilt with the same limits.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=PublicOnlyBackend(),
+    )
+    return transport
 
 
 def blocked_reason(exc: BaseException) -> str | None:
-    """The refusal behind an HTTP client error, if the guard made it."""
-    cause: Any = exc
+    """The refusal behind an httpx error, if the guard made it."""
+    cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, BlockedAddress):
             return str(cause)
-        inner = getattr(cause, "os_error", None)  # aiohttp's ClientConnectorError
-        if isinstance(inner, BlockedAddress):
-            return str(inner)
         cause = cause.__cause__ or cause.__context__
     return None
