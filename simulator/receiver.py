@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import Counter
 from typing import Any
@@ -268,7 +269,9 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     if not sorted_values:
         raise ValueError("no values")
-    rank = max(1, min(len(sorted_values), round(pct / 100 * len(sorted_values) + 0.5)))
+    # ceil, not round(x + 0.5): Python rounds halves to even, which put p99 of 100 values on
+    # the 100th (the maximum) instead of the 99th.
+    rank = max(1, min(len(sorted_values), math.ceil(pct / 100 * len(sorted_values))))
     return sorted_values[rank - 1]
 
 

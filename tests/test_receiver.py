@@ -250,3 +250,17 @@ async def test_evolution_stub_keeps_only_the_newest_media() -> None:
             for n in range(3)
         ]
         assert [a.status_code for a in answers] == [404, 201, 201]
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    """p99 of 100 values is the 99th, not the maximum (halves once rounded to even)."""
+    from simulator.receiver import percentile
+
+    hundred = [float(n) for n in range(1, 101)]
+    assert (percentile(hundred, 99), percentile(hundred, 50), percentile(hundred, 100)) == (
+        99.0,
+        50.0,
+        100.0,
+    )
+    assert percentile([float(n) for n in range(1, 11)], 95) == 10.0
+    assert percentile([7.0], 99) == 7.0

@@ -73,10 +73,17 @@ async def _fleet_pages(b: Bench, count: int) -> dict[str, Any]:
         wall.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
         sizes.append(len(response.content))
+    first = wall[0]
+    slowest = [
+        f"#{i} {sorts[i % len(sorts)]} {wall[i]:.1f} ms"
+        for i in sorted(range(count), key=lambda i: -wall[i])[:5]
+    ]
     wall.sort()
     return {
         "requests": count,
         "p50Ms": round(percentile(wall, 50), 1),
         "p99Ms": round(percentile(wall, 99), 1),
         "maxBytes": max(sizes),
+        "firstMs": round(first, 1),
+        "slowest": slowest,
     }
