@@ -573,3 +573,28 @@ async def test_http_webhook_writes_no_audio_byte_to_local_disk(
         assert await mq.depth(settings.ingest_queue) == 2
         await server.stop()
     server.check(marker)
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("amqp://guest:s3cr3t-pass@127.0.0.1:5672/", "s3cr3t-pass"),
+        ('{"apikey": "k-123456"}', "k-123456"),
+        ("APIKEY=k-654321 and more", "k-654321"),
+        ("Secret_Access_Key: AKIAXYZ", "AKIAXYZ"),
+        ("passwd=hunter22", "hunter22"),
+        ("Authorization: Bearer-abcdef", "Bearer-abcdef"),
+        ("mediaKey='bWVkaWFrZXk='", "bWVkaWFrZXk="),
+        ("POST /webhook/evolution/t/tok-98765/messages-upsert", "tok-98765"),
+        ("a configured literal: the-literal-secret", "the-literal-secret"),
+    ],
+)
+def test_every_secret_pattern_is_masked_in_free_text(text: str, hidden: str) -> None:
+    """The cheap pre-scan that lets ordinary lines skip the patterns must not let one through."""
+    from fila.logging import redact
+
+    event = redact(["the-literal-secret"])(None, "info", {"event": "x", "detail": text})
+    assert hidden not in event["detail"], event
+    assert "***" in event["detail"]
+    plain = redact(["the-literal-secret"])(None, "info", {"id": "3EB0C1D2", "key": "audio_1.ogg"})
+    assert plain == {"id": "3EB0C1D2", "key": "audio_1.ogg"}
