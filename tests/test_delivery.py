@@ -177,6 +177,38 @@ async def test_500_twice_then_200_is_delivered_on_the_third_try(
         assert await dlq.browse(channel, topology.GLOBAL_DLQ) == []
 
 
+async def test_a_breaker_another_worker_opened_stops_this_one_within_its_freshness(
+    settings: Settings,
+    spawn: Spawn,
+    channel: AbstractChannel,
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """A worker reuses a "closed" answer for CLOSED_FRESH_SECONDS only: an opening written by
+    another worker holds its next messages in RabbitMQ, and closing it lets them through."""
+    from workers.breaker import CLOSED_FRESH_SECONDS
+
+    async with Receiver(secret=settings.webhook_secret) as receiver:
+        spawn(["worker", "delivery"], fast(settings, webhook_principal_url=receiver.url))
+        await publish(channel, audio("inst-o", 0))
+        await wait_for(lambda: len(receiver.accepted()) == 1, timeout=60)
+
+        probe_at = time.time() + CLOSED_FRESH_SECONDS + 3.0
+        opened = {"state": "open", "failures": 50, "openedAt": time.time(), "nextProbeAt": probe_at}
+        await redis.hset(keys.breakers, receiver.url, msgspec.json.encode(opened))
+        await asyncio.sleep(CLOSED_FRESH_SECONDS + 0.25)
+        held = [audio("inst-o", n) for n in range(1, 4)]
+        await publish(channel, *held)
+        await asyncio.sleep(1.5)
+        assert len(receiver.deliveries) == 1, [d.webhook_id for d in receiver.deliveries]
+        assert await topology.queue_depth(channel, topology.GLOBAL_QUEUE) == 3
+
+        # At nextProbeAt one probe goes out, succeeds and closes it: the rest follow.
+        await wait_for(lambda: len(receiver.accepted()) == 4, timeout=60)
+        assert receiver.accepted()[1].received_at >= probe_at - 0.1
+        assert {d.webhook_id for d in receiver.accepted()[1:]} == {i.id for i in held}
+
+
 async def test_429_retry_after_is_honoured(
     settings: Settings, spawn: Spawn, channel: AbstractChannel
 ) -> None:

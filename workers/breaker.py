@@ -11,8 +11,14 @@ from typing import Literal
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from fila.keys import Keys
+
+CLOSED_FRESH_SECONDS = 0.25
+"""How long a "closed" answer lets this worker POST without asking again. Another worker's
+opening reaches it within this much (or at its own first failure); a closed breaker is what
+nearly every POST finds, so asking once per note was a Redis round trip for nothing."""
 
 BreakerStateName = Literal["closed", "open", "half_open"]
 
@@ -90,17 +96,25 @@ class Breaker:
         self._admit = redis.register_script(_ADMIT)
         self._failure = redis.register_script(_FAILURE)
         self._success = redis.register_script(_SUCCESS)
+        self._closed_at: dict[str, float] = {}
+        """Monotonic time Redis last answered "closed" for an endpoint."""
 
     async def admit(self, endpoint: str) -> Admission:
+        seen = self._closed_at.get(endpoint)
+        if seen is not None and time.monotonic() - seen < CLOSED_FRESH_SECONDS:
+            return Admission(go=True)
         raw = await self._admit(keys=[self.key], args=[endpoint, time.time(), self.probe_seconds])
         answer = raw.decode() if isinstance(raw, bytes) else str(raw)
         if answer == "pass":
+            self._closed_at[endpoint] = time.monotonic()
             return Admission(go=True)
+        self._closed_at.pop(endpoint, None)
         if answer == "probe":
             return Admission(go=True, probe=True)
         return Admission(go=False, hold_until=float(answer.split(":", 1)[1]))
 
     async def failure(self, endpoint: str) -> BreakerStateName:
+        self._closed_at.pop(endpoint, None)
         raw = await self._failure(
             keys=[self.key], args=[endpoint, time.time(), self.failures, self.probe_seconds]
         )
@@ -109,7 +123,16 @@ class Breaker:
 
     async def success(self, endpoint: str) -> bool:
         """Close the breaker and forget failures; True when it was open or half open."""
-        raw = await self._success(keys=[self.key], args=[endpoint])
+        return self.reopened(endpoint, await self._success(keys=[self.key], args=[endpoint]))
+
+    def success_on(self, pipe: Pipeline, endpoint: str) -> None:
+        """`success` queued on the caller's pipeline (EVAL: no script cache to miss there);
+        pass its reply to `reopened`."""
+        pipe.eval(_SUCCESS, 1, self.key, endpoint)
+
+    def reopened(self, endpoint: str, raw: object) -> bool:
+        """True when the success closed an open or half-open breaker."""
+        self._closed_at[endpoint] = time.monotonic()
         return (raw.decode() if isinstance(raw, bytes) else str(raw)) != "closed"
 
     async def state(self, endpoint: str) -> BreakerState:

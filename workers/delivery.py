@@ -294,19 +294,20 @@ class DeliveryConsumer:
 
     async def _delivered(self, audio: QueuedAudio, attempt: Attempt, url: str, probe: bool) -> None:
         self.fleet.record(True)
-        if await self.breaker.success(url) or probe:
-            log.info("endpoint healthy again, circuit closed", endpoint=url)
-            self._hold_until = 0.0
-        self._hold_reason = ""
-        if self.holds.held("receiver"):  # closed here or by another worker's probe
-            await self.holds.release("receiver")
-        pipe = self.redis.pipeline(transaction=False)  # one round trip for all three
+        pipe = self.redis.pipeline(transaction=False)  # one round trip for all four
+        self.breaker.success_on(pipe, url)
         self.counters.bump_on(pipe, audio.instance, {stats.DELIVERED: 1})
         stats.record_latency_on(pipe, self.keys, "delivery", attempt.seconds)
         if audio.receivedAt > 0:
             end_to_end = max(0.0, time.time() - audio.receivedAt / 1000)
             stats.record_latency_on(pipe, self.keys, "end_to_end", end_to_end)
-        await pipe.execute()
+        replies = await pipe.execute()
+        if self.breaker.reopened(url, replies[0]) or probe:
+            log.info("endpoint healthy again, circuit closed", endpoint=url)
+            self._hold_until = 0.0
+        self._hold_reason = ""
+        if self.holds.held("receiver"):  # closed here or by another worker's probe
+            await self.holds.release("receiver")
 
     async def _retry(
         self,
