@@ -107,3 +107,21 @@ async def test_counts_failing_after_a_confirmed_publish_do_not_queue_it_twice(
         await pipeline.redis.aclose()
     assert queued == ["done:D1"]
     assert pipeline.publisher.retries == []  # type: ignore[attr-defined]
+
+
+async def test_a_duplicate_gives_back_the_token_its_check_took(
+    pipeline: Pipeline, redis: aioredis.Redis, keys: Keys, settings: Settings
+) -> None:
+    """The seen check and the token share one round trip; a duplicate must not keep the token,
+    or it would refuse the next new voice note while the bucket really had room for it."""
+    store = ConfigStore(redis, keys, settings)
+    await store.set_ratelimit(RateLimitConfig(capacity=2, refillPerMinute=0.02, reservePercent=0))
+    first = json.dumps(audio_event("dup", "P1", 10, data=noise(2000))).encode()
+    assert await pipeline.process(first, {}) == "queued"  # one token left
+    assert await pipeline.process(first, {}) == "duplicate"  # took it, gave it back
+    second = json.dumps(audio_event("dup", "P2", 10, data=noise(2000))).encode()
+    assert await pipeline.process(second, {}) == "queued"
+    third = json.dumps(audio_event("dup", "P3", 10, data=noise(2000))).encode()
+    assert await pipeline.process(third, {}) == "rateLimited"  # the bucket is really spent
+    got = await counters(redis, keys, "dup")
+    assert got[stats.DUPLICATES] == 1 and got[stats.PROCESSED] == 2, got
