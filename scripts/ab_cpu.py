@@ -9,7 +9,9 @@ PYTHONPATH for the bench and every process it starts), `name:VAR=VALUE,…` (env
 both: `name@REV:VAR=VALUE,…`.
 Each round runs `fila bench --quick --only endToEnd` (or, with --roles, each role alone on a
 backlog) once per variant, in turn, so a busier minute of the machine falls on both; the
-medians are printed with every round's figures.
+medians are printed with every round's figures. A fixed pure-Python loop is timed every half
+second meanwhile (`loopMs`, its CPU time): on a shared host its slow minutes are every figure's,
+so `perLoop` (CPU per note over that loop's time) compares rounds the host ran at other speeds.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from simulator.cpuusage import SpeedProbe  # noqa: E402
 
 
 def prepare(spec: str, scratch: Path) -> tuple[str, dict[str, str]]:
@@ -111,11 +116,14 @@ def main() -> None:
             for n in range(args.rounds):
                 for name, env in variants:
                     out = scratch / f"{name}-{n}.json"
-                    figures = (
-                        roles_run(env, out, args.roles)
-                        if args.roles
-                        else one_run(env, out, args.full)
-                    )
+                    with SpeedProbe() as probe:
+                        figures = (
+                            roles_run(env, out, args.roles)
+                            if args.roles
+                            else one_run(env, out, args.full)
+                        )
+                    figures["loopMs"] = probe.median_ms() or 0.0
+                    figures["perLoop"] = round(figures["both"] / max(figures["loopMs"], 1e-9), 3)
                     results[name].append(figures)
                     print(
                         f"round {n + 1} {name:>12}: "
@@ -137,6 +145,7 @@ def main() -> None:
         print(
             f"  {name:>12}: ingest {med['ingest']:.2f}  delivery {med['delivery']:.2f}"
             f"  both {med['both']:.2f}  ({med['perSecond']:.1f}/s, machine {med['machine']:.2f})"
+            f"  reference loop {med['loopMs']:.2f} ms, both per loop ms {med['perLoop']:.3f}"
         )
 
 

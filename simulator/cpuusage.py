@@ -5,6 +5,9 @@ when Fila's end-to-end figure falls short of its slowest hop.
 from __future__ import annotations
 
 import os
+import statistics
+import threading
+import time
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -64,3 +67,42 @@ def machine_busy() -> float:
     values = [int(v) for v in first]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
     return (sum(values[:8]) - idle) / _TICKS
+
+
+REFERENCE_LOOP = 200_000
+"""Iterations of the fixed pure-Python loop that measures how fast this machine runs right now."""
+
+
+def reference_loop_ms() -> float:
+    """CPU milliseconds (this thread's own) one fixed loop takes: a shared host's slow minutes
+    show here as they show in every figure measured beside it."""
+    started = time.thread_time()
+    total = 0
+    for i in range(REFERENCE_LOOP):
+        total += i * i
+    return (time.thread_time() - started) * 1000
+
+
+class SpeedProbe:
+    """The reference loop sampled in a thread every `every` seconds while the block runs."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="speed-probe", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append(reference_loop_ms())
+
+    def __enter__(self) -> SpeedProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def median_ms(self) -> float | None:
+        return round(statistics.median(self.samples), 2) if self.samples else None

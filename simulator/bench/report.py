@@ -348,6 +348,7 @@ def print_report(console: Console, report: BenchReport) -> None:
         ("  without the media fetch (/s)", composed.get("withoutMediaFetchPerSecond")),
         ("ratio to the composed ceiling", composed.get("ratio")),
         ("CPU per note: ingest / delivery / both (ms)", _triple(e2e.get("cpuMsPerNote") or {})),
+        ("machine speed: reference loop, median (ms)", _fmt(e2e.get("referenceLoopMs"))),
         (
             "limiter admitted / expected",
             f"{report.limiter.get('admitted', '—')} / {report.limiter.get('expected', '—')}",

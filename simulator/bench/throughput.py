@@ -64,11 +64,13 @@ async def saturation(b: Bench, stub_port: int) -> dict[str, Any]:
     )
     roots = b.cpu_roots()
     cpu_before = await asyncio.to_thread(cpuusage.tree_cpu, roots)
+    probe = cpuusage.SpeedProbe()
     try:
-        done = await b.simulator_summary(sim, out, b.p.saturation_seconds * 4 + 60)
-        summary = msgspec.json.decode(done)
-        sent, started = int(summary["sent"]), float(summary["startedAt"])
-        stats = await b.wait_delivered(sent, b.p.drain_seconds)
+        with probe:
+            done = await b.simulator_summary(sim, out, b.p.saturation_seconds * 4 + 60)
+            summary = msgspec.json.decode(done)
+            sent, started = int(summary["sent"]), float(summary["startedAt"])
+            stats = await b.wait_delivered(sent, b.p.drain_seconds)
         cpu_after = await asyncio.to_thread(cpuusage.tree_cpu, roots)
         cpu_window = (stats["lastAt"] or time.time()) - started
     finally:
@@ -86,5 +88,6 @@ async def saturation(b: Bench, stub_port: int) -> dict[str, Any]:
         "allDelivered": delivered >= sent,
         "coresUsed": cpuusage.usage(cpu_before, cpu_after, cpu_window),
         "cpuWindowSeconds": round(cpu_window, 3),
+        "referenceLoopMs": probe.median_ms(),
         "machineCores": os.cpu_count(),
     }
