@@ -94,8 +94,8 @@ async def test_counts_failing_after_a_confirmed_publish_do_not_queue_it_twice(
     real = pipeline.publisher.queue_audio
     queued: list[str] = []
 
-    async def then_redis_drops(item: Any) -> None:
-        await real(item)
+    async def then_redis_drops(item: Any, body: bytes) -> None:
+        await real(item, body)
         queued.append(item.id)
         # Redis goes away between the confirmed publish and the seen mark + counts.
         pipeline.redis = aioredis.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=1)

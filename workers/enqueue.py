@@ -68,10 +68,11 @@ class Publisher:
             await self.declare()
             await topology.publish_confirmed(self._channel, message, routing_key)
 
-    async def queue_audio(self, item: QueuedAudio) -> None:
+    async def queue_audio(self, item: QueuedAudio, body: bytes) -> None:
+        """`body` is `encode(item)`, which the caller keeps as the seen mark too."""
         await self._publish(
             aio_pika.Message(
-                encode(item),
+                body,
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 priority=item.priority,

@@ -265,7 +265,7 @@ class Pipeline:
             apikey=event.apikey,
         )
         encoded = encode(item)
-        await self.publisher.queue_audio(item)
+        await self.publisher.queue_audio(item, encoded)
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.seen(idem), encoded, ex=self.settings.idempotency_ttl_seconds)
         self.counters.bump_on(pipe, instance, {stats.PROCESSED: 1})
