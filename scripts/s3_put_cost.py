@@ -1,0 +1,98 @@
+"""Client CPU per S3 PutObject of 32 KB, for botocore settings side by side in one process.
+
+    .venv/bin/python scripts/s3_put_cost.py [--blocks 12] [--per-block 60]
+
+Four clients (as `workers.storage` opens them; then without parameter validation, with
+checksums only when required, and without the per-call user-agent rebuild) take turns in
+blocks, so a busier second of the host falls on each; the medians of the blocks are printed.
+Needs the services up (`fila services up`); uses and empties a bucket of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import time
+from typing import Any
+
+from botocore.config import Config
+
+from fila import s3
+from fila.settings import get_settings
+
+BUCKET = "fila-put-cost"
+
+
+def config(**extra: Any) -> Config:
+    base: dict[str, Any] = {
+        "retries": {"max_attempts": 3, "mode": "standard"},
+        "connect_timeout": 5,
+        "read_timeout": 30,
+        "max_pool_connections": 16,
+    }
+    return Config(**{**base, **extra})
+
+
+async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
+    settings = get_settings()
+    variants = {
+        "as workers.storage": config(),
+        "parameter_validation off": config(parameter_validation=False),
+        "checksums when_required": config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+        "no user-agent rebuild": config(),
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            name: await stack.enter_async_context(s3.client(settings, config=cfg))
+            for name, cfg in variants.items()
+        }
+        for client in clients.values():
+            s3.cache_endpoints(client)
+        plain = clients["no user-agent rebuild"]
+        service = plain.meta.service_model.service_id.hyphenize()
+        plain.meta.events.unregister(
+            f"request-created.{service}",
+            plain._user_agent_creator.rebuild_and_replace_user_agent_handler,
+        )
+        first = clients["as workers.storage"]
+        with contextlib.suppress(Exception):
+            await first.create_bucket(Bucket=BUCKET)
+        body = os.urandom(32_000)
+        spent: dict[str, list[float]] = {name: [] for name in clients}
+        try:
+            for block in range(blocks):
+                for n, (name, client) in enumerate(clients.items()):
+                    started = time.process_time()
+                    for i in range(per_block):
+                        key = f"audio_{block}_{n}_{i}.ogg"
+                        await client.put_object(
+                            Bucket=BUCKET, Key=key, Body=body, ContentType="audio/ogg"
+                        )
+                    spent[name].append((time.process_time() - started) / per_block * 1000)
+        finally:
+            listed = await first.list_objects_v2(Bucket=BUCKET)
+            while listed.get("Contents"):
+                objects = [{"Key": o["Key"]} for o in listed["Contents"]]
+                await first.delete_objects(Bucket=BUCKET, Delete={"Objects": objects})
+                listed = await first.list_objects_v2(Bucket=BUCKET)
+            await first.delete_bucket(Bucket=BUCKET)
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--blocks", type=int, default=12)
+    parser.add_argument("--per-block", type=int, default=60)
+    args = parser.parse_args()
+    for name, blocks in asyncio.run(measure(args.blocks, args.per_block)).items():
+        print(f"{name:>26}: median {statistics.median(blocks):.3f} ms a PUT, min {min(blocks):.3f}")
+
+
+if __name__ == "__main__":
+    main()
