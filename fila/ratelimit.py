@@ -34,7 +34,6 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from fila.keys import Keys
 from fila.models import RateLimitConfig
@@ -158,20 +157,6 @@ return out
 """
 )
 
-_REFUND = """
--- Give back what an acquire took (the event turned out a duplicate): the stored level at its
--- own timestamp, capped, so the refill since then is still counted on top by `level`.
-local cost = tonumber(ARGV[3])
-for i, cap in ipairs({tonumber(ARGV[1]), tonumber(ARGV[2])}) do
-  local v = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
-  local tokens = tonumber(v[1])
-  if tokens ~= nil and v[2] then
-    redis.call('HSET', KEYS[i], 'tokens', tostring(math.min(cap, tokens + cost)))
-  end
-end
-return 1
-"""
-
 RESERVE_PERCENT_MAX = 90
 """A reserve above this would leave almost nothing to the free zone."""
 WEIGHT_MIN, WEIGHT_MAX = 1, 10
@@ -239,27 +224,10 @@ class TokenBucket:
         self._keys = keys
         self._script = redis.register_script(_SCRIPT)
         self._peek_many = redis.register_script(_PEEK_MANY)
-        self._refund = redis.register_script(_REFUND)
 
     async def acquire(self, instance: str, config: RateLimitConfig, cost: int = 1) -> Admission:
         raw = await self._script(keys=self._keys_for(instance), args=_args(config, instance, cost))
         return _admission(raw)
-
-    def acquire_on(self, pipe: Pipeline, instance: str, config: RateLimitConfig) -> None:
-        """`acquire` queued on the caller's pipeline (EVAL: no script cache to miss there), to
-        share its round trip; read the reply with `admission`."""
-        keys = self._keys_for(instance)
-        pipe.eval(_SCRIPT, len(keys), *keys, *_args(config, instance, 1))
-
-    @staticmethod
-    def admission(raw: Any) -> Admission:
-        return _admission(raw)
-
-    async def refund(self, instance: str, config: RateLimitConfig, cost: int = 1) -> None:
-        """Put back tokens an acquire took for an event that needed none."""
-        keys = [self._keys.bucket_global, self._keys.bucket_instance(instance)]
-        share_cap = config.instanceCapacity * weight_of(config, instance)
-        await self._refund(keys=keys, args=[config.capacity, share_cap, cost])
 
     async def peek(self, instance: str, config: RateLimitConfig) -> Admission:
         """Current levels, taking nothing and marking nobody active."""

@@ -109,16 +109,16 @@ async def test_counts_failing_after_a_confirmed_publish_do_not_queue_it_twice(
     assert pipeline.publisher.retries == []  # type: ignore[attr-defined]
 
 
-async def test_a_duplicate_gives_back_the_token_its_check_took(
+async def test_a_duplicate_takes_no_token(
     pipeline: Pipeline, redis: aioredis.Redis, keys: Keys, settings: Settings
 ) -> None:
-    """The seen check and the token share one round trip; a duplicate must not keep the token,
-    or it would refuse the next new voice note while the bucket really had room for it."""
+    """A duplicate is recognised before any token is taken: it must not refuse the next new
+    voice note while the bucket really has room for it."""
     store = ConfigStore(redis, keys, settings)
     await store.set_ratelimit(RateLimitConfig(capacity=2, refillPerMinute=0.02, reservePercent=0))
     first = json.dumps(audio_event("dup", "P1", 10, data=noise(2000))).encode()
     assert await pipeline.process(first, {}) == "queued"  # one token left
-    assert await pipeline.process(first, {}) == "duplicate"  # took it, gave it back
+    assert await pipeline.process(first, {}) == "duplicate"
     second = json.dumps(audio_event("dup", "P2", 10, data=noise(2000))).encode()
     assert await pipeline.process(second, {}) == "queued"
     third = json.dumps(audio_event("dup", "P3", 10, data=noise(2000))).encode()

@@ -17,16 +17,9 @@ from fila import logging as flog
 from fila import stats, topology
 from fila.events import EventError, audio_of, parse_event
 from fila.keys import Keys
-from fila.models import (
-    AudioMessage,
-    EvolutionEvent,
-    MonitoringEvent,
-    QueuedAudio,
-    RateLimitConfig,
-    encode,
-)
+from fila.models import AudioMessage, EvolutionEvent, MonitoringEvent, QueuedAudio, encode
 from fila.offload import off_loop
-from fila.ratelimit import Admission, TokenBucket, priority_of
+from fila.ratelimit import TokenBucket, priority_of
 from fila.settings import Settings
 from workers.duration import UnreadableDuration, audio_seconds, whole_seconds
 from workers.enqueue import (
@@ -140,45 +133,28 @@ class Pipeline:
         instance = event.instance
         seconds = audio.seconds or 0
         idem = event.idempotency_key
-        received = {stats.RECEIVED: 1} if first else {}
-        if seconds:  # the filter is local: a filtered event costs one round trip, counts only
-            verdict = (await self.config.filter_for(instance)).verdict(seconds)
-            if verdict != "ok":
-                await self.counters.bump(instance, {**received, verdict: 1})
-                log.debug("filtered", instance=instance, seconds=seconds, verdict=verdict)
-                return verdict
-        # One round trip: count it as received, learn whether it was already queued and, when
-        # the duration is known, take its token (given back if it turns out a duplicate).
-        limit = await self.config.ratelimit()
-        take = bool(seconds) and not header_int(headers, H_ADMITTED)
+        # One round trip: count it as received and learn whether it was already queued.
         pipe = self.redis.pipeline(transaction=False)
-        if received:
-            self.counters.bump_on(pipe, instance, received)
+        if first:
+            self.counters.bump_on(pipe, instance, {stats.RECEIVED: 1})
         pipe.exists(self.keys.seen(idem))
-        if take:
-            self.bucket.acquire_on(pipe, instance, limit)
-        replies = await pipe.execute()
-        admission = self.bucket.admission(replies[-1]) if take else None
-        already_seen = bool(replies[-2] if take else replies[-1])
+        already_seen = bool((await pipe.execute())[-1])
         media: Media | None = None
-        if not seconds and not already_seen:  # fetch, measure, filter, then a token
-            media = await self.fetcher.fetch(event, audio)
-            seconds = await self._measure(media)
+        if seconds or not already_seen:
+            if not seconds:  # no `seconds`: fetch, measure, filter, then a token (never wasted)
+                media = await self.fetcher.fetch(event, audio)
+                seconds = await self._measure(media)
             verdict = (await self.config.filter_for(instance)).verdict(seconds)
             if verdict != "ok":
                 await self.counters.bump(instance, {verdict: 1})
                 log.debug("filtered", instance=instance, seconds=seconds, verdict=verdict)
                 return verdict
         if already_seen:
-            if admission is not None and admission.admitted:
-                await self.bucket.refund(instance, limit)
             await self.counters.bump(instance, {stats.DUPLICATES: 1})
             log.info("duplicate ignored", id=idem)
             return "duplicate"
         if not header_int(headers, H_ADMITTED):
-            if admission is None:
-                admission = await self.bucket.acquire(instance, limit)
-            outcome = await self._admit(event, body, headers, idem, limit, admission)
+            outcome = await self._admit(event, body, headers, idem)
             if outcome is not None:
                 return outcome
         try:
@@ -194,16 +170,12 @@ class Pipeline:
             raise error from exc
 
     async def _admit(
-        self,
-        event: EvolutionEvent,
-        body: bytes,
-        headers: dict[str, Any],
-        idem: str,
-        limit: RateLimitConfig,
-        admission: Admission,
+        self, event: EvolutionEvent, body: bytes, headers: dict[str, Any], idem: str
     ) -> Outcome | None:
-        """None when admitted, else what happened to the event instead."""
+        """Take a token; None when admitted, else what happened to the event instead."""
         instance = event.instance
+        limit = await self.config.ratelimit()
+        admission = await self.bucket.acquire(instance, limit)
         if not admission.admitted:
             if limit.policy == "defer":
                 await self._defer(body, headers, idem, admission.retryAfterMs)
