@@ -57,7 +57,7 @@ def profile(out: str, log: IO[str]) -> None:
     while time.time() < deadline and bench.poll() is None:
         time.sleep(1)
         pids = workers("ingest")
-        if not pids:
+        if not pids or not workers("delivery"):
             continue
         try:
             before = cpu_seconds(pids[0])

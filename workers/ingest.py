@@ -28,6 +28,7 @@ from workers import fleet as fleet_mod
 from workers.enqueue import Publisher
 from workers.filtercache import ConfigCache
 from workers.holds import Holds
+from workers.httpshards import sharded
 from workers.instances import InstanceBinder
 from workers.media import MediaFetcher
 from workers.pipeline import Pipeline
@@ -52,9 +53,9 @@ class IngestConsumer:
             settings.filter_cache_ttl_seconds,
         )
         self.store = AudioStore(settings)
+        limits = httpx.Limits(max_connections=max(10, settings.ingest_concurrency))
         self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=5.0),
-            limits=httpx.Limits(max_connections=max(10, settings.ingest_concurrency)),
+            timeout=httpx.Timeout(30.0, connect=5.0), limits=limits, transport=sharded(limits)
         )
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractChannel | None = None

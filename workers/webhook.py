@@ -18,6 +18,7 @@ from fila.models import WebhookConfig, WebhookTarget
 from fila.settings import Settings
 from fila.signing import Signer
 from workers.addressguard import blocked_reason, public_only_transport
+from workers.httpshards import sharded
 
 RESPONSE_SNIPPET = 500
 
@@ -60,7 +61,9 @@ class Webhooks:
             timeout=httpx.Timeout(settings.webhook_timeout_seconds),
             limits=limits,
             follow_redirects=False,
-            transport=public_only_transport(limits) if settings.webhook_block_private else None,
+            transport=sharded(limits, public_only_transport)
+            if settings.webhook_block_private
+            else sharded(limits),
         )
         self._config: tuple[float, WebhookConfig] | None = None
         self._generation = 0

@@ -1,0 +1,96 @@
+"""Client CPU per POST with N in flight: one httpx pool against `workers.httpshards.sharded`.
+
+    .venv/bin/python scripts/http_pool_cost.py --in-flight 32 --rounds 3
+
+A minimal HTTP/1.1 server runs in its own process (uvloop) and answers `{}` at once; the
+client keeps N POSTs in flight for a few seconds per variant, variants alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import socket
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from workers.httpshards import sharded
+
+BODY = b'{"event":"audio"}' * 40
+
+
+def serve(port: int) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        await server.serve_forever()
+
+    uvloop.run(main())
+
+
+async def measure(shard: bool, in_flight: int, seconds: float, url: str) -> tuple[int, float]:
+    limits = httpx.Limits(max_connections=max(in_flight * 2, 20))
+    transport = sharded(limits) if shard else httpx.AsyncHTTPTransport(limits=limits)
+    done = 0
+    stop = time.monotonic() + seconds
+    async with httpx.AsyncClient(transport=transport) as client:
+
+        async def loop() -> None:
+            nonlocal done
+            while time.monotonic() < stop:
+                async with client.stream("POST", url, content=BODY) as response:
+                    async for _ in response.aiter_bytes():
+                        pass
+                done += 1
+
+        started = time.process_time()
+        await asyncio.gather(*(loop() for _ in range(in_flight)))
+        return done, time.process_time() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = multiprocessing.Process(target=serve, args=(port,), daemon=True)
+    server.start()
+    time.sleep(1.0)
+    url = f"http://127.0.0.1:{port}/hook"
+    try:
+        for round_ in range(1, args.rounds + 1):
+            for name, shard in (("one pool", False), ("sharded", True)):
+                done, cpu = uvloop.run(measure(shard, args.in_flight, args.seconds, url))
+                print(
+                    f"round {round_}  {name:8}  in flight {args.in_flight:3}  "
+                    f"{done / args.seconds:7.0f} POST/s  {cpu / done * 1e6:6.0f} µs CPU a POST"
+                )
+    finally:
+        server.terminate()
+
+
+if __name__ == "__main__":
+    main()
