@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/s3_put_cost.py [--blocks 12] [--per-block 60]
 
-Four clients (as `workers.storage` opens them; then without parameter validation, with
-checksums only when required, and without the per-call user-agent rebuild) take turns in
+Five clients (as `workers.storage` opened them until it dropped `Expect: 100-continue`; then
+without parameter validation, with checksums only when required, without the per-call
+user-agent rebuild, and without the 100-continue wait as `workers.storage` now sends) take turns in
 blocks, so a busier second of the host falls on each; the medians of the blocks are printed.
 Needs the services up (`fila services up`); uses and empties a bucket of its own.
 """
@@ -22,6 +23,7 @@ from botocore.config import Config
 
 from fila import s3
 from fila.settings import get_settings
+from workers.storage import _no_expect_continue
 
 BUCKET = "fila-put-cost"
 
@@ -46,6 +48,7 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
             response_checksum_validation="when_required",
         ),
         "no user-agent rebuild": config(),
+        "no 100-continue (storage)": config(),
     }
     async with contextlib.AsyncExitStack() as stack:
         clients = {
@@ -59,6 +62,9 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
         plain.meta.events.unregister(
             f"request-created.{service}",
             plain._user_agent_creator.rebuild_and_replace_user_agent_handler,
+        )
+        clients["no 100-continue (storage)"].meta.events.register(
+            "before-sign.s3.PutObject", _no_expect_continue
         )
         first = clients["as workers.storage"]
         with contextlib.suppress(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from fila import s3
@@ -36,5 +38,26 @@ async def test_puts_and_presigned_urls_resolve_the_endpoint_once(settings: Setti
             for n, url in enumerate(urls):
                 got = await http.get(url)
                 assert (got.status_code, got.content) == (200, f"voice {n}".encode()), url
+    finally:
+        await store.close()
+
+
+async def test_a_put_goes_out_whole_without_waiting_for_a_continue(settings: Settings) -> None:
+    """A small voice note is one request, not headers, a `100 Continue`, then the body."""
+    store = AudioStore(settings)
+    await store.open()
+    sent: list[tuple[str, dict[str, str]]] = []
+
+    def seen(request: Any, **_: Any) -> None:
+        sent.append((request.method, dict(request.headers.items())))
+
+    try:
+        store._client.meta.events.register("before-send.s3", seen)
+        audio = bytes(range(256)) * 128
+        await store.upload("expect/small.ogg", audio, "audio/ogg")
+        assert [method for method, _ in sent] == ["PUT"]
+        assert "Expect" not in sent[0][1], sent[0][1]
+        got = await store._client.get_object(Bucket=settings.s3_bucket, Key="expect/small.ogg")
+        assert await got["Body"].read() == audio
     finally:
         await store.close()
