@@ -174,7 +174,7 @@ class Keys:
         return f"{self.prefix}breakers"
 
     def latency(self, name: str) -> str:
-        """Hash of histogram bucket counts (+ `sum`, `count`) for a latency named `name`."""
+        """Hash of histogram bucket counts (+ `sum`) for a latency named `name`."""
         return f"{self.prefix}latency:{name}"
 
     @property

@@ -49,6 +49,12 @@ FIELDS = (
 )
 
 
+REFRESH_SECONDS = 1.0
+"""How often one process re-sends an instance's last-seen mark and a counter key's expiry."""
+_REFRESHED_KEPT = 4096
+"""Past this many names, those not sent within REFRESH_SECONDS are forgotten (memory flat)."""
+
+
 def today(tz: str) -> str:
     return dt.datetime.now(zoneinfo.ZoneInfo(tz)).date().isoformat()
 
@@ -64,6 +70,8 @@ class Counters:
         self.tz = tz
         self.retention_seconds = retention_days * 86400
         """An instance's counters outlive its last event by this much, then go."""
+        self._refreshed: dict[str, float] = {}
+        """Monotonic time each key's expiry (and an instance's last-seen mark) was last sent."""
 
     async def bump(self, instance: str | None, counts: Mapping[str, int]) -> None:
         """Add `counts` to the global hash and to the instance's (which is marked seen)."""
@@ -80,10 +88,24 @@ class Counters:
             if field == DELIVERED:
                 day_key = self.keys.processed_day(today(self.tz))
                 pipe.incrby(day_key, n)
-                pipe.expire(day_key, 3 * 86400)
-        if instance:
+                if self._due(day_key):
+                    pipe.expire(day_key, 3 * 86400)
+        if instance and self._due(instance):
             pipe.zadd(self.keys.instances, {instance: time.time()})
             pipe.expire(self.keys.stats_instance(instance), self.retention_seconds)
+
+    def _due(self, name: str) -> bool:
+        """True at most once per REFRESH_SECONDS per name: expiries count days and last-seen
+        marks seconds, so re-sending them with every event only costs commands."""
+        now = time.monotonic()
+        if now - self._refreshed.get(name, -REFRESH_SECONDS) < REFRESH_SECONDS:
+            return False
+        if len(self._refreshed) >= _REFRESHED_KEPT:
+            self._refreshed = {
+                k: at for k, at in self._refreshed.items() if now - at < REFRESH_SECONDS
+            }
+        self._refreshed[name] = now
+        return True
 
     async def global_counts(self) -> dict[str, int]:
         raw = await self.redis.hgetall(self.keys.stats_global)
@@ -131,20 +153,20 @@ def record_latency_on(pipe: Pipeline, keys: Keys, name: str, seconds: float) -> 
     bound = next((b for b in LATENCY_BUCKETS if seconds <= b), None)
     pipe.hincrby(keys.latency(name), f"le:{bound if bound is not None else '+Inf'}", 1)
     pipe.hincrbyfloat(keys.latency(name), "sum", seconds)
-    pipe.hincrby(keys.latency(name), "count", 1)
 
 
 async def read_latency(
     redis: aioredis.Redis, keys: Keys, name: str
 ) -> tuple[list[tuple[str, int]], float, int]:
-    """Cumulative (bound, count) pairs ending with '+Inf', the sum and the count."""
+    """Cumulative (bound, count) pairs ending with '+Inf', the sum and the count (the +Inf
+    bucket's; a `count` field is no longer written)."""
     raw = {_text(k): _text(v) for k, v in (await redis.hgetall(keys.latency(name))).items()}
     running = 0
     buckets: list[tuple[str, int]] = []
     for bound in [*map(str, LATENCY_BUCKETS), "+Inf"]:
         running += int(raw.get(f"le:{bound}", 0))
         buckets.append((bound, running))
-    return buckets, float(raw.get("sum", 0.0)), int(raw.get("count", 0))
+    return buckets, float(raw.get("sum", 0.0)), running
 
 
 def _text(value: bytes | str) -> str:

@@ -73,7 +73,7 @@ def profile(out: str, log: IO[str]) -> None:
                 "record",
                 "--pid",
                 str(workers(role)[0]),
-                *("-d", "15", "-r", "100", "-f", "raw", "--nonblocking", "-o", f"{out}.{role}"),
+                *("-d", "15", "-r", "100", "-f", "raw", "--nonblocking", "--gil", "-o", f"{out}.{role}"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
