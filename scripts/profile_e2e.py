@@ -2,9 +2,10 @@
 
     .venv/bin/python scripts/profile_e2e.py /tmp/perf/e2e    # writes e2e.ingest, e2e.delivery
 
-Raw (collapsed) stacks, 15 s at 100 Hz each, taken once the ingest worker is busy. Samples are
-wall-clock: on shared cores a socket write that wakes a peer is charged to the writer, so the
-profile chooses where to look and `/proc` CPU time judges a change (docs/benchmarks.md).
+Raw (collapsed) stacks, 15 s at 100 Hz each, taken once the ingest worker is busy, of the
+thread holding the GIL only (`--gil`): without it, time the thread spends descheduled inside a
+socket write that woke a peer on the same core counts as work. Even so the profile chooses
+where to look, and `/proc` CPU time judges a change (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def profile(out: str, log: IO[str]) -> None:
                 "record",
                 "--pid",
                 str(workers(role)[0]),
-                *("-d", "15", "-r", "100", "-f", "raw", "--nonblocking", "--gil", "-o", f"{out}.{role}"),
+                *("-d", "15", "-r", "100", "-f", "raw", "--nonblocking", "--gil"),
+                *("-o", f"{out}.{role}"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
