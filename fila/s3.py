@@ -49,3 +49,14 @@ def cache_endpoints(client: Any) -> None:
         return resolve(**{k: v for k, v in params.items() if k not in unread})
 
     provider.resolve_endpoint = resolve_endpoint
+
+
+def put_without_continue(client: Any) -> None:
+    """Send each PutObject whole: botocore asks for a `100 Continue` before every body, a
+    round trip more, worth it only for bodies too big to send for nothing (ours go multipart)."""
+    client.meta.events.register("before-sign.s3.PutObject", _drop_expect)
+
+
+def _drop_expect(request: Any, **_: Any) -> None:
+    if "Expect" in request.headers:
+        del request.headers["Expect"]

@@ -1,4 +1,4 @@
-"""Client CPU per POST with N in flight: one httpx pool against `workers.httpshards.sharded`.
+"""Client CPU per POST with N in flight: one httpx pool against `fila.httpshards.sharded`.
 
     .venv/bin/python scripts/http_pool_cost.py --in-flight 32 --rounds 3
 
@@ -21,7 +21,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workers.httpshards import sharded
+from fila.httpshards import sharded
 
 BODY = b'{"event":"audio"}' * 40
 

@@ -23,7 +23,6 @@ from botocore.config import Config
 
 from fila import s3
 from fila.settings import get_settings
-from workers.storage import _no_expect_continue
 
 BUCKET = "fila-put-cost"
 
@@ -63,9 +62,7 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
             f"request-created.{service}",
             plain._user_agent_creator.rebuild_and_replace_user_agent_handler,
         )
-        clients["no 100-continue (storage)"].meta.events.register(
-            "before-sign.s3.PutObject", _no_expect_continue
-        )
+        s3.put_without_continue(clients["no 100-continue (storage)"])
         first = clients["as workers.storage"]
         with contextlib.suppress(Exception):
             await first.create_bucket(Bucket=BUCKET)

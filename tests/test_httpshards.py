@@ -10,10 +10,10 @@ import pytest
 from redis.asyncio import Redis
 
 from fila.configstore import ConfigStore
+from fila.httpshards import SHARD_CONNECTIONS, ShardedTransport, sharded
 from fila.keys import Keys
 from fila.settings import Settings
 from workers.addressguard import PublicOnlyBackend
-from workers.httpshards import SHARD_CONNECTIONS, ShardedTransport, sharded
 from workers.webhook import Webhooks
 
 BURST = 40

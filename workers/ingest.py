@@ -21,6 +21,7 @@ from aio_pika.abc import (
 from fila import logging as flog
 from fila import startup, topology
 from fila.configstore import ConfigStore
+from fila.httpshards import sharded
 from fila.keys import Keys
 from fila.models import ControlMessage
 from fila.settings import Settings
@@ -28,7 +29,6 @@ from workers import fleet as fleet_mod
 from workers.enqueue import Publisher
 from workers.filtercache import ConfigCache
 from workers.holds import Holds
-from workers.httpshards import sharded
 from workers.instances import InstanceBinder
 from workers.media import MediaFetcher
 from workers.pipeline import Pipeline

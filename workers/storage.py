@@ -49,13 +49,6 @@ def object_key(instance: str, mimetype: str, now_ms: int | None = None) -> str:
     return f"audio_{stamp}_{instance}.{extension(mimetype)}"
 
 
-def _no_expect_continue(request: Any, **_: Any) -> None:
-    """botocore asks for a `100 Continue` before every PutObject body: a whole round trip more,
-    worth it only for bodies too big to send for nothing; larger notes go multipart."""
-    if "Expect" in request.headers:
-        del request.headers["Expect"]
-
-
 class AudioStore:
     """Upload and address audio objects in the configured bucket."""
 
@@ -76,7 +69,7 @@ class AudioStore:
             # Presigning is offline: a client set to the public host signs for that host.
             self._signer = await self._stack.enter_async_context(self._new_client(public))
         s3.cache_endpoints(self._client)
-        self._client.meta.events.register("before-sign.s3.PutObject", _no_expect_continue)
+        s3.put_without_continue(self._client)
         if self._signer is not self._client:
             s3.cache_endpoints(self._signer)
 

@@ -14,11 +14,11 @@ import httpx
 import msgspec
 
 from fila.configstore import ConfigStore
+from fila.httpshards import sharded
 from fila.models import WebhookConfig, WebhookTarget
 from fila.settings import Settings
 from fila.signing import Signer
 from workers.addressguard import blocked_reason, public_only_transport
-from workers.httpshards import sharded
 
 RESPONSE_SNIPPET = 500
 
