@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -49,10 +50,12 @@ FIELDS = (
 )
 
 
-REFRESH_SECONDS = 1.0
-"""How often one process re-sends an instance's last-seen mark and a counter key's expiry."""
-_REFRESHED_KEPT = 4096
-"""Past this many names, those not sent within REFRESH_SECONDS are forgotten (memory flat)."""
+SEEN_REFRESH_SECONDS = 1.0
+"""An instance's last-seen mark is re-sent by one process at most this often."""
+EXPIRY_REFRESH_SECONDS = 60.0
+"""A counter key's expiry (days away) is re-sent by one process at most this often."""
+_SENT_KEPT = 4096
+"""Below this many instances remembered, none is forgotten; above, stale ones go (memory flat)."""
 
 
 def today(tz: str) -> str:
@@ -70,8 +73,10 @@ class Counters:
         self.tz = tz
         self.retention_seconds = retention_days * 86400
         """An instance's counters outlive its last event by this much, then go."""
-        self._refreshed: dict[str, float] = {}
-        """Monotonic time each key's expiry (and an instance's last-seen mark) was last sent."""
+        self._sent: dict[str, tuple[float, float]] = {}
+        """Per instance, monotonic times its last-seen mark and its expiry were last sent."""
+        self._prune_at = _SENT_KEPT
+        self._day_sent: tuple[str, float] = ("", 0.0)
 
     async def bump(self, instance: str | None, counts: Mapping[str, int]) -> None:
         """Add `counts` to the global hash and to the instance's (which is marked seen)."""
@@ -88,23 +93,39 @@ class Counters:
             if field == DELIVERED:
                 day_key = self.keys.processed_day(today(self.tz))
                 pipe.incrby(day_key, n)
-                if self._due(day_key):
+                if self._day_due(day_key):
                     pipe.expire(day_key, 3 * 86400)
-        if instance and self._due(instance):
-            pipe.zadd(self.keys.instances, {instance: time.time()})
-            pipe.expire(self.keys.stats_instance(instance), self.retention_seconds)
+        if instance:
+            self._refresh_on(pipe, instance)
 
-    def _due(self, name: str) -> bool:
-        """True at most once per REFRESH_SECONDS per name: expiries count days and last-seen
-        marks seconds, so re-sending them with every event only costs commands."""
+    def _refresh_on(self, pipe: Pipeline, instance: str) -> None:
+        """The last-seen mark and the expiry, when due: they count seconds and days, so sending
+        them with every event only cost commands."""
         now = time.monotonic()
-        if now - self._refreshed.get(name, -REFRESH_SECONDS) < REFRESH_SECONDS:
-            return False
-        if len(self._refreshed) >= _REFRESHED_KEPT:
-            self._refreshed = {
-                k: at for k, at in self._refreshed.items() if now - at < REFRESH_SECONDS
+        seen_at, expiry_at = self._sent.get(instance, (-math.inf, -math.inf))
+        mark = now - seen_at >= SEEN_REFRESH_SECONDS
+        expire = now - expiry_at >= EXPIRY_REFRESH_SECONDS
+        if not (mark or expire):
+            return
+        if mark:
+            pipe.zadd(self.keys.instances, {instance: time.time()})
+            seen_at = now
+        if expire:
+            pipe.expire(self.keys.stats_instance(instance), self.retention_seconds)
+            expiry_at = now
+        self._sent[instance] = (seen_at, expiry_at)
+        if len(self._sent) >= self._prune_at:  # amortised: at most once per doubling
+            self._sent = {
+                name: at for name, at in self._sent.items() if now - at[1] < EXPIRY_REFRESH_SECONDS
             }
-        self._refreshed[name] = now
+            self._prune_at = max(_SENT_KEPT, 2 * len(self._sent))
+
+    def _day_due(self, day_key: str) -> bool:
+        key, at = self._day_sent
+        now = time.monotonic()
+        if key == day_key and now - at < EXPIRY_REFRESH_SECONDS:
+            return False
+        self._day_sent = (day_key, now)
         return True
 
     async def global_counts(self) -> dict[str, int]:

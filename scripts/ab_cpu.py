@@ -12,6 +12,8 @@ backlog) once per variant, in turn, so a busier minute of the machine falls on b
 medians are printed with every round's figures. A fixed pure-Python loop is timed every half
 second meanwhile (`loopMs`, its CPU time): on a shared host its slow minutes are every figure's,
 so `perLoop` (CPU per note over that loop's time) compares rounds the host ran at other speeds.
+`redisCmds` is the Redis server's commands per delivered note over the whole run (the bench's
+own reads included), read from INFO commandstats: nothing else may use that server meanwhile.
 """
 
 from __future__ import annotations
@@ -54,13 +56,23 @@ def prepare(spec: str, scratch: Path) -> tuple[str, dict[str, str]]:
     return name, env
 
 
+def where(env: dict[str, str]) -> str:
+    """The variant's tree as the working directory: `python -m` puts the working directory
+    ahead of PYTHONPATH, so run from ROOT every variant would import ROOT's code."""
+    return env.get("PYTHONPATH", str(ROOT))
+
+
+def environ(env: dict[str, str]) -> dict[str, str]:
+    """The variant's environment, with the data directory (relative by default) pinned to
+    ROOT's, where the running services are recorded."""
+    return {"FILA_DATA_DIR": str(ROOT / ".fila"), **os.environ, **env}
+
+
 def roles_run(env: dict[str, str], out: Path, notes: int) -> dict[str, float]:
     """scripts/cpu_per_role.py under the variant: each role alone, its own CPU per note."""
     script = Path(env.get("PYTHONPATH", str(ROOT))) / "scripts" / "cpu_per_role.py"
     command = [sys.executable, str(script), "--notes", str(notes), "--json", str(out)]
-    done = subprocess.run(
-        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True
-    )
+    done = subprocess.run(command, cwd=where(env), env=environ(env), capture_output=True, text=True)
     figures = json.loads(out.read_text()) if out.exists() else {}
     if not figures.get("allDelivered"):
         raise SystemExit(f"run failed or lost notes:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -74,13 +86,27 @@ def roles_run(env: dict[str, str], out: Path, notes: int) -> dict[str, float]:
     }
 
 
+def redis_calls() -> int:
+    """Commands the Redis server has run so far (every database and prefix)."""
+    import redis
+
+    from fila.settings import get_settings
+
+    client = redis.Redis.from_url(get_settings().redis_url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(int(entry["calls"]) for entry in stats.values())
+
+
 def one_run(env: dict[str, str], out: Path, full: bool) -> dict[str, float]:
     command = [sys.executable, "-m", "fila", "bench", "--only", "endToEnd", "--json", str(out)]
     if not full:
         command.insert(4, "--quick")
-    done = subprocess.run(
-        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True
-    )
+    calls = redis_calls()
+    done = subprocess.run(command, cwd=where(env), env=environ(env), capture_output=True, text=True)
+    calls = redis_calls() - calls
     report = json.loads(out.read_text()) if out.exists() else {}
     e2e = report.get("endToEnd") or {}
     if not e2e.get("allDelivered"):
@@ -92,6 +118,7 @@ def one_run(env: dict[str, str], out: Path, full: bool) -> dict[str, float]:
         "both": per["ingest+delivery"],
         "perSecond": e2e["throughputPerSecond"],
         "machine": e2e["coresUsed"].get("whole machine", 0.0),
+        "redisCmds": round(calls / max(int(e2e["delivered"]), 1), 1),
     }
 
 
