@@ -229,6 +229,11 @@ async def test_rate_limit_modal_changes_the_live_bucket(
     assert (got.capacity, got.refillPerMinute, got.reservePercent) == (120, 60.0, 40)
     mirror = await ConfigStore(redis, keys, live).ratelimit()
     assert (mirror.capacity, mirror.refillPerMinute, mirror.reservePercent) == (120, 60.0, 40)
+    # The bucket lives in the run's shared PostgreSQL: later control planes would mirror it.
+    headers = {"apikey": live.api_key}
+    async with httpx.AsyncClient(base_url=live.server_url, headers=headers) as client:
+        reset = await client.put("/ratelimit", json=msgspec.to_builtins(RateLimitConfig()))
+        assert reset.status_code < 300, reset.text
 
 
 async def test_weight_is_set_from_the_instances_screen(live: Settings) -> None:
