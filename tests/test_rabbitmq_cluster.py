@@ -119,7 +119,9 @@ async def _publisher(cfg: Settings) -> AsyncIterator[Publisher]:
         await connection.close()
 
 
-async def _pipeline(cfg: Settings, spawn: Spawn, redis: Any, main: Receiver) -> Keys:
+async def _pipeline(
+    cfg: Settings, spawn: Spawn, redis: Any, main: Receiver
+) -> tuple[Keys, list[Proc]]:
     """Webhook and a limit that never binds, configured in Redis; 2 ingest + 2 delivery."""
     keys = Keys(cfg.redis_prefix)
     store = ConfigStore(redis, keys, cfg)
@@ -129,14 +131,21 @@ async def _pipeline(cfg: Settings, spawn: Spawn, redis: Any, main: Receiver) -> 
             capacity=10**6, refillPerMinute=10**6, reservePercent=0, instanceCapacity=10**6
         )
     )
-    for role in ("ingest", "ingest", "delivery", "delivery"):
-        spawn(["worker", role], cfg)
+    procs = [spawn(["worker", role], cfg) for role in ("ingest", "ingest", "delivery", "delivery")]
 
     async def ready() -> bool:
         return len(await workers(redis, keys)) == 4
 
     await wait_for(ready, timeout=90)
-    return keys
+    return keys, procs
+
+
+def _tails(procs: list[Proc], lines: int = 40) -> str:
+    """The end of each worker's log, for an assertion's message."""
+    return "\n".join(
+        f"--- worker {n}\n" + "\n".join(proc.output().splitlines()[-lines:])
+        for n, proc in enumerate(procs)
+    )
 
 
 async def _send(
@@ -358,7 +367,7 @@ async def test_the_leader_of_global_messages_killed_mid_run_loses_nothing(
     """kill -9 of the node leading global.messages while notes flow (ingest → S3 →
     global.messages → main webhook), back 15 s later: every note delivered, by id."""
     async with Receiver(secret=on_cluster.webhook_secret) as main, _publisher(on_cluster) as pub:
-        keys = await _pipeline(on_cluster, spawn, redis, main)
+        keys, procs = await _pipeline(on_cluster, spawn, redis, main)
         vhost = _vhost(on_cluster)
         victim = await asyncio.to_thread(rabbit_cluster.leader, vhost, topology.GLOBAL_QUEUE)
 
@@ -388,7 +397,9 @@ async def test_the_leader_of_global_messages_killed_mid_run_loses_nothing(
         back = await asyncio.to_thread(rabbit_cluster.members, other)
         assert rabbit_cluster.node(victim) in back, back  # rejoined its cluster
         assert not sent - set(got)
-        assert len(during) > 0  # the pipeline carried on through the other nodes
+        # The pipeline carried on through the other nodes (seen to fail once in a full run,
+        # 0 delivered in the window, nothing lost; the workers' logs say why next time).
+        assert len(during) > 0, _tails(procs)
         await _nobody_stuck(pub, main, redis, keys, on_cluster)
 
 
@@ -398,7 +409,7 @@ async def test_a_follower_stopped_30_s_loses_nothing_and_throughput_recovers(
     """One follower of global.messages stopped for 30 s then started: every note delivered, and
     the rate after its return is the rate offered."""
     async with Receiver(secret=on_cluster.webhook_secret) as main, _publisher(on_cluster) as pub:
-        keys = await _pipeline(on_cluster, spawn, redis, main)
+        keys, _ = await _pipeline(on_cluster, spawn, redis, main)
         vhost = _vhost(on_cluster)
         leader = await asyncio.to_thread(rabbit_cluster.leader, vhost, topology.GLOBAL_QUEUE)
         follower = next(p for p in reversed(PORTS) if p != leader)
