@@ -17,7 +17,7 @@ import msgspec
 
 from fila import redisconn, s3
 from fila.dev import services
-from fila.httpshards import sharded
+from fila.httptransport import transport
 from fila.keys import Keys
 from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket
@@ -146,8 +146,8 @@ async def http_post(url: str, seconds: float) -> HopResult:
     """POST of a ~1 KB JSON body to the receiver (32 in flight, keep-alive)."""
     body: dict[str, Any] = {"event": "bench.raw", "data": {"pad": "x" * 900}}
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    # Pools as Fila's workers build them: one pool of 32 spends more on its scan than the POST.
-    async with httpx.AsyncClient(timeout=30, limits=limits, transport=sharded(limits)) as client:
+    # The transport Fila's workers use: httpcore's own pool costs more than the POST when busy.
+    async with httpx.AsyncClient(timeout=30, limits=limits, transport=transport(limits)) as client:
 
         async def post(_: int) -> None:
             (await client.post(f"{url}/raw", json=body)).raise_for_status()

@@ -21,7 +21,7 @@ from aio_pika.abc import (
 from fila import logging as flog
 from fila import startup, topology
 from fila.configstore import ConfigStore
-from fila.httpshards import sharded
+from fila.httptransport import transport
 from fila.keys import Keys
 from fila.models import ControlMessage
 from fila.settings import Settings
@@ -55,7 +55,7 @@ class IngestConsumer:
         self.store = AudioStore(settings)
         limits = httpx.Limits(max_connections=max(10, settings.ingest_concurrency))
         self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=5.0), limits=limits, transport=sharded(limits)
+            timeout=httpx.Timeout(30.0, connect=5.0), limits=limits, transport=transport(limits)
         )
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractChannel | None = None

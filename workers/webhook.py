@@ -14,11 +14,10 @@ import httpx
 import msgspec
 
 from fila.configstore import ConfigStore
-from fila.httpshards import sharded
+from fila.httptransport import blocked_reason, transport
 from fila.models import WebhookConfig, WebhookTarget
 from fila.settings import Settings
 from fila.signing import Signer
-from workers.addressguard import blocked_reason, public_only_transport
 
 RESPONSE_SNIPPET = 500
 
@@ -61,9 +60,7 @@ class Webhooks:
             timeout=httpx.Timeout(settings.webhook_timeout_seconds),
             limits=limits,
             follow_redirects=False,
-            transport=sharded(limits, public_only_transport)
-            if settings.webhook_block_private
-            else sharded(limits),
+            transport=transport(limits, public_only=settings.webhook_block_private),
         )
         self._config: tuple[float, WebhookConfig] | None = None
         self._generation = 0
