@@ -1,4 +1,4 @@
-"""Client CPU per POST with N in flight: one httpx pool against `fila.httpshards.sharded`.
+"""Client CPU per POST with N in flight: httpx's own pool against `fila.httptransport`.
 
     .venv/bin/python scripts/http_pool_cost.py --in-flight 32 --rounds 3
 
@@ -21,7 +21,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fila.httpshards import sharded
+from fila.httptransport import transport as aiohttp_transport
 
 BODY = b'{"event":"audio"}' * 40
 
@@ -47,9 +47,9 @@ def serve(port: int) -> None:
     uvloop.run(main())
 
 
-async def measure(shard: bool, in_flight: int, seconds: float, url: str) -> tuple[int, float]:
+async def measure(on_aiohttp: bool, in_flight: int, seconds: float, url: str) -> tuple[int, float]:
     limits = httpx.Limits(max_connections=max(in_flight * 2, 20))
-    transport = sharded(limits) if shard else httpx.AsyncHTTPTransport(limits=limits)
+    transport = aiohttp_transport(limits) if on_aiohttp else httpx.AsyncHTTPTransport(limits=limits)
     done = 0
     stop = time.monotonic() + seconds
     async with httpx.AsyncClient(transport=transport) as client:
@@ -82,8 +82,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}/hook"
     try:
         for round_ in range(1, args.rounds + 1):
-            for name, shard in (("one pool", False), ("sharded", True)):
-                done, cpu = uvloop.run(measure(shard, args.in_flight, args.seconds, url))
+            for name, on_aiohttp in (("httpcore", False), ("aiohttp", True)):
+                done, cpu = uvloop.run(measure(on_aiohttp, args.in_flight, args.seconds, url))
                 print(
                     f"round {round_}  {name:8}  in flight {args.in_flight:3}  "
                     f"{done / args.seconds:7.0f} POST/s  {cpu / done * 1e6:6.0f} µs CPU a POST"

@@ -4,8 +4,9 @@
 
 Five clients (as `workers.storage` opened them until it dropped `Expect: 100-continue`; then
 without parameter validation, with checksums only when required, without the per-call
-user-agent rebuild, and without the 100-continue wait as `workers.storage` now sends) take turns in
-blocks, so a busier second of the host falls on each; the medians of the blocks are printed.
+user-agent rebuild, and without the 100-continue wait as `workers.storage` now sends), and a PUT
+to a presigned URL over `fila.httptransport`, take turns in blocks, so a busier second of
+the host falls on each; the medians of the blocks are printed.
 Needs the services up (`fila services up`); uses and empties a bucket of its own.
 """
 
@@ -19,12 +20,14 @@ import statistics
 import time
 from typing import Any
 
+import httpx
 from botocore.config import Config
 
-from fila import s3
+from fila import httptransport, s3
 from fila.settings import get_settings
 
 BUCKET = "fila-put-cost"
+PRESIGNED = "presigned PUT (httpx on aiohttp)"
 
 
 def config(**extra: Any) -> Config:
@@ -67,16 +70,34 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
         with contextlib.suppress(Exception):
             await first.create_bucket(Bucket=BUCKET)
         body = os.urandom(32_000)
-        spent: dict[str, list[float]] = {name: [] for name in clients}
+        limits = httpx.Limits(max_connections=16)
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httptransport.transport(limits), timeout=30)
+        )
+        signer = clients["no 100-continue (storage)"]
+
+        async def presigned_put(key: str) -> None:
+            url = await signer.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": BUCKET, "Key": key, "ContentType": "audio/ogg"},
+                ExpiresIn=300,
+            )
+            answer = await http.put(url, content=body, headers={"content-type": "audio/ogg"})
+            answer.raise_for_status()
+
+        spent: dict[str, list[float]] = {name: [] for name in [*clients, PRESIGNED]}
         try:
             for block in range(blocks):
-                for n, (name, client) in enumerate(clients.items()):
+                for n, name in enumerate(spent):
                     started = time.process_time()
                     for i in range(per_block):
                         key = f"audio_{block}_{n}_{i}.ogg"
-                        await client.put_object(
-                            Bucket=BUCKET, Key=key, Body=body, ContentType="audio/ogg"
-                        )
+                        if name == PRESIGNED:
+                            await presigned_put(key)
+                        else:
+                            await clients[name].put_object(
+                                Bucket=BUCKET, Key=key, Body=body, ContentType="audio/ogg"
+                            )
                     spent[name].append((time.process_time() - started) / per_block * 1000)
         finally:
             listed = await first.list_objects_v2(Bucket=BUCKET)
