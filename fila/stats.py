@@ -171,9 +171,23 @@ async def record_latency(redis: aioredis.Redis, keys: Keys, name: str, seconds: 
 
 def record_latency_on(pipe: Pipeline, keys: Keys, name: str, seconds: float) -> None:
     """`record_latency`'s commands queued on the caller's pipeline, to share its round trip."""
-    bound = next((b for b in LATENCY_BUCKETS if seconds <= b), None)
-    pipe.hincrby(keys.latency(name), f"le:{bound if bound is not None else '+Inf'}", 1)
+    pipe.hincrby(keys.latency(name), latency_bucket(seconds), 1)
     pipe.hincrbyfloat(keys.latency(name), "sum", seconds)
+
+
+def latency_bucket(seconds: float) -> str:
+    """The histogram field an observation of `seconds` counts in."""
+    bound = next((b for b in LATENCY_BUCKETS if seconds <= b), None)
+    return f"le:{bound if bound is not None else '+Inf'}"
+
+
+def record_latencies_on(
+    pipe: Pipeline, keys: Keys, name: str, buckets: Mapping[str, int], total: float
+) -> None:
+    """Many observations at once: counts per `latency_bucket` field and their summed seconds."""
+    for field, n in buckets.items():
+        pipe.hincrby(keys.latency(name), field, n)
+    pipe.hincrbyfloat(keys.latency(name), "sum", total)
 
 
 async def read_latency(

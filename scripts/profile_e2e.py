@@ -63,7 +63,7 @@ def profile(out: str, log: IO[str]) -> None:
         try:
             before = cpu_seconds(pids[0])
             time.sleep(1)
-            if cpu_seconds(pids[0]) - before > 0.5:
+            if cpu_seconds(pids[0]) - before > 0.25:
                 break
         except OSError:
             continue

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from fila import deadletters, dlq, stats, topology
 from fila.dev import services
 from fila.keys import Keys
+from fila.models import RateLimitConfig
 from fila.settings import Settings
 from simulator.receiver import Receiver
 from tests.faults import TcpProxy
@@ -305,6 +306,9 @@ async def test_zero_loss_while_everything_fails(
                 f"faults: {pipe.faults}"
             ) from None
         elapsed = time.monotonic() - started
+        # The bucket lives in the run's shared PostgreSQL: later control planes would mirror it.
+        reset = await client.put("/ratelimit", json=msgspec.to_builtins(RateLimitConfig()))
+        assert reset.status_code < 300, reset.text
 
         # Dead letters: every one carries a reason; every bad event is one of them (or was
         # rate-limited first: the token bucket comes before the media step).

@@ -67,6 +67,18 @@ return st.state
 """
 
 
+# ARGV endpoint -> the state; a closed breaker's failures forgotten, any other left alone
+_RESET = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 'closed' end
+local st = cjson.decode(raw)
+if st.state ~= 'closed' or st.failures == 0 then return st.state end
+st.failures = 0
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(st))
+return 'closed'
+"""
+
+
 class BreakerState(msgspec.Struct, kw_only=True):
     """What `keys.breakers` holds per endpoint (read by operators' views)."""
 
@@ -125,10 +137,21 @@ class Breaker:
         """Close the breaker and forget failures; True when it was open or half open."""
         return self.reopened(endpoint, await self._success(keys=[self.key], args=[endpoint]))
 
-    def success_on(self, pipe: Pipeline, endpoint: str) -> None:
-        """`success` queued on the caller's pipeline (EVAL: no script cache to miss there);
-        pass its reply to `reopened`."""
-        pipe.eval(_SUCCESS, 1, self.key, endpoint)
+    def reset_on(self, pipe: Pipeline, endpoint: str) -> None:
+        """Successes written late (a worker's tally): they forget a closed breaker's failures
+        but never close one opened since, which only its probe may do; pass the reply to
+        `settled`."""
+        pipe.eval(_RESET, 1, self.key, endpoint)
+
+    async def reset(self, endpoint: str) -> None:
+        self.settled(endpoint, await self.redis.eval(_RESET, 1, self.key, endpoint))
+
+    def settled(self, endpoint: str, raw: object) -> None:
+        """A reset's reply: "closed" is fresh news; anything else ends the cached answer."""
+        if (raw.decode() if isinstance(raw, bytes) else str(raw)) == "closed":
+            self._closed_at[endpoint] = time.monotonic()
+        else:
+            self._closed_at.pop(endpoint, None)
 
     def reopened(self, endpoint: str, raw: object) -> bool:
         """True when the success closed an open or half-open breaker."""

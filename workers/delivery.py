@@ -33,6 +33,7 @@ from fila.models import (
 )
 from fila.recenterrors import RecentErrors
 from fila.settings import Settings
+from fila.tally import TALLY_SECONDS, Tally
 from workers import monitoring, retry
 from workers.breaker import Breaker
 from workers.expiry import ExpiryReporter
@@ -86,6 +87,10 @@ class DeliveryConsumer:
         self.counters = stats.Counters(
             redis, self.keys, settings.timezone, settings.fleet_stats_retention_days
         )
+        self.tally = Tally(self.counters)
+        self._succeeded: set[str] = set()
+        """Endpoints with a 2xx since the last tally write: their breakers close with it."""
+        self._tally_task: asyncio.Task[None] | None = None
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractChannel | None = None
         self.side_channel: AbstractChannel | None = None
@@ -132,6 +137,7 @@ class DeliveryConsumer:
         # Started under a fleet-wide pause: never take a message (the fleet pauses us next).
         self._paused = bool(await self.redis.exists(self.keys.paused))
         self._gate_task = asyncio.create_task(self._gate_loop(), name="delivery-gate")
+        self._tally_task = asyncio.create_task(self._tally_loop(), name="delivery-tally")
         await self._sync_gate()
 
     async def _announce(self, event: MonitoringEvent) -> None:
@@ -173,6 +179,10 @@ class DeliveryConsumer:
                 await asyncio.wait(pending, timeout=5)
         if self.sender:
             await self.sender.stop(min(grace, 5.0))
+        if self._tally_task:
+            self._tally_task.cancel()
+        with contextlib.suppress(Exception):
+            await self._write_tally()
         if self.connection:
             with contextlib.suppress(Exception):
                 await self.connection.close()
@@ -276,6 +286,9 @@ class DeliveryConsumer:
             await message.ack()
             await self._delivered(audio, attempt, url, admission.probe)
         elif verdict == "retry":
+            if url in self._succeeded:  # the successes before this failure count first
+                self._succeeded.discard(url)
+                await self.breaker.reset(url)
             opened = await self.breaker.failure(url) == "open"
             if opened:
                 state = await self.breaker.state(url)
@@ -294,20 +307,53 @@ class DeliveryConsumer:
 
     async def _delivered(self, audio: QueuedAudio, attempt: Attempt, url: str, probe: bool) -> None:
         self.fleet.record(True)
-        pipe = self.redis.pipeline(transaction=False)  # one round trip for all four
-        self.breaker.success_on(pipe, url)
-        self.counters.bump_on(pipe, audio.instance, {stats.DELIVERED: 1})
-        stats.record_latency_on(pipe, self.keys, "delivery", attempt.seconds)
+        self.tally.add(audio.instance, {stats.DELIVERED: 1})
+        self.tally.latency("delivery", attempt.seconds)
         if audio.receivedAt > 0:
-            end_to_end = max(0.0, time.time() - audio.receivedAt / 1000)
-            stats.record_latency_on(pipe, self.keys, "end_to_end", end_to_end)
-        replies = await pipe.execute()
-        if self.breaker.reopened(url, replies[0]) or probe:
-            log.info("endpoint healthy again, circuit closed", endpoint=url)
-            self._hold_until = 0.0
+            self.tally.latency("end_to_end", max(0.0, time.time() - audio.receivedAt / 1000))
+        if probe:  # the probe that closes an open breaker: at once, not with the tally
+            await self.breaker.success(url)
+            self._closed(url)
+        else:
+            self._succeeded.add(url)
         self._hold_reason = ""
         if self.holds.held("receiver"):  # closed here or by another worker's probe
             await self.holds.release("receiver")
+
+    def _closed(self, url: str) -> None:
+        log.info("endpoint healthy again, circuit closed", endpoint=url)
+        self._hold_until = 0.0
+
+    async def _tally_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TALLY_SECONDS)
+            try:
+                await self._write_tally()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if redis_down(exc):
+                    self.holds.trip("redis", f"{type(exc).__name__}: {exc}")
+                log.warning("delivery bookkeeping not written yet", error=str(exc))
+
+    async def _write_tally(self) -> None:
+        """The interval's counts, latencies and breaker successes in one round trip; kept for
+        the next interval if Redis did not take them."""
+        if not (self.tally.pending or self._succeeded):
+            return
+        urls, self._succeeded = list(self._succeeded), set()
+        pipe = self.redis.pipeline(transaction=False)
+        for url in urls:
+            self.breaker.reset_on(pipe, url)
+        taken = self.tally.write_on(pipe)
+        try:
+            replies = await pipe.execute()
+        except BaseException:
+            self.tally.put_back(taken)
+            self._succeeded.update(urls)
+            raise
+        for url, raw in zip(urls, replies, strict=False):
+            self.breaker.settled(url, raw)
 
     async def _retry(
         self,
