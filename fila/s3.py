@@ -17,7 +17,11 @@ from fila.settings import Settings
 def client(
     settings: Settings, *, endpoint_url: str | None = None, config: Config | None = None
 ) -> Any:
-    """An aioboto3 S3 client (async context manager); `endpoint_url` overrides the setting."""
+    """An aioboto3 S3 client (async context manager); `endpoint_url` overrides the setting.
+
+    Signature V4 always: left unset, botocore presigns with V2 in us-east-1 (the default
+    region), which buckets created since 2020 and SSE-KMS objects refuse."""
+    sigv4 = Config(signature_version="s3v4")
     return aioboto3.Session().client(
         "s3",
         endpoint_url=(endpoint_url if endpoint_url is not None else settings.s3_endpoint_url)
@@ -25,7 +29,7 @@ def client(
         aws_access_key_id=settings.s3_access_key,
         aws_secret_access_key=settings.s3_secret_key,
         region_name=settings.s3_region,
-        config=config,
+        config=sigv4.merge(config) if config is not None else sigv4,
     )
 
 

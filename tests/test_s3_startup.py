@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from botocore.exceptions import ClientError
@@ -62,6 +62,11 @@ async def test_presigned_urls_name_the_public_endpoint_and_serve_the_audio(
         url = await store.url_for("audio_1_inst.ogg")
         assert urlsplit(url).netloc == proxy.url_host, url
         assert target.netloc not in url
+        # Signature V4 in the default region too (botocore would presign there with V2).
+        assert public.s3_region == "us-east-1"
+        query = dict(parse_qsl(urlsplit(url).query))
+        assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256", url
+        assert query["X-Amz-Expires"] == str(public.s3_presign_seconds)
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.get(url)
         assert response.status_code == 200, response.text
