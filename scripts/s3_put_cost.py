@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import os
 import statistics
 import time
+import zlib
 from typing import Any
 
 import httpx
@@ -28,6 +30,8 @@ from fila.settings import get_settings
 
 BUCKET = "fila-put-cost"
 PRESIGNED = "presigned PUT (httpx on aiohttp)"
+CRC_WHEN_REQUIRED = "storage, checksums when_required"
+CRC_OWN = "storage, when_required + own CRC32"
 
 
 def config(**extra: Any) -> Config:
@@ -51,6 +55,14 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
         ),
         "no user-agent rebuild": config(),
         "no 100-continue (storage)": config(),
+        CRC_WHEN_REQUIRED: config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+        CRC_OWN: config(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
     }
     async with contextlib.AsyncExitStack() as stack:
         clients = {
@@ -65,7 +77,8 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
             f"request-created.{service}",
             plain._user_agent_creator.rebuild_and_replace_user_agent_handler,
         )
-        s3.put_without_continue(clients["no 100-continue (storage)"])
+        for name in ("no 100-continue (storage)", CRC_WHEN_REQUIRED, CRC_OWN):
+            s3.put_without_continue(clients[name])
         first = clients["as workers.storage"]
         with contextlib.suppress(Exception):
             await first.create_bucket(Bucket=BUCKET)
@@ -94,6 +107,15 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
                         key = f"audio_{block}_{n}_{i}.ogg"
                         if name == PRESIGNED:
                             await presigned_put(key)
+                        elif name == CRC_OWN:
+                            crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+                            await clients[name].put_object(
+                                Bucket=BUCKET,
+                                Key=key,
+                                Body=body,
+                                ContentType="audio/ogg",
+                                ChecksumCRC32=crc,
+                            )
                         else:
                             await clients[name].put_object(
                                 Bucket=BUCKET, Key=key, Body=body, ContentType="audio/ogg"
