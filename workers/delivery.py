@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import redis.asyncio as aioredis
@@ -136,8 +137,12 @@ class DeliveryConsumer:
         self.reporter.start()
         # Started under a fleet-wide pause: never take a message (the fleet pauses us next).
         self._paused = bool(await self.redis.exists(self.keys.paused))
-        self._gate_task = asyncio.create_task(self._gate_loop(), name="delivery-gate")
-        self._tally_task = asyncio.create_task(self._tally_loop(), name="delivery-tally")
+        self._gate_task = asyncio.create_task(
+            _every(GATE_TICK, self._sync_gate, self._gate_failed), name="delivery-gate"
+        )
+        self._tally_task = asyncio.create_task(
+            _every(TALLY_SECONDS, self._write_tally, self._tally_failed), name="delivery-tally"
+        )
         await self._sync_gate()
 
     async def _announce(self, event: MonitoringEvent) -> None:
@@ -211,15 +216,8 @@ class DeliveryConsumer:
                 with contextlib.suppress(Exception):
                     await self.queue.cancel(tag)
 
-    async def _gate_loop(self) -> None:
-        while True:
-            await asyncio.sleep(GATE_TICK)
-            try:
-                await self._sync_gate()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("consumer gate failed", error=str(exc))
+    def _gate_failed(self, exc: Exception) -> None:
+        log.warning("consumer gate failed", error=str(exc))
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.create_task(self._guarded(message))
@@ -313,28 +311,18 @@ class DeliveryConsumer:
             self.tally.latency("end_to_end", max(0.0, time.time() - audio.receivedAt / 1000))
         if probe:  # the probe that closes an open breaker: at once, not with the tally
             await self.breaker.success(url)
-            self._closed(url)
+            log.info("endpoint healthy again, circuit closed", endpoint=url)
+            self._hold_until = 0.0
         else:
             self._succeeded.add(url)
         self._hold_reason = ""
         if self.holds.held("receiver"):  # closed here or by another worker's probe
             await self.holds.release("receiver")
 
-    def _closed(self, url: str) -> None:
-        log.info("endpoint healthy again, circuit closed", endpoint=url)
-        self._hold_until = 0.0
-
-    async def _tally_loop(self) -> None:
-        while True:
-            await asyncio.sleep(TALLY_SECONDS)
-            try:
-                await self._write_tally()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if redis_down(exc):
-                    self.holds.trip("redis", f"{type(exc).__name__}: {exc}")
-                log.warning("delivery bookkeeping not written yet", error=str(exc))
+    def _tally_failed(self, exc: Exception) -> None:
+        if redis_down(exc):
+            self.holds.trip("redis", f"{type(exc).__name__}: {exc}")
+        log.warning("delivery bookkeeping not written yet", error=str(exc))
 
     async def _write_tally(self) -> None:
         """The interval's counts, latencies and breaker successes in one round trip; kept for
@@ -408,6 +396,20 @@ class DeliveryConsumer:
                     instance,
                 ),
             )
+
+
+async def _every(
+    seconds: float, step: Callable[[], Awaitable[None]], failed: Callable[[Exception], None]
+) -> None:
+    """`step` every `seconds` until cancelled; a failed step is reported and the next one runs."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failed(exc)
 
 
 async def build(settings: Settings, redis: aioredis.Redis, fleet: Fleet) -> DeliveryConsumer:
