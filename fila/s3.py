@@ -6,10 +6,14 @@ import functools
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aioboto3
 import botocore.loaders
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.utils import percent_encode
 
 from fila.settings import Settings
 
@@ -64,3 +68,57 @@ def put_without_continue(client: Any) -> None:
 def _drop_expect(request: Any, **_: Any) -> None:
     if "Expect" in request.headers:
         del request.headers["Expect"]
+
+
+_PROBE_KEY = "fila-presign-probe"
+
+
+class Presigner:
+    """GET URLs signed exactly as the client signs them, minus its per-call work (parameter
+    hooks, serialising, endpoint rules), which gives the same answer for every object key."""
+
+    def __init__(self, credentials: Any, base: str, region: str, service: str) -> None:
+        self._credentials = credentials
+        self._base = base
+        self._region = region
+        self._service = service
+
+    @classmethod
+    async def of(cls, client: Any, bucket: str) -> Presigner | None:
+        """Learn the URL's base and signing scope from one URL the client presigns; None
+        when that URL is not a plain SigV4 one with the key at the end of its path."""
+        probe = await client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
+        )
+        parts = urlsplit(probe)
+        query = parse_qs(parts.query)
+        credentials = client._request_signer._credentials
+        scope = query.get("X-Amz-Credential", [""])[0].split("/")
+        plain = set(query) <= {
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Date",
+            "X-Amz-Expires",
+            "X-Amz-SignedHeaders",
+            "X-Amz-Security-Token",
+            "X-Amz-Signature",
+        }
+        if not (
+            plain
+            and credentials is not None
+            and parts.path.endswith("/" + _PROBE_KEY)
+            and query.get("X-Amz-Algorithm") == ["AWS4-HMAC-SHA256"]
+            and query.get("X-Amz-SignedHeaders") == ["host"]
+            and len(scope) == 5
+        ):
+            return None
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path[: -len(_PROBE_KEY)], "", ""))
+        return cls(credentials, base, scope[2], scope[3])
+
+    async def url(self, key: str, expires_in: int) -> str:
+        frozen = await self._credentials.get_frozen_credentials()
+        # The key as the client's serializer writes a greedy path label.
+        request = AWSRequest(method="GET", url=self._base + percent_encode(key, safe="/~"))
+        S3SigV4QueryAuth(frozen, self._service, self._region, expires=expires_in).add_auth(request)
+        url: str = request.url
+        return url

@@ -61,3 +61,39 @@ async def test_a_put_goes_out_whole_without_waiting_for_a_continue(settings: Set
         assert await got["Body"].read() == audio
     finally:
         await store.close()
+
+
+async def test_the_presigner_signs_what_the_client_signs_and_the_url_serves(
+    settings: Settings,
+) -> None:
+    """Byte for byte botocore's own presigned URL, for keys that need escaping."""
+    keys = ["audio_1_inst.ogg", "audio_2_inst com espaço ção ~+&?#%=.ogg", "dir/a//b.ogg"]
+    async with s3.client(settings) as client:
+        presigner = await s3.Presigner.of(client, settings.s3_bucket)
+        assert presigner is not None
+        for key in keys:
+            for _ in range(10):  # both inside one second, so both carry the same X-Amz-Date
+                theirs = await client.generate_presigned_url(
+                    "get_object", Params={"Bucket": settings.s3_bucket, "Key": key}, ExpiresIn=900
+                )
+                ours = await presigner.url(key, 900)
+                again = await client.generate_presigned_url(
+                    "get_object", Params={"Bucket": settings.s3_bucket, "Key": key}, ExpiresIn=900
+                )
+                if theirs == again:
+                    break
+            assert ours == theirs
+            await client.put_object(Bucket=settings.s3_bucket, Key=key, Body=key.encode())
+            async with httpx.AsyncClient() as http:
+                got = await http.get(ours)
+            assert (got.status_code, got.content) == (200, key.encode()), got.text
+
+
+async def test_a_url_the_presigner_cannot_reproduce_is_left_to_the_client(
+    settings: Settings,
+) -> None:
+    """A signer answering with another URL shape (V2 here) gets no presigner: the client signs."""
+    from botocore.config import Config
+
+    async with s3.client(settings, config=Config(signature_version="s3")) as client:
+        assert await s3.Presigner.of(client, settings.s3_bucket) is None

@@ -57,6 +57,7 @@ class AudioStore:
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
         self._signer: Any = None
+        self._presigner: s3.Presigner | None = None
 
     async def open(self) -> None:
         settings = self._settings
@@ -72,6 +73,8 @@ class AudioStore:
         s3.put_without_continue(self._client)
         if self._signer is not self._client:
             s3.cache_endpoints(self._signer)
+        if settings.s3_url_mode == "presigned":
+            self._presigner = await s3.Presigner.of(self._signer, settings.s3_bucket)
 
     def _new_client(self, endpoint_url: str) -> Any:
         config = Config(
@@ -84,7 +87,7 @@ class AudioStore:
 
     async def close(self) -> None:
         await self._stack.aclose()
-        self._client = self._signer = None
+        self._client = self._signer = self._presigner = None
 
     async def upload(self, key: str, data: bytes, mimetype: str) -> None:
         """Store `data` at `key`; S3 trouble is transient (the event is retried later)."""
@@ -137,6 +140,8 @@ class AudioStore:
         """Public or presigned GET URL, per `s3_url_mode`, on the host receivers can reach."""
         settings = self._settings
         if settings.s3_url_mode == "presigned":
+            if self._presigner is not None:
+                return await self._presigner.url(key, settings.s3_presign_seconds)
             url: str = await self._signer.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": settings.s3_bucket, "Key": key},
