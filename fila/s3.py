@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
 import json
 import re
+import zlib
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
+from xml.etree import ElementTree
 
 import aioboto3
 import botocore.loaders
-from botocore.auth import S3SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
+from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
+from botocore.awsrequest import AWSPreparedRequest, AWSRequest
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import percent_encode
 
 from fila.settings import Settings
@@ -71,11 +76,22 @@ def _drop_expect(request: Any, **_: Any) -> None:
 
 
 _PROBE_KEY = "fila-presign-probe"
+_PLAIN_QUERY = frozenset(
+    {
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Security-Token",
+        "X-Amz-Signature",
+    }
+)
 
 
-class Presigner:
-    """GET URLs signed exactly as the client signs them, minus its per-call work (parameter
-    hooks, serialising, endpoint rules), which gives the same answer for every object key."""
+class ObjectSigner:
+    """Requests for one bucket's objects, signed exactly as the client signs them, minus its
+    per-call work (parameter hooks, serialising, endpoint rules), whose answer no key changes."""
 
     def __init__(self, credentials: Any, base: str, region: str, service: str) -> None:
         self._credentials = credentials
@@ -84,9 +100,9 @@ class Presigner:
         self._service = service
 
     @classmethod
-    async def of(cls, client: Any, bucket: str) -> Presigner | None:
-        """Learn the URL's base and signing scope from one URL the client presigns; None
-        when that URL is not a plain SigV4 one with the key at the end of its path."""
+    async def of(cls, client: Any, bucket: str) -> ObjectSigner | None:
+        """Learn the objects' base URL and signing scope from one URL the client presigns;
+        None when that URL is not a plain SigV4 one with the key at the end of its path."""
         probe = await client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
         )
@@ -94,17 +110,8 @@ class Presigner:
         query = parse_qs(parts.query)
         credentials = client._request_signer._credentials
         scope = query.get("X-Amz-Credential", [""])[0].split("/")
-        plain = set(query) <= {
-            "X-Amz-Algorithm",
-            "X-Amz-Credential",
-            "X-Amz-Date",
-            "X-Amz-Expires",
-            "X-Amz-SignedHeaders",
-            "X-Amz-Security-Token",
-            "X-Amz-Signature",
-        }
         if not (
-            plain
+            set(query) <= _PLAIN_QUERY
             and credentials is not None
             and parts.path.endswith("/" + _PROBE_KEY)
             and query.get("X-Amz-Algorithm") == ["AWS4-HMAC-SHA256"]
@@ -115,10 +122,53 @@ class Presigner:
         base = urlunsplit((parts.scheme, parts.netloc, parts.path[: -len(_PROBE_KEY)], "", ""))
         return cls(credentials, base, scope[2], scope[3])
 
+    def _object_url(self, key: str) -> str:
+        """The key as the client's serializer writes a greedy path label."""
+        return self._base + str(percent_encode(key, safe="/~"))
+
     async def url(self, key: str, expires_in: int) -> str:
+        """A presigned GET."""
         frozen = await self._credentials.get_frozen_credentials()
-        # The key as the client's serializer writes a greedy path label.
-        request = AWSRequest(method="GET", url=self._base + percent_encode(key, safe="/~"))
+        request = AWSRequest(method="GET", url=self._object_url(key))
         S3SigV4QueryAuth(frozen, self._service, self._region, expires=expires_in).add_auth(request)
-        url: str = request.url
-        return url
+        return str(request.url)
+
+    async def put(self, key: str, data: bytes, content_type: str) -> AWSPreparedRequest:
+        """A PutObject request: the body's SHA-256 signed (S3 refuses a body that differs) and
+        its CRC32 stored with the object, as the client sends it by default."""
+        frozen = await self._credentials.get_frozen_credentials()
+        crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+        headers = {
+            "Content-Type": content_type,
+            "x-amz-checksum-crc32": crc,
+            "x-amz-sdk-checksum-algorithm": "CRC32",
+        }
+        request = AWSRequest(method="PUT", url=self._object_url(key), data=data, headers=headers)
+        S3SigV4Auth(frozen, self._service, self._region).add_auth(request)
+        return request.prepare()
+
+
+_RETRIED_CODES = frozenset(
+    {"RequestTimeout", "SlowDown", "Throttling", "ThrottlingException", "InternalError"}
+)
+
+
+def put_error(status: int, body: bytes) -> ClientError:
+    """The ClientError botocore would raise for a refused PutObject (code and message)."""
+    code, message = str(status), ""
+    with contextlib.suppress(ElementTree.ParseError):
+        root = ElementTree.fromstring(body) if body else None
+        if root is not None:
+            code = root.findtext("Code") or code
+            message = root.findtext("Message") or ""
+    error = {"Error": {"Code": code, "Message": message}}
+    return ClientError({**error, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+
+def retried(exc: Exception) -> bool:
+    """What botocore's standard retry mode retries: transport faults, 5xx, throttling."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = exc.response.get("Error", {}).get("Code", "")
+        return status >= 500 or status == 429 or code in _RETRIED_CODES
+    return isinstance(exc, BotoCoreError)

@@ -16,6 +16,8 @@ class TcpProxy:
         self._pipes: set[asyncio.Task[None]] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self.canned: list[bytes] = []
+        """HTTP answers given, one per connection, to the next requests instead of the target."""
 
     @property
     def url_host(self) -> str:
@@ -53,6 +55,10 @@ class TcpProxy:
         task = asyncio.current_task()
         assert task is not None
         self._pipes.add(task)
+        if self.canned:
+            await _answer(reader, writer, self.canned.pop(0))
+            self._pipes.discard(task)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -85,3 +91,18 @@ async def _pump(
     finally:
         with contextlib.suppress(Exception):
             writer.close()
+
+
+async def _answer(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes
+) -> None:
+    """Read one HTTP request (headers and a Content-Length body), answer it, close."""
+    with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError):
+        head = await reader.readuntil(b"\r\n\r\n")
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                await reader.readexactly(int(value))
+        writer.write(answer)
+        await writer.drain()
+    writer.close()
