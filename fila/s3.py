@@ -14,13 +14,17 @@ from xml.etree import ElementTree
 
 import aioboto3
 import botocore.loaders
+import stamina
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSPreparedRequest, AWSRequest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import percent_encode
 
+from fila import logging as flog
 from fila.settings import Settings
+
+log = flog.get("s3")
 
 
 def client(
@@ -89,20 +93,25 @@ _PLAIN_QUERY = frozenset(
 )
 
 
-class ObjectSigner:
-    """Requests for one bucket's objects, signed exactly as the client signs them, minus its
-    per-call work (parameter hooks, serialising, endpoint rules), whose answer no key changes."""
+class BucketObjects:
+    """One bucket's objects, PUT and presigned exactly as the client does it, minus its per-call
+    work (parameter hooks, serialising, endpoint rules, parsing), whose answer no key changes.
+    The PUTs go on the client's own connection pool, with its timeouts, proxies and TLS."""
 
-    def __init__(self, credentials: Any, base: str, region: str, service: str) -> None:
+    def __init__(
+        self, credentials: Any, base: str, region: str, service: str, session: Any
+    ) -> None:
         self._credentials = credentials
         self._base = base
         self._region = region
         self._service = service
+        self._session = session
 
     @classmethod
-    async def of(cls, client: Any, bucket: str) -> ObjectSigner | None:
+    async def of(cls, client: Any, bucket: str) -> BucketObjects | None:
         """Learn the objects' base URL and signing scope from one URL the client presigns;
         None when that URL is not a plain SigV4 one with the key at the end of its path."""
+        session = getattr(getattr(client, "_endpoint", None), "http_session", None)
         probe = await client.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
         )
@@ -113,6 +122,7 @@ class ObjectSigner:
         if not (
             set(query) <= _PLAIN_QUERY
             and credentials is not None
+            and session is not None
             and parts.path.endswith("/" + _PROBE_KEY)
             and query.get("X-Amz-Algorithm") == ["AWS4-HMAC-SHA256"]
             and query.get("X-Amz-SignedHeaders") == ["host"]
@@ -120,7 +130,7 @@ class ObjectSigner:
         ):
             return None
         base = urlunsplit((parts.scheme, parts.netloc, parts.path[: -len(_PROBE_KEY)], "", ""))
-        return cls(credentials, base, scope[2], scope[3])
+        return cls(credentials, base, scope[2], scope[3], session)
 
     def _object_url(self, key: str) -> str:
         """The key as the client's serializer writes a greedy path label."""
@@ -133,7 +143,28 @@ class ObjectSigner:
         S3SigV4QueryAuth(frozen, self._service, self._region, expires=expires_in).add_auth(request)
         return str(request.url)
 
-    async def put(self, key: str, data: bytes, content_type: str) -> AWSPreparedRequest:
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        """PutObject, retried as botocore's standard mode retries (3 tries in all); the retry
+        machinery is entered only once a try has failed. Raises ClientError or BotoCoreError."""
+        request = await self.signed_put(key, data, content_type)
+        try:
+            return await self._send(request)
+        except Exception as exc:
+            if not retried(exc):
+                raise
+            log.info("s3 put retried", key=key, error=f"{type(exc).__name__}: {exc}")
+        async for attempt in stamina.retry_context(
+            on=retried, attempts=2, wait_initial=0.05, wait_max=1.0, timeout=30.0
+        ):
+            with attempt:
+                await self._send(request)
+
+    async def _send(self, request: AWSPreparedRequest) -> None:
+        response = await self._session.send(request)
+        if response.status_code >= 300:
+            raise put_error(response.status_code, await response.content)
+
+    async def signed_put(self, key: str, data: bytes, content_type: str) -> AWSPreparedRequest:
         """A PutObject request: the body's SHA-256 signed (S3 refuses a body that differs) and
         its CRC32 stored with the object, as the client sends it by default."""
         frozen = await self._credentials.get_frozen_credentials()

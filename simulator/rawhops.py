@@ -131,13 +131,14 @@ async def redis_token_bucket(settings: Settings, seconds: float) -> HopResult:
 
 
 async def s3_put(settings: Settings, seconds: float) -> HopResult:
-    """PutObject of a 32 KB object (16 in flight)."""
+    """PutObject of a 32 KB object (16 in flight), sent as Fila's workers send it."""
     data = os.urandom(32 * 1024)
     async with services.s3_client(settings) as client:
-        s3.put_without_continue(client)  # as Fila's workers send it
+        objects = await s3.BucketObjects.of(client, settings.s3_bucket)
+        assert objects is not None, "the S3 client presigns URLs of a shape Fila cannot reuse"
 
         async def put(n: int) -> None:
-            await client.put_object(Bucket=settings.s3_bucket, Key=f"rawhop/{n}.ogg", Body=data)
+            await objects.put(f"rawhop/{n}.ogg", data, "audio/ogg")
 
         return await _for_duration("s3 PutObject 32 KB", seconds, 16, put)
 

@@ -48,14 +48,15 @@ async def test_a_put_goes_out_whole_without_waiting_for_a_continue(settings: Set
     await store.open()
     sent: list[tuple[str, dict[str, str]]] = []
 
-    send = store._send.send
+    assert store._objects is not None
+    send = store._objects._session.send
 
     async def seen(request: Any) -> Any:
         sent.append((request.method, dict(request.headers.items())))
         return await send(request)
 
     try:
-        store._send.send = seen  # what goes on the client's connection pool
+        store._objects._session.send = seen  # what goes on the client's connection pool
         audio = bytes(range(256)) * 128
         await store.upload("expect/small.ogg", audio, "audio/ogg")
         assert [method for method, _ in sent] == ["PUT"]
@@ -66,20 +67,20 @@ async def test_a_put_goes_out_whole_without_waiting_for_a_continue(settings: Set
         await store.close()
 
 
-async def test_the_signer_signs_what_the_client_signs_and_the_url_serves(
+async def test_urls_are_signed_as_the_client_signs_them_and_serve(
     settings: Settings,
 ) -> None:
     """Byte for byte botocore's own presigned URL, for keys that need escaping."""
     keys = ["audio_1_inst.ogg", "audio_2_inst com espaço ção ~+&?#%=.ogg", "dir/a//b.ogg"]
     async with s3.client(settings) as client:
-        signer = await s3.ObjectSigner.of(client, settings.s3_bucket)
-        assert signer is not None
+        objects = await s3.BucketObjects.of(client, settings.s3_bucket)
+        assert objects is not None
         for key in keys:
             for _ in range(10):  # both inside one second, so both carry the same X-Amz-Date
                 theirs = await client.generate_presigned_url(
                     "get_object", Params={"Bucket": settings.s3_bucket, "Key": key}, ExpiresIn=900
                 )
-                ours = await signer.url(key, 900)
+                ours = await objects.url(key, 900)
                 again = await client.generate_presigned_url(
                     "get_object", Params={"Bucket": settings.s3_bucket, "Key": key}, ExpiresIn=900
                 )
@@ -95,8 +96,8 @@ async def test_the_signer_signs_what_the_client_signs_and_the_url_serves(
 async def test_a_url_the_signer_cannot_reproduce_is_left_to_the_client(
     settings: Settings,
 ) -> None:
-    """A signer answering with another URL shape (V2 here) gets no signer: the client signs."""
+    """A client presigning another URL shape (V2 here) keeps its own PUTs and presigns."""
     from botocore.config import Config
 
     async with s3.client(settings, config=Config(signature_version="s3")) as client:
-        assert await s3.ObjectSigner.of(client, settings.s3_bucket) is None
+        assert await s3.BucketObjects.of(client, settings.s3_bucket) is None

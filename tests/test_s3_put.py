@@ -39,7 +39,7 @@ async def test_a_put_stores_the_body_its_type_and_its_crc32(settings: Settings) 
     store = AudioStore(settings)
     await store.open()
     try:
-        assert store._puts is not None  # the signed PUT, not the client's put_object
+        assert store._objects is not None  # the signed PUT, not the client's put_object
         await store.upload(key, data, "audio/ogg; codecs=opus")
     finally:
         await store.close()

@@ -11,7 +11,6 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import stamina
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -58,9 +57,8 @@ class AudioStore:
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
         self._signer: Any = None
-        self._urls: s3.ObjectSigner | None = None
-        self._puts: s3.ObjectSigner | None = None
-        self._send: Any = None
+        self._objects: s3.BucketObjects | None = None
+        self._urls: s3.BucketObjects | None = None
 
     async def open(self) -> None:
         settings = self._settings
@@ -76,13 +74,14 @@ class AudioStore:
         s3.put_without_continue(self._client)
         if self._signer is not self._client:
             s3.cache_endpoints(self._signer)
-        # The hot path's PUTs and URLs skip the client's per-call work; the client's own
-        # connection pool (its timeouts, proxies and TLS settings) still carries the PUTs.
-        self._send = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
-        if self._send is not None:
-            self._puts = await s3.ObjectSigner.of(self._client, settings.s3_bucket)
+        # The hot path's PUTs and URLs without the client's per-call work (None: the client's).
+        self._objects = await s3.BucketObjects.of(self._client, settings.s3_bucket)
         if settings.s3_url_mode == "presigned":
-            self._urls = await s3.ObjectSigner.of(self._signer, settings.s3_bucket)
+            self._urls = (
+                self._objects
+                if self._signer is self._client
+                else await s3.BucketObjects.of(self._signer, settings.s3_bucket)
+            )
 
     def _new_client(self, endpoint_url: str) -> Any:
         config = Config(
@@ -95,7 +94,7 @@ class AudioStore:
 
     async def close(self) -> None:
         await self._stack.aclose()
-        self._client = self._signer = self._urls = self._puts = self._send = None
+        self._client = self._signer = self._objects = self._urls = None
 
     async def upload(self, key: str, data: bytes, mimetype: str) -> None:
         """Store `data` at `key`; S3 trouble is transient (the event is retried later)."""
@@ -103,8 +102,8 @@ class AudioStore:
         try:
             if len(data) >= self._settings.s3_multipart_threshold:
                 await self._multipart(bucket, key, data, mimetype)
-            elif self._puts is not None:
-                await self._put(self._puts, key, data, mimetype)
+            elif self._objects is not None:
+                await self._objects.put(key, data, mimetype)
             else:
                 await self._client.put_object(
                     Bucket=bucket, Key=key, Body=data, ContentType=mimetype
@@ -112,27 +111,6 @@ class AudioStore:
         except (ClientError, BotoCoreError, OSError) as exc:
             detail = f"{type(exc).__name__}: {exc}"
             raise IngestError("s3_unavailable", detail, transient=True, dependency="s3") from exc
-
-    async def _put(self, signer: s3.ObjectSigner, key: str, data: bytes, mimetype: str) -> None:
-        """One signed PUT, retried as botocore's standard mode retries (3 tries in all); the
-        retry machinery is entered only once a try has failed."""
-        request = await signer.put(key, data, mimetype)
-        try:
-            return await self._put_once(request)
-        except Exception as exc:
-            if not s3.retried(exc):
-                raise
-            log.info("s3 put retried", key=key, error=f"{type(exc).__name__}: {exc}")
-        async for attempt in stamina.retry_context(
-            on=s3.retried, attempts=2, wait_initial=0.05, wait_max=1.0, timeout=30.0
-        ):
-            with attempt:
-                await self._put_once(request)
-
-    async def _put_once(self, request: Any) -> None:
-        response = await self._send.send(request)
-        if response.status_code >= 300:
-            raise s3.put_error(response.status_code, await response.content)
 
     async def probe(self) -> None:
         """Raises while the bucket cannot be reached (a dependency hold's check)."""
