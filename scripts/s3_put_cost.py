@@ -2,11 +2,13 @@
 
     .venv/bin/python scripts/s3_put_cost.py [--blocks 12] [--per-block 60]
 
-Five clients (as `workers.storage` opened them until it dropped `Expect: 100-continue`; then
-without parameter validation, with checksums only when required, without the per-call
-user-agent rebuild, and without the 100-continue wait as `workers.storage` now sends), and a PUT
-to a presigned URL over `fila.httptransport`, take turns in blocks, so a busier second of
-the host falls on each; the medians of the blocks are printed.
+Seven `put_object` clients (as `workers.storage` opened them until it dropped `Expect:
+100-continue`; then without parameter validation, with checksums only when required, without
+the per-call user-agent rebuild, without the 100-continue wait as `workers.storage` sent it
+until c29e5ce, and two checksum variants of that), a PUT to a presigned URL over
+`fila.httptransport`, and `fila.s3.BucketObjects.put` (signed by botocore's signer, sent on the
+client's pool: what `workers.storage` sends now) take turns in blocks, so a busier second of the
+host falls on each; the medians of the blocks are printed.
 Needs the services up (`fila services up`); uses and empties a bucket of its own.
 """
 
@@ -30,8 +32,9 @@ from fila.settings import get_settings
 
 BUCKET = "fila-put-cost"
 PRESIGNED = "presigned PUT (httpx on aiohttp)"
-CRC_WHEN_REQUIRED = "storage, checksums when_required"
-CRC_OWN = "storage, when_required + own CRC32"
+SIGNED = "BucketObjects.put (storage)"
+CRC_WHEN_REQUIRED = "no 100-continue, checksums when_required"
+CRC_OWN = "no 100-continue, when_required + own CRC32"
 
 
 def config(**extra: Any) -> Config:
@@ -47,14 +50,14 @@ def config(**extra: Any) -> Config:
 async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
     settings = get_settings()
     variants = {
-        "as workers.storage": config(),
+        "put_object (2026-11)": config(),
         "parameter_validation off": config(parameter_validation=False),
         "checksums when_required": config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         ),
         "no user-agent rebuild": config(),
-        "no 100-continue (storage)": config(),
+        "no 100-continue": config(),
         CRC_WHEN_REQUIRED: config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -77,9 +80,9 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
             f"request-created.{service}",
             plain._user_agent_creator.rebuild_and_replace_user_agent_handler,
         )
-        for name in ("no 100-continue (storage)", CRC_WHEN_REQUIRED, CRC_OWN):
+        for name in ("no 100-continue", CRC_WHEN_REQUIRED, CRC_OWN):
             s3.put_without_continue(clients[name])
-        first = clients["as workers.storage"]
+        first = clients["put_object (2026-11)"]
         with contextlib.suppress(Exception):
             await first.create_bucket(Bucket=BUCKET)
         body = os.urandom(32_000)
@@ -87,7 +90,9 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
         http = await stack.enter_async_context(
             httpx.AsyncClient(transport=httptransport.transport(limits), timeout=30)
         )
-        signer = clients["no 100-continue (storage)"]
+        signer = clients["no 100-continue"]
+        objects = await s3.BucketObjects.of(first, BUCKET)
+        assert objects is not None
 
         async def presigned_put(key: str) -> None:
             url = await signer.generate_presigned_url(
@@ -98,7 +103,7 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
             answer = await http.put(url, content=body, headers={"content-type": "audio/ogg"})
             answer.raise_for_status()
 
-        spent: dict[str, list[float]] = {name: [] for name in [*clients, PRESIGNED]}
+        spent: dict[str, list[float]] = {name: [] for name in [*clients, PRESIGNED, SIGNED]}
         try:
             for block in range(blocks):
                 for n, name in enumerate(spent):
@@ -107,6 +112,8 @@ async def measure(blocks: int, per_block: int) -> dict[str, list[float]]:
                         key = f"audio_{block}_{n}_{i}.ogg"
                         if name == PRESIGNED:
                             await presigned_put(key)
+                        elif name == SIGNED:
+                            await objects.put(key, body, "audio/ogg")
                         elif name == CRC_OWN:
                             crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
                             await clients[name].put_object(
