@@ -14,17 +14,14 @@ from xml.etree import ElementTree
 
 import aioboto3
 import botocore.loaders
-import stamina
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSPreparedRequest, AWSRequest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import percent_encode
 
-from fila import logging as flog
+from fila.retries import first_then_retried
 from fila.settings import Settings
-
-log = flog.get("s3")
 
 
 def client(
@@ -144,20 +141,17 @@ class BucketObjects:
         return str(request.url)
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        """PutObject, retried as botocore's standard mode retries (3 tries in all); the retry
-        machinery is entered only once a try has failed. Raises ClientError or BotoCoreError."""
+        """PutObject, retried as botocore's standard mode retries (3 tries in all); raises
+        ClientError or BotoCoreError."""
         request = await self.signed_put(key, data, content_type)
-        try:
-            return await self._send(request)
-        except Exception as exc:
-            if not retried(exc):
-                raise
-            log.info("s3 put retried", key=key, error=f"{type(exc).__name__}: {exc}")
-        async for attempt in stamina.retry_context(
-            on=retried, attempts=2, wait_initial=0.05, wait_max=1.0, timeout=30.0
-        ):
-            with attempt:
-                await self._send(request)
+        await first_then_retried(
+            lambda: self._send(request),
+            on=retried,
+            attempts=3,
+            wait_initial=0.05,
+            wait_max=1.0,
+            timeout=30.0,
+        )
 
     async def _send(self, request: AWSPreparedRequest) -> None:
         response = await self._session.send(request)

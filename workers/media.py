@@ -12,12 +12,12 @@ from urllib.parse import quote
 
 import httpx
 import msgspec
-import stamina
 
 from fila import logging as flog
 from fila import mediacrypto
 from fila.models import AudioMessage, EvolutionEvent
 from fila.offload import off_loop
+from fila.retries import first_then_retried
 from fila.settings import Settings
 from workers.ingesterrors import IngestError
 
@@ -150,23 +150,23 @@ class MediaFetcher:
         """The status and body (bounded by the audio limit as base64) of getBase64's answer."""
         headers = {"apikey": self._settings.evolution_api_key}
         limit = self._settings.max_audio_bytes * 4 // 3 + _JSON_OVERHEAD
-        async for attempt in stamina.retry_context(
-            on=_Transient, attempts=4, wait_initial=0.2, wait_max=2.0, timeout=30.0
-        ):
-            with attempt:
-                try:
-                    async with self._client.stream(
-                        "POST", url, json=body, headers=headers
-                    ) as response:
-                        status = response.status_code
-                        if _retryable_status(status):
-                            raise _Transient(f"Evolution API answered {status}")
-                        content = b""
-                        if status < 400:
-                            content = await _read_capped(response, limit, "getBase64 answer")
-                except httpx.TransportError as exc:
-                    raise _Transient(f"Evolution API unreachable: {type(exc).__name__}") from exc
-        return status, content
+
+        async def post() -> tuple[int, bytes]:
+            try:
+                async with self._client.stream("POST", url, json=body, headers=headers) as response:
+                    status = response.status_code
+                    if _retryable_status(status):
+                        raise _Transient(f"Evolution API answered {status}")
+                    content = b""
+                    if status < 400:
+                        content = await _read_capped(response, limit, "getBase64 answer")
+            except httpx.TransportError as exc:
+                raise _Transient(f"Evolution API unreachable: {type(exc).__name__}") from exc
+            return status, content
+
+        return await first_then_retried(
+            post, on=_Transient, attempts=4, wait_initial=0.2, wait_max=2.0, timeout=30.0
+        )
 
     async def _download(self, audio: AudioMessage) -> Media:
         assert audio.url is not None
@@ -197,22 +197,23 @@ class MediaFetcher:
 
     async def _get_retried(self, url: str) -> bytes:
         limit = self._settings.max_audio_bytes + _ENC_OVERHEAD
-        async for attempt in stamina.retry_context(
-            on=_Transient, attempts=3, wait_initial=0.2, wait_max=2.0, timeout=60.0
-        ):
-            with attempt:
-                try:
-                    async with self._client.stream("GET", url) as response:
-                        if _retryable_status(response.status_code):
-                            raise _Transient(f"media download answered {response.status_code}")
-                        if response.status_code >= 400:
-                            raise IngestError(
-                                "download_failed", f"media url answered {response.status_code}"
-                            )
-                        data = await _read_capped(response, limit, "download")
-                except httpx.TransportError as exc:
-                    raise _Transient(f"media url unreachable: {type(exc).__name__}") from exc
-        return data
+
+        async def get() -> bytes:
+            try:
+                async with self._client.stream("GET", url) as response:
+                    if _retryable_status(response.status_code):
+                        raise _Transient(f"media download answered {response.status_code}")
+                    if response.status_code >= 400:
+                        raise IngestError(
+                            "download_failed", f"media url answered {response.status_code}"
+                        )
+                    return await _read_capped(response, limit, "download")
+            except httpx.TransportError as exc:
+                raise _Transient(f"media url unreachable: {type(exc).__name__}") from exc
+
+        return await first_then_retried(
+            get, on=_Transient, attempts=3, wait_initial=0.2, wait_max=2.0, timeout=60.0
+        )
 
 
 async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
