@@ -7,10 +7,12 @@ installed with aiobotocore, does not. The code keeps speaking httpx; only the wi
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import urllib.request
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import httpx
@@ -116,6 +118,57 @@ class _Body(httpx.AsyncByteStream):
             await self._inner.aclose()
         except aiohttp.ClientError as exc:
             raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing a response sets."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class Client(httpx.AsyncClient):
+    """httpx's client without a cookie jar. Fila calls APIs and webhooks, so a cookie one
+    receiver sets must not ride along to later calls; reading every answer's `Set-Cookie` into
+    a jar was also a fifth of a request's client CPU (docs/benchmarks.md)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if kwargs.get("cookies"):
+            raise ValueError("this client keeps no cookies")
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        if cookies:
+            raise ValueError("this client keeps no cookies")
+
+
+def client(
+    limits: httpx.Limits,
+    timeout: httpx.Timeout,
+    *,
+    public_only: bool = False,
+    follow_redirects: bool = False,
+) -> Client:
+    """A worker's client for the requests every voice note makes."""
+    return Client(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=follow_redirects,
+        transport=transport(limits, public_only=public_only),
+    )
+
+
+@functools.lru_cache(maxsize=8192)
+def parsed(url: str) -> httpx.URL:
+    """A target called again and again (a webhook, an instance's getBase64) parsed once:
+    httpx's URL parser is a tenth of a request's client CPU. Unique URLs do not go here."""
+    return httpx.URL(url)
 
 
 def transport(

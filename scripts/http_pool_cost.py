@@ -1,4 +1,6 @@
-"""Client CPU per POST with N in flight: httpx's own pool against `fila.httptransport`.
+"""Client CPU per POST with N in flight: httpx's own pool, `fila.httptransport`'s transport on
+a stock httpx client, and the workers' client (`httptransport.client`: no cookie jar, the
+target parsed once).
 
     .venv/bin/python scripts/http_pool_cost.py --in-flight 32 --rounds 3
 
@@ -21,7 +23,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fila.httptransport import transport as aiohttp_transport
+from fila import httptransport
 
 BODY = b'{"event":"audio"}' * 40
 
@@ -47,17 +49,28 @@ def serve(port: int) -> None:
     uvloop.run(main())
 
 
-async def measure(on_aiohttp: bool, in_flight: int, seconds: float, url: str) -> tuple[int, float]:
+VARIANTS = ("httpcore", "aiohttp", "workers")
+
+
+async def measure(variant: str, in_flight: int, seconds: float, url: str) -> tuple[int, float]:
     limits = httpx.Limits(max_connections=max(in_flight * 2, 20))
-    transport = aiohttp_transport(limits) if on_aiohttp else httpx.AsyncHTTPTransport(limits=limits)
+    target: str | httpx.URL = url
+    client: httpx.AsyncClient
+    if variant == "workers":
+        client = httptransport.client(limits, httpx.Timeout(30.0))
+        target = httptransport.parsed(url)
+    elif variant == "aiohttp":
+        client = httpx.AsyncClient(transport=httptransport.transport(limits))
+    else:
+        client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(limits=limits))
     done = 0
     stop = time.monotonic() + seconds
-    async with httpx.AsyncClient(transport=transport) as client:
+    async with client:
 
         async def loop() -> None:
             nonlocal done
             while time.monotonic() < stop:
-                async with client.stream("POST", url, content=BODY) as response:
+                async with client.stream("POST", target, content=BODY) as response:
                     async for _ in response.aiter_bytes():
                         pass
                 done += 1
@@ -82,8 +95,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}/hook"
     try:
         for round_ in range(1, args.rounds + 1):
-            for name, on_aiohttp in (("httpcore", False), ("aiohttp", True)):
-                done, cpu = uvloop.run(measure(on_aiohttp, args.in_flight, args.seconds, url))
+            for name in VARIANTS:
+                done, cpu = uvloop.run(measure(name, args.in_flight, args.seconds, url))
                 print(
                     f"round {round_}  {name:8}  in flight {args.in_flight:3}  "
                     f"{done / args.seconds:7.0f} POST/s  {cpu / done * 1e6:6.0f} µs CPU a POST"

@@ -15,9 +15,8 @@ import aio_pika
 import httpx
 import msgspec
 
-from fila import redisconn, s3
+from fila import httptransport, redisconn, s3
 from fila.dev import services
-from fila.httptransport import transport
 from fila.keys import Keys
 from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket
@@ -147,10 +146,11 @@ async def http_post(url: str, seconds: float) -> HopResult:
     """POST of a ~1 KB JSON body to the receiver (32 in flight, keep-alive)."""
     body: dict[str, Any] = {"event": "bench.raw", "data": {"pad": "x" * 900}}
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    # The transport Fila's workers use: httpcore's own pool costs more than the POST when busy.
-    async with httpx.AsyncClient(timeout=30, limits=limits, transport=transport(limits)) as client:
+    # The client Fila's workers use: httpcore's own pool costs more than the POST when busy.
+    target = httptransport.parsed(f"{url}/raw")
+    async with httptransport.client(limits, httpx.Timeout(30)) as client:
 
         async def post(_: int) -> None:
-            (await client.post(f"{url}/raw", json=body)).raise_for_status()
+            (await client.post(target, json=body)).raise_for_status()
 
         return await _for_duration("httpx POST to receiver", seconds, 32, post)

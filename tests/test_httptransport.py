@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from fila.configstore import ConfigStore
-from fila.httptransport import Transport, transport
+from fila.httptransport import Client, Transport, parsed, transport
 from fila.keys import Keys
 from fila.settings import Settings
 from simulator.httpserver import LoopbackServer, Request, Response
@@ -135,3 +135,40 @@ async def test_the_webhook_guard_refuses_private_targets_before_connecting(
         assert held.arrived == 1
     finally:
         await open_hooks.aclose()
+
+
+async def test_a_cookie_one_receiver_sets_never_rides_along_to_later_posts(
+    settings: Settings, redis: Redis
+) -> None:
+    """Fila's clients keep no cookie jar: a receiver's `Set-Cookie` is not sent back, to it or
+    to the next endpoint, and a jar cannot be handed to one."""
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: Request) -> Response:
+        seen.append(request.headers)
+        return Response(body=b"{}", headers={"set-cookie": "session=abc123; Path=/"})
+
+    server = LoopbackServer(handle)
+    await server.start()
+    hooks = Webhooks(settings, ConfigStore(redis, Keys(settings.redis_prefix), settings))
+    try:
+        for n in range(3):
+            attempt = await hooks.post(f"{server.url}/hook", b"{}", f"msg-{n}", {})
+            assert attempt.status == 200
+        assert len(seen) == 3
+        assert all("cookie" not in headers for headers in seen), seen
+        assert "webhook-signature" in seen[-1]  # the same POSTs, signed as before
+        assert not hooks.http.cookies
+        with pytest.raises(ValueError, match="keeps no cookies"):
+            hooks.http.cookies = {"session": "abc123"}
+        with pytest.raises(ValueError, match="keeps no cookies"):
+            Client(cookies={"session": "abc123"})
+    finally:
+        await hooks.aclose()
+        await server.stop()
+
+
+def test_a_target_called_again_is_parsed_once() -> None:
+    url = "http://127.0.0.1:9/chat/getBase64FromMediaMessage/inst%20one"
+    assert parsed(url) is parsed(url)
+    assert parsed(url) == httpx.URL(url) and str(parsed(url)) == url

@@ -18,10 +18,9 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from fila import httptransport, startup, topology
 from fila import logging as flog
-from fila import startup, topology
 from fila.configstore import ConfigStore
-from fila.httptransport import transport
 from fila.keys import Keys
 from fila.models import ControlMessage
 from fila.settings import Settings
@@ -54,9 +53,7 @@ class IngestConsumer:
         )
         self.store = AudioStore(settings)
         limits = httpx.Limits(max_connections=max(10, settings.ingest_concurrency))
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=5.0), limits=limits, transport=transport(limits)
-        )
+        self.http = httptransport.client(limits, httpx.Timeout(30.0, connect=5.0))
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractChannel | None = None
         self.queue: AbstractQueue | None = None

@@ -15,6 +15,7 @@ import msgspec
 
 from fila import logging as flog
 from fila import mediacrypto
+from fila.httptransport import parsed
 from fila.models import AudioMessage, EvolutionEvent
 from fila.offload import off_loop
 from fila.retries import first_then_retried
@@ -112,7 +113,7 @@ class MediaFetcher:
         )
         body = {"message": {"key": {"id": event.data.key.id}}}
         try:
-            status, content = await self._post_retried(url, body)
+            status, content = await self._post_retried(parsed(url), body)
         except _Transient as exc:
             self.held_media = (event.instance, event.data.key.id)
             raise IngestError(
@@ -146,7 +147,7 @@ class MediaFetcher:
             if _retryable_status(response.status_code):
                 raise _Transient(f"Evolution API answered {response.status_code}")
 
-    async def _post_retried(self, url: str, body: object) -> tuple[int, bytes]:
+    async def _post_retried(self, url: httpx.URL, body: object) -> tuple[int, bytes]:
         """The status and body (bounded by the audio limit as base64) of getBase64's answer."""
         headers = {"apikey": self._settings.evolution_api_key}
         limit = self._settings.max_audio_bytes * 4 // 3 + _JSON_OVERHEAD

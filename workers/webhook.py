@@ -14,7 +14,7 @@ import httpx
 import msgspec
 
 from fila.configstore import ConfigStore
-from fila.httptransport import blocked_reason, transport
+from fila.httptransport import blocked_reason, client, parsed
 from fila.models import WebhookConfig, WebhookTarget
 from fila.settings import Settings
 from fila.signing import Signer
@@ -56,11 +56,10 @@ class Webhooks:
         self._clock = clock
         self.signer = Signer(settings.webhook_secret)
         limits = httpx.Limits(max_connections=max(settings.delivery_concurrency * 2, 20))
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
-            limits=limits,
-            follow_redirects=False,
-            transport=transport(limits, public_only=settings.webhook_block_private),
+        self.http = client(
+            limits,
+            httpx.Timeout(settings.webhook_timeout_seconds),
+            public_only=settings.webhook_block_private,
         )
         self._config: tuple[float, WebhookConfig] | None = None
         self._generation = 0
@@ -89,9 +88,10 @@ class Webhooks:
             **self.signer.headers(message_id, body),
         }
         started = time.perf_counter()
+        target = parsed(url)
         try:
             async with asyncio.timeout(self._deadline):
-                async with self.http.stream("POST", url, content=body, headers=sent) as response:
+                async with self.http.stream("POST", target, content=body, headers=sent) as response:
                     # Only the start of the answer is kept: a huge one is cut off, not buffered.
                     head = await _head(response, RESPONSE_SNIPPET * 4)
         except httpx.HTTPError as exc:
