@@ -125,3 +125,21 @@ async def test_a_duplicate_takes_no_token(
     assert await pipeline.process(third, {}) == "rateLimited"  # the bucket is really spent
     got = await counters(redis, keys, "dup")
     assert got[stats.DUPLICATES] == 1 and got[stats.PROCESSED] == 2, got
+
+
+async def test_a_note_filtered_by_its_own_seconds_is_counted_each_time_it_comes(
+    pipeline: Pipeline, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Decided from the event alone (no seen lookup): filtered again when sent again, counted
+    as received only when it is new, never taken for a duplicate or given a token."""
+    body = json.dumps(audio_event("flt-own", "S1", 1, data=noise(100))).encode()
+    assert await pipeline.process(body, {}) == "tooShort"
+    assert await pipeline.process(body, {}) == "tooShort"
+    assert await pipeline.process(body, {}, redelivered=True) == "tooShort"
+    long = json.dumps(audio_event("flt-own", "L1", 7201, data=noise(100))).encode()
+    assert await pipeline.process(long, {}) == "tooLong"
+    got = await counters(redis, keys, "flt-own")
+    assert got[stats.RECEIVED] == 3, got
+    assert (got["tooShort"], got["tooLong"]) == (3, 1), got
+    assert got.get(stats.DUPLICATES, 0) == 0 and got.get(stats.PROCESSED, 0) == 0, got
+    assert not await redis.exists(keys.bucket_instance("flt-own"))

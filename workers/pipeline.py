@@ -49,6 +49,7 @@ _HELD_DELAY_MS = 1000
 _MAX_PENDING_MONITORING = 1000
 """Unsent queue.error events kept in memory; beyond that they are dropped, never awaited."""
 
+Filtered = Literal["tooShort", "tooLong"]
 Outcome = Literal[
     "queued",
     "tooShort",
@@ -133,22 +134,25 @@ class Pipeline:
         instance = event.instance
         seconds = audio.seconds or 0
         idem = event.idempotency_key
+        received = {stats.RECEIVED: 1} if first else {}
+        if seconds:  # filtered from the event alone, duplicate or not: one round trip to count
+            verdict = (await self.config.filter_for(instance)).verdict(seconds)
+            if verdict != "ok":
+                return await self._filtered(instance, seconds, verdict, received)
         # One round trip: count it as received and learn whether it was already queued.
         pipe = self.redis.pipeline(transaction=False)
-        if first:
-            self.counters.bump_on(pipe, instance, {stats.RECEIVED: 1})
+        if received:
+            self.counters.bump_on(pipe, instance, received)
         pipe.exists(self.keys.seen(idem))
         already_seen = bool((await pipe.execute())[-1])
         media: Media | None = None
-        if seconds or not already_seen:
-            if not seconds:  # no `seconds`: fetch, measure, filter, then a token (never wasted)
-                media = await self.fetcher.fetch(event, audio)
-                seconds = await self._measure(media)
+        if not seconds and not already_seen:
+            # No `seconds`: fetch, measure, filter, then a token (never wasted).
+            media = await self.fetcher.fetch(event, audio)
+            seconds = await self._measure(media)
             verdict = (await self.config.filter_for(instance)).verdict(seconds)
             if verdict != "ok":
-                await self.counters.bump(instance, {verdict: 1})
-                log.debug("filtered", instance=instance, seconds=seconds, verdict=verdict)
-                return verdict
+                return await self._filtered(instance, seconds, verdict, {})
         if already_seen:
             await self.counters.bump(instance, {stats.DUPLICATES: 1})
             log.info("duplicate ignored", id=idem)
@@ -168,6 +172,13 @@ class Pipeline:
             error = _unexpected(exc)
             error.admitted = True
             raise error from exc
+
+    async def _filtered(
+        self, instance: str, seconds: int, verdict: Filtered, counts: dict[str, int]
+    ) -> Outcome:
+        await self.counters.bump(instance, {**counts, verdict: 1})
+        log.debug("filtered", instance=instance, seconds=seconds, verdict=verdict)
+        return verdict
 
     async def _admit(
         self, event: EvolutionEvent, body: bytes, headers: dict[str, Any], idem: str
