@@ -121,10 +121,17 @@ class _Body(httpx.AsyncByteStream):
 
 
 class _NoCookies(httpx.Cookies):
-    """A jar that keeps nothing a response sets."""
+    """A jar that keeps nothing a response sets and refuses what a caller would put in it."""
 
     def extract_cookies(self, response: httpx.Response) -> None:
         return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise ValueError("this client keeps no cookies")
+
+    def update(self, cookies: Any = None) -> None:  # type: ignore[override]
+        if cookies:
+            raise ValueError("this client keeps no cookies")
 
 
 class Client(httpx.AsyncClient):

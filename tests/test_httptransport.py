@@ -163,6 +163,13 @@ async def test_a_cookie_one_receiver_sets_never_rides_along_to_later_posts(
             hooks.http.cookies = {"session": "abc123"}
         with pytest.raises(ValueError, match="keeps no cookies"):
             Client(cookies={"session": "abc123"})
+        with pytest.raises(ValueError, match="keeps no cookies"):
+            hooks.http.cookies.set("session", "abc123")
+        with pytest.raises(ValueError, match="keeps no cookies"):
+            hooks.http.cookies["session"] = "abc123"
+        with pytest.raises(ValueError, match="keeps no cookies"):
+            hooks.http.cookies.update({"session": "abc123"})
+        assert not hooks.http.cookies
     finally:
         await hooks.aclose()
         await server.stop()
