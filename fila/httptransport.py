@@ -137,7 +137,7 @@ class _NoCookies(httpx.Cookies):
 class Client(httpx.AsyncClient):
     """httpx's client without a cookie jar. Fila calls APIs and webhooks, so a cookie one
     receiver sets must not ride along to later calls; reading every answer's `Set-Cookie` into
-    a jar was also a fifth of a request's client CPU (docs/benchmarks.md)."""
+    a jar was also about a sixth of a request's client CPU (docs/benchmarks.md)."""
 
     def __init__(self, **kwargs: Any) -> None:
         if kwargs.get("cookies"):
