@@ -21,6 +21,7 @@ from fila.keys import Keys
 from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket
 from fila.settings import Settings
+from simulator.cpuusage import machine_busy
 
 
 class HopResult(msgspec.Struct, kw_only=True):
@@ -30,6 +31,9 @@ class HopResult(msgspec.Struct, kw_only=True):
     perSecond: float
     concurrency: int
     errors: int = 0
+    machineCores: float = 0.0
+    """Cores the whole machine was busy while the hop ran: a hop whose server is one thread
+    (moto's) reaches its ceiling with part of the machine idle."""
 
 
 async def _for_duration(
@@ -51,7 +55,7 @@ async def _for_duration(
                 errors += 1
             n += 1
 
-    started = time.monotonic()
+    started, busy = time.monotonic(), machine_busy()
     await asyncio.gather(*(lane(i) for i in range(concurrency)))
     elapsed = time.monotonic() - started
     return HopResult(
@@ -61,6 +65,7 @@ async def _for_duration(
         perSecond=round(done / elapsed, 1),
         concurrency=concurrency,
         errors=errors,
+        machineCores=round((machine_busy() - busy) / elapsed, 2),
     )
 
 
@@ -95,11 +100,12 @@ async def amqp_publish_consume(settings: Settings, seconds: float) -> list[HopRe
             if consumed >= target:
                 finished.set()
 
-        started = time.monotonic()
+        started, busy = time.monotonic(), machine_busy()
         tag = await cqueue.consume(on_message)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(finished.wait(), timeout=max(30.0, seconds * 6))
         elapsed = time.monotonic() - started
+        cores = round((machine_busy() - busy) / elapsed, 2)
         await cqueue.cancel(tag)
         await queue.delete(if_unused=False, if_empty=False)
         consumed_result = HopResult(
@@ -108,6 +114,7 @@ async def amqp_publish_consume(settings: Settings, seconds: float) -> list[HopRe
             seconds=round(elapsed, 3),
             perSecond=round(consumed / elapsed, 1),
             concurrency=128,
+            machineCores=cores,
         )
         return [published, consumed_result]
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
@@ -29,20 +30,26 @@ def test_composed_ceiling_and_cpu_per_note_are_the_arithmetic() -> None:
         mode="quick",
         machine={},
         rawHops=[
-            hop(hop=name, operations=1, seconds=1, perSecond=rate, concurrency=1)
-            for name, rate in (
-                ("amqp consume (acks)", 8000),
-                ("amqp publish (confirms)", 7000),
-                ("redis token bucket", 10000),
-                ("s3 PutObject 32 KB", 300),
-                ("httpx POST to receiver", 500),
+            hop(hop=name, operations=1, seconds=1, perSecond=rate, concurrency=1, machineCores=c)
+            for name, rate, c in (
+                ("amqp consume (acks)", 8000, 1.6),
+                ("amqp publish (confirms)", 7000, 1.4),
+                ("redis token bucket", 10000, 1.0),
+                ("s3 PutObject 32 KB", 300, 1.2),
+                ("httpx POST to receiver", 500, 2.0),
             )
         ],
         endToEnd={
             "throughputPerSecond": 100.0,
             "delivered": 1000,
             "cpuWindowSeconds": 10.0,
-            "coresUsed": {"ingest-1": 0.4, "ingest-2": 0.35, "delivery-1": 0.2, "moto": 0.3},
+            "coresUsed": {
+                "ingest-1": 0.4,
+                "ingest-2": 0.35,
+                "delivery-1": 0.2,
+                "moto": 0.3,
+                "whole machine": 1.5,
+            },
         },
     )
     checks = {c.name: c for c in check_targets(report)}
@@ -50,6 +57,10 @@ def test_composed_ceiling_and_cpu_per_note_are_the_arithmetic() -> None:
     composed = report.endToEnd["composedCeiling"]
     assert composed["perSecond"] == pytest.approx(1 / per_note, abs=0.05)
     assert composed["ratio"] == pytest.approx(100 * per_note, abs=0.001)
+    # Each hop's share of a note times the machine's CPU per operation while it ran alone.
+    hops_ms = 2 * 1.6 / 8 + 1.0 / 10 + (2 / 3) * 2.0 / 0.5 + 1.2 / 0.3 + 1.4 / 7 + 2.0 / 0.5
+    assert composed["hopsMachineMsPerNote"] == pytest.approx(hops_ms, abs=0.005)
+    assert composed["endToEndMachineMsPerNote"] == 15.0
     assert report.endToEnd["cpuMsPerNote"] == {
         "ingest": 7.5,
         "delivery": 2.0,
@@ -94,6 +105,7 @@ async def test_raw_hops_run_against_the_real_servers(settings: Settings) -> None
     assert consumed.operations == published.operations > 0
     for hop in results:
         assert hop.errors == 0 and hop.operations > 0 and hop.perSecond > 0, hop
+        assert 0 < hop.machineCores <= 2 * (os.cpu_count() or 1), hop
 
 
 async def limiter_of_four(settings: Settings) -> dict[str, Any]:

@@ -205,6 +205,24 @@ def composed_ceiling(report: BenchReport) -> dict[str, Any]:
         "perSecond": round(ceiling, 1),
         "withoutMediaFetchPerSecond": round(1 / without, 1),
         "ratio": round(tput / ceiling, 3) if tput else None,
+        **machine_cpu_per_note(report),
+    }
+
+
+def machine_cpu_per_note(report: BenchReport) -> dict[str, float]:
+    """The machine's CPU for one note: its hops, each as busy as it kept the machine when
+    measured alone, against the e2e run's. Wall-time ceilings hide a hop that idles a core."""
+    cores = {h.hop: h.machineCores for h in report.rawHops}
+    e2e = report.endToEnd
+    whole = (e2e.get("coresUsed") or {}).get("whole machine")
+    tput = e2e.get("throughputPerSecond")
+    per_second = {h.hop: h.perSecond for h in report.rawHops}
+    if not all(cores.get(name) for name, _, _ in NOTE_HOPS) or not whole or not tput:
+        return {}
+    hops_ms = sum(share * cores[name] / per_second[name] for name, _, share in NOTE_HOPS) * 1000
+    return {
+        "hopsMachineMsPerNote": round(hops_ms, 2),
+        "endToEndMachineMsPerNote": round(whole / tput * 1000, 2),
     }
 
 
@@ -319,10 +337,17 @@ def _fmt(value: Any) -> str:
 
 
 def print_report(console: Console, report: BenchReport) -> None:
-    hops = Table("raw hop", "ops/s", "ops", "concurrency", "errors", title="Raw ceilings")
+    hops = Table(
+        "raw hop", "ops/s", "ops", "concurrency", "errors", "machine cores", title="Raw ceilings"
+    )
     for h in report.rawHops:
         hops.add_row(
-            h.hop, _fmt(h.perSecond), _fmt(h.operations), str(h.concurrency), str(h.errors)
+            h.hop,
+            _fmt(h.perSecond),
+            _fmt(h.operations),
+            str(h.concurrency),
+            str(h.errors),
+            _fmt(h.machineCores),
         )
     console.print(hops)
     figures = Table("measure", "value", title=f"Fila ({report.mode})")
@@ -347,6 +372,10 @@ def print_report(console: Console, report: BenchReport) -> None:
         ("composed ceiling of one note's hops (/s)", composed.get("perSecond")),
         ("  without the media fetch (/s)", composed.get("withoutMediaFetchPerSecond")),
         ("ratio to the composed ceiling", composed.get("ratio")),
+        (
+            "machine CPU per note: its hops alone / e2e (ms)",
+            _pair(composed, "hopsMachineMsPerNote", "endToEndMachineMsPerNote"),
+        ),
         ("CPU per note: ingest / delivery / both (ms)", _triple(e2e.get("cpuMsPerNote") or {})),
         ("machine speed: reference loop, median (ms)", _fmt(e2e.get("referenceLoopMs"))),
         (
