@@ -7,7 +7,6 @@ installed with aiobotocore, does not. The code keeps speaking httpx; only the wi
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import socket
 import urllib.request
@@ -169,13 +168,6 @@ def client(
         follow_redirects=follow_redirects,
         transport=transport(limits, public_only=public_only),
     )
-
-
-@functools.lru_cache(maxsize=8192)
-def parsed(url: str) -> httpx.URL:
-    """A target called again and again (a webhook, an instance's getBase64) parsed once:
-    httpx's URL parser is a tenth of a request's client CPU. Unique URLs do not go here."""
-    return httpx.URL(url)
 
 
 def transport(

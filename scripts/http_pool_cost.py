@@ -1,6 +1,6 @@
 """Client CPU per POST with N in flight: httpx's own pool, `fila.httptransport`'s transport on
-a stock httpx client, and the workers' client (`httptransport.client`: no cookie jar, the
-target parsed once).
+a stock httpx client, httpx's client without a cookie jar (`httptransport.client`, what the
+workers used before), and the workers' client (`fila.httpcalls`: aiohttp without httpx).
 
     .venv/bin/python scripts/http_pool_cost.py --in-flight 32 --rounds 3
 
@@ -23,7 +23,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fila import httptransport
+from fila import httpcalls, httptransport
 
 BODY = b'{"event":"audio"}' * 40
 
@@ -49,16 +49,19 @@ def serve(port: int) -> None:
     uvloop.run(main())
 
 
-VARIANTS = ("httpcore", "aiohttp", "workers")
+VARIANTS = ("httpcore", "aiohttp", "nojar", "workers")
 
 
 async def measure(variant: str, in_flight: int, seconds: float, url: str) -> tuple[int, float]:
     limits = httpx.Limits(max_connections=max(in_flight * 2, 20))
+    if variant == "workers":
+        calls = httpcalls.Calls(limits, httpx.Timeout(30.0))
+        return await measure_calls(calls, in_flight, seconds, url)
     target: str | httpx.URL = url
     client: httpx.AsyncClient
-    if variant == "workers":
+    if variant == "nojar":
         client = httptransport.client(limits, httpx.Timeout(30.0))
-        target = httptransport.parsed(url)
+        target = httpx.URL(url)
     elif variant == "aiohttp":
         client = httpx.AsyncClient(transport=httptransport.transport(limits))
     else:
@@ -72,6 +75,26 @@ async def measure(variant: str, in_flight: int, seconds: float, url: str) -> tup
             while time.monotonic() < stop:
                 async with client.stream("POST", target, content=BODY) as response:
                     async for _ in response.aiter_bytes():
+                        pass
+                done += 1
+
+        started = time.process_time()
+        await asyncio.gather(*(loop() for _ in range(in_flight)))
+        return done, time.process_time() - started
+
+
+async def measure_calls(
+    calls: httpcalls.Calls, in_flight: int, seconds: float, url: str
+) -> tuple[int, float]:
+    done = 0
+    stop = time.monotonic() + seconds
+    async with calls:
+
+        async def loop() -> None:
+            nonlocal done
+            while time.monotonic() < stop:
+                async with calls.stream("POST", url, content=BODY) as answer:
+                    async for _ in answer.aiter_bytes():
                         pass
                 done += 1
 

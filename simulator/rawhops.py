@@ -9,14 +9,14 @@ import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import aio_pika
 import httpx
 import msgspec
 
-from fila import httptransport, redisconn, s3
+from fila import redisconn, s3
 from fila.dev import services
+from fila.httpcalls import Calls
 from fila.keys import Keys
 from fila.models import RateLimitConfig
 from fila.ratelimit import TokenBucket
@@ -151,13 +151,21 @@ async def s3_put(settings: Settings, seconds: float) -> HopResult:
 
 async def http_post(url: str, seconds: float) -> HopResult:
     """POST of a ~1 KB JSON body to the receiver (32 in flight, keep-alive)."""
-    body: dict[str, Any] = {"event": "bench.raw", "data": {"pad": "x" * 900}}
+    body = msgspec.json.encode({"event": "bench.raw", "data": {"pad": "x" * 900}})
+    headers = {"content-type": "application/json"}
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    # The client Fila's workers use: httpcore's own pool costs more than the POST when busy.
-    target = httptransport.parsed(f"{url}/raw")
-    async with httptransport.client(limits, httpx.Timeout(30)) as client:
+    # The client Fila's workers POST their webhooks with.
+    calls = Calls(limits, httpx.Timeout(30))
+    target = f"{url}/raw"
 
-        async def post(_: int) -> None:
-            (await client.post(target, json=body)).raise_for_status()
+    async def post(_: int) -> None:
+        async with calls.stream("POST", target, content=body, headers=headers) as answer:
+            async for _chunk in answer.aiter_bytes():
+                pass
+            if answer.status_code >= 400:
+                raise RuntimeError(f"the receiver answered {answer.status_code}")
 
-        return await _for_duration("httpx POST to receiver", seconds, 32, post)
+    try:
+        return await _for_duration("http POST to receiver", seconds, 32, post)
+    finally:
+        await calls.aclose()

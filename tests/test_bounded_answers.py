@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from controlplane.feedback.evolution import EvolutionClient, EvolutionError
 from fila.configstore import ConfigStore
 from fila.events import audio_of
+from fila.httpcalls import Calls
 from fila.keys import Keys
 from fila.models import EvolutionEvent
 from fila.settings import Settings
@@ -78,7 +79,7 @@ async def test_a_huge_getbase64_answer_is_refused_while_it_streams(
     )
     audio = audio_of(event)
     assert audio is not None
-    async with httpx.AsyncClient() as http:
+    async with Calls(httpx.Limits(), httpx.Timeout(30.0)) as http:
         with pytest.raises(IngestError) as refused:
             await MediaFetcher(small, http).fetch(event, audio)
     assert refused.value.reason == "oversized"

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from fila.configstore import ConfigStore
-from fila.httptransport import Client, Transport, parsed, transport
+from fila.httptransport import Client, Transport, client, transport
 from fila.keys import Keys
 from fila.settings import Settings
 from simulator.httpserver import LoopbackServer, Request, Response
@@ -151,31 +151,28 @@ async def test_a_cookie_one_receiver_sets_never_rides_along_to_later_posts(
     server = LoopbackServer(handle)
     await server.start()
     hooks = Webhooks(settings, ConfigStore(redis, Keys(settings.redis_prefix), settings))
+    binder = client(httpx.Limits(), httpx.Timeout(5.0))  # the instance binder's client
     try:
         for n in range(3):
             attempt = await hooks.post(f"{server.url}/hook", b"{}", f"msg-{n}", {})
             assert attempt.status == 200
-        assert len(seen) == 3
+            assert (await binder.get(f"{server.url}/instance/fetchInstances")).status_code == 200
+        assert len(seen) == 6
         assert all("cookie" not in headers for headers in seen), seen
-        assert "webhook-signature" in seen[-1]  # the same POSTs, signed as before
-        assert not hooks.http.cookies
+        assert "webhook-signature" in seen[-2]  # the same POSTs, signed as before
+        assert not binder.cookies
         with pytest.raises(ValueError, match="keeps no cookies"):
-            hooks.http.cookies = {"session": "abc123"}
+            binder.cookies = {"session": "abc123"}
         with pytest.raises(ValueError, match="keeps no cookies"):
             Client(cookies={"session": "abc123"})
         with pytest.raises(ValueError, match="keeps no cookies"):
-            hooks.http.cookies.set("session", "abc123")
+            binder.cookies.set("session", "abc123")
         with pytest.raises(ValueError, match="keeps no cookies"):
-            hooks.http.cookies["session"] = "abc123"
+            binder.cookies["session"] = "abc123"
         with pytest.raises(ValueError, match="keeps no cookies"):
-            hooks.http.cookies.update({"session": "abc123"})
-        assert not hooks.http.cookies
+            binder.cookies.update({"session": "abc123"})
+        assert not binder.cookies
     finally:
         await hooks.aclose()
+        await binder.aclose()
         await server.stop()
-
-
-def test_a_target_called_again_is_parsed_once() -> None:
-    url = "http://127.0.0.1:9/chat/getBase64FromMediaMessage/inst%20one"
-    assert parsed(url) is parsed(url)
-    assert parsed(url) == httpx.URL(url) and str(parsed(url)) == url

@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from fila import stats, topology
 from fila.configstore import ConfigStore
+from fila.httpcalls import Calls
 from fila.keys import Keys
 from fila.models import RateLimitConfig
 from fila.settings import Settings
@@ -47,7 +48,7 @@ async def pipeline(
     await store.set_ratelimit(RateLimitConfig(capacity=1, refillPerMinute=0.02, reservePercent=0))
     audio = AudioStore(settings)
     await audio.open()
-    async with rabbit(settings) as mq, httpx.AsyncClient() as http:
+    async with rabbit(settings) as mq, Calls(httpx.Limits(), httpx.Timeout(30.0)) as http:
         publisher = Spy(mq.channel, settings)
         publisher.retries = []
         await publisher.declare()

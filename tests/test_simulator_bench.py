@@ -36,7 +36,7 @@ def test_composed_ceiling_and_cpu_per_note_are_the_arithmetic() -> None:
                 ("amqp publish (confirms)", 7000, 1.4),
                 ("redis token bucket", 10000, 1.0),
                 ("s3 PutObject 32 KB", 300, 1.2),
-                ("httpx POST to receiver", 500, 2.0),
+                ("http POST to receiver", 500, 2.0),
             )
         ],
         endToEnd={

@@ -21,6 +21,7 @@ from aio_pika.abc import (
 from fila import httptransport, startup, topology
 from fila import logging as flog
 from fila.configstore import ConfigStore
+from fila.httpcalls import Calls
 from fila.keys import Keys
 from fila.models import ControlMessage
 from fila.settings import Settings
@@ -53,7 +54,10 @@ class IngestConsumer:
         )
         self.store = AudioStore(settings)
         limits = httpx.Limits(max_connections=max(10, settings.ingest_concurrency))
-        self.http = httptransport.client(limits, httpx.Timeout(30.0, connect=5.0))
+        timeout = httpx.Timeout(30.0, connect=5.0)
+        self.http = httptransport.client(limits, timeout)
+        self.media_calls = Calls(limits, timeout)
+        """Every note's media fetch; `http` serves the instance binder's occasional calls."""
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractChannel | None = None
         self.queue: AbstractQueue | None = None
@@ -72,7 +76,7 @@ class IngestConsumer:
         publisher = Publisher(publish_channel, self.settings)
         await publisher.declare()
         await self.store.open()
-        fetcher = MediaFetcher(self.settings, self.http)
+        fetcher = MediaFetcher(self.settings, self.media_calls)
         self.holds = Holds(
             self.settings, self.redis, self.fleet.info, publisher.monitoring, self._sync
         )
@@ -181,6 +185,7 @@ class IngestConsumer:
         with contextlib.suppress(Exception):
             await self.store.close()
         await self.http.aclose()
+        await self.media_calls.aclose()
 
 
 async def build(

@@ -15,7 +15,7 @@ import msgspec
 
 from fila import logging as flog
 from fila import mediacrypto
-from fila.httptransport import parsed
+from fila.httpcalls import Answer, Calls
 from fila.models import AudioMessage, EvolutionEvent
 from fila.offload import off_loop
 from fila.retries import first_then_retried
@@ -68,7 +68,7 @@ def decode_base64(text: str, limit: int, field: str) -> bytes:
 class MediaFetcher:
     """Fetches media with one shared HTTP client for the worker's life."""
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, client: Calls) -> None:
         self._settings = settings
         self._client = client
         self.held_media: tuple[str, str] | None = None
@@ -113,7 +113,7 @@ class MediaFetcher:
         )
         body = {"message": {"key": {"id": event.data.key.id}}}
         try:
-            status, content = await self._post_retried(parsed(url), body)
+            status, content = await self._post_retried(url, body)
         except _Transient as exc:
             self.held_media = (event.instance, event.data.key.id)
             raise IngestError(
@@ -147,7 +147,7 @@ class MediaFetcher:
             if _retryable_status(response.status_code):
                 raise _Transient(f"Evolution API answered {response.status_code}")
 
-    async def _post_retried(self, url: httpx.URL, body: object) -> tuple[int, bytes]:
+    async def _post_retried(self, url: str, body: object) -> tuple[int, bytes]:
         """The status and body (bounded by the audio limit as base64) of getBase64's answer."""
         headers = {"apikey": self._settings.evolution_api_key}
         limit = self._settings.max_audio_bytes * 4 // 3 + _JSON_OVERHEAD
@@ -217,7 +217,7 @@ class MediaFetcher:
         )
 
 
-async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
+async def _read_capped(response: Answer, limit: int, what: str) -> bytes:
     """The body, refused as soon as it passes `limit`: a huge answer never sits in memory."""
     chunks: list[bytes] = []
     size = 0

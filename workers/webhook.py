@@ -14,7 +14,8 @@ import httpx
 import msgspec
 
 from fila.configstore import ConfigStore
-from fila.httptransport import blocked_reason, client, parsed
+from fila.httpcalls import Answer, Calls
+from fila.httptransport import blocked_reason
 from fila.models import WebhookConfig, WebhookTarget
 from fila.settings import Settings
 from fila.signing import Signer
@@ -56,7 +57,7 @@ class Webhooks:
         self._clock = clock
         self.signer = Signer(settings.webhook_secret)
         limits = httpx.Limits(max_connections=max(settings.delivery_concurrency * 2, 20))
-        self.http = client(
+        self.http = Calls(
             limits,
             httpx.Timeout(settings.webhook_timeout_seconds),
             public_only=settings.webhook_block_private,
@@ -88,10 +89,9 @@ class Webhooks:
             **self.signer.headers(message_id, body),
         }
         started = time.perf_counter()
-        target = parsed(url)
         try:
             async with asyncio.timeout(self._deadline):
-                async with self.http.stream("POST", target, content=body, headers=sent) as response:
+                async with self.http.stream("POST", url, content=body, headers=sent) as response:
                     # Only the start of the answer is kept: a huge one is cut off, not buffered.
                     head = await _head(response, RESPONSE_SNIPPET * 4)
         except httpx.HTTPError as exc:
@@ -118,7 +118,7 @@ class Webhooks:
         await self.http.aclose()
 
 
-async def _head(response: httpx.Response, limit: int) -> bytes:
+async def _head(response: Answer, limit: int) -> bytes:
     """Up to `limit` bytes of the body; the rest is never read."""
     head = b""
     async for chunk in response.aiter_bytes():

@@ -143,7 +143,7 @@ def capacity_section(
         amqpPublishPerSecond=hops.get("amqp publish (confirms)", 0.0),
         redisScriptsPerSecond=hops.get("redis token bucket", 0.0),
         s3PutsPerSecond=hops.get("s3 PutObject 32 KB", 0.0),
-        webhookPostsPerSecond=hops.get("httpx POST to receiver", 0.0),
+        webhookPostsPerSecond=hops.get("http POST to receiver", 0.0),
     )
     used: dict[str, meter.Usage] = {}
     for part, delivered in (
@@ -178,11 +178,11 @@ def capacity_section(
 NOTE_HOPS = (
     ("amqp consume (acks)", "consume from fila.ingest", 1.0),
     ("redis token bucket", "the bucket call", 1.0),
-    ("httpx POST to receiver", "the media fetch (one HTTP round trip)", 2 / 3),
+    ("http POST to receiver", "the media fetch (one HTTP round trip)", 2 / 3),
     ("s3 PutObject 32 KB", "the S3 PUT", 1.0),
     ("amqp publish (confirms)", "the publish to global.messages", 1.0),
     ("amqp consume (acks)", "the consume from global.messages", 1.0),
-    ("httpx POST to receiver", "the webhook POST", 1.0),
+    ("http POST to receiver", "the webhook POST", 1.0),
 )
 """The hops one voice note passes, with how many of them pass it (two of the three voice kinds
 of the bench's mix fetch their media; inline base64 does not)."""
