@@ -16,7 +16,10 @@ import multiprocessing
 import socket
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvloop
@@ -55,8 +58,8 @@ VARIANTS = ("httpcore", "aiohttp", "nojar", "workers")
 async def measure(variant: str, in_flight: int, seconds: float, url: str) -> tuple[int, float]:
     limits = httpx.Limits(max_connections=max(in_flight * 2, 20))
     if variant == "workers":
-        calls = httpcalls.Calls(limits, httpx.Timeout(30.0))
-        return await measure_calls(calls, in_flight, seconds, url)
+        async with httpcalls.Calls(limits, httpx.Timeout(30.0)) as calls:
+            return await drive(lambda: calls.stream("POST", url, content=BODY), in_flight, seconds)
     target: str | httpx.URL = url
     client: httpx.AsyncClient
     if variant == "nojar":
@@ -66,41 +69,28 @@ async def measure(variant: str, in_flight: int, seconds: float, url: str) -> tup
         client = httpx.AsyncClient(transport=httptransport.transport(limits))
     else:
         client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(limits=limits))
-    done = 0
-    stop = time.monotonic() + seconds
     async with client:
-
-        async def loop() -> None:
-            nonlocal done
-            while time.monotonic() < stop:
-                async with client.stream("POST", target, content=BODY) as response:
-                    async for _ in response.aiter_bytes():
-                        pass
-                done += 1
-
-        started = time.process_time()
-        await asyncio.gather(*(loop() for _ in range(in_flight)))
-        return done, time.process_time() - started
+        return await drive(lambda: client.stream("POST", target, content=BODY), in_flight, seconds)
 
 
-async def measure_calls(
-    calls: httpcalls.Calls, in_flight: int, seconds: float, url: str
+async def drive(
+    post: Callable[[], AbstractAsyncContextManager[Any]], in_flight: int, seconds: float
 ) -> tuple[int, float]:
+    """`in_flight` loops of POSTs, each answer read to its end, for `seconds`: (done, CPU s)."""
     done = 0
     stop = time.monotonic() + seconds
-    async with calls:
 
-        async def loop() -> None:
-            nonlocal done
-            while time.monotonic() < stop:
-                async with calls.stream("POST", url, content=BODY) as answer:
-                    async for _ in answer.aiter_bytes():
-                        pass
-                done += 1
+    async def loop() -> None:
+        nonlocal done
+        while time.monotonic() < stop:
+            async with post() as answer:
+                async for _ in answer.aiter_bytes():
+                    pass
+            done += 1
 
-        started = time.process_time()
-        await asyncio.gather(*(loop() for _ in range(in_flight)))
-        return done, time.process_time() - started
+    started = time.process_time()
+    await asyncio.gather(*(loop() for _ in range(in_flight)))
+    return done, time.process_time() - started
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -13,15 +12,11 @@ from fila import httpcalls
 from fila.httpcalls import Calls
 from fila.httptransport import blocked_reason
 from simulator.httpserver import LoopbackServer, Request, Response
-from tests.test_httptransport import BURST, LIMIT, HeldServer, _closed_port
+from tests import test_httptransport
+from tests.test_httptransport import BURST, LIMIT, HeldServer, _closed_port, half_answer
 
-
-@pytest.fixture
-async def held() -> AsyncIterator[HeldServer]:
-    server = HeldServer()
-    await server.server.start()
-    yield server
-    await server.server.stop()
+held = test_httptransport.held
+"""The same held server as the transport's tests (a fixture of that module)."""
 
 
 async def _post(calls: Calls, url: str, body: bytes) -> tuple[int, bytes]:
@@ -54,12 +49,6 @@ async def test_a_refused_connection_is_a_connect_error_not_a_timeout() -> None:
 
 
 async def test_a_connection_dropped_mid_answer_is_a_read_error() -> None:
-    async def half_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly this")
-        await writer.drain()
-        writer.close()
-
     server = await asyncio.start_server(half_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:

@@ -82,13 +82,15 @@ async def test_a_refused_connection_is_a_connect_error_not_a_timeout() -> None:
     assert not isinstance(caught.value, httpx.TimeoutException)
 
 
-async def test_a_connection_dropped_mid_answer_is_an_httpx_error() -> None:
-    async def half_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly this")
-        await writer.drain()
-        writer.close()
+async def half_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Announces 1,000 bytes, sends nine and hangs up."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly this")
+    await writer.drain()
+    writer.close()
 
+
+async def test_a_connection_dropped_mid_answer_is_an_httpx_error() -> None:
     server = await asyncio.start_server(half_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
