@@ -140,3 +140,19 @@ async def test_select_shown_marks_every_shown_row_then_clears() -> None:
         await pilot.pause()
         assert screen.selected == set()
         assert {row_text(table, name)["sel"] for name in screen.shown} == {""}
+
+
+async def test_a_render_while_a_page_loses_its_widgets_is_skipped_not_a_crash() -> None:
+    """A stream item can arrive while the app quits and removes the page's widgets: the render
+    is skipped (the next one fills the page) instead of ending the TUI with NoMatches."""
+    app = FilaApp(Settings(), fixed=demo.fleet(50), start="workers")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.page is not None and app.page.is_mounted)
+        page = app.page
+        assert page is not None
+        app.render_page()  # whole: fills the summary
+        summary = page.query_one("#workers-summary")
+        await summary.remove()
+        await pilot.pause()
+        app.render_page()  # the summary is gone: skipped, no exception
+        assert not page.query("#workers-summary")

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
 
@@ -146,8 +147,14 @@ class FilaApp(App[None]):
 
     def render_page(self) -> None:
         page = self.page
-        if page is not None and page.is_mounted:
+        if page is None or not page.is_mounted:
+            return
+        try:
             page.refresh_from(self.data)
+        except NoMatches:
+            # Its widgets are not there yet, or no longer (the app quitting while a stream
+            # item arrives): the next render fills the page; a crash would end the TUI.
+            return
 
     async def _follow_stream(self) -> None:
         assert self.client is not None
