@@ -114,9 +114,11 @@ class Calls:
         content: bytes | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        once: bool = False,
     ) -> AsyncIterator[Answer]:
-        """The answer's status and headers; its body only as far as it is iterated."""
-        target = _url(url)
+        """The answer's status and headers; its body only as far as it is iterated. A URL
+        used `once` (a media download's) stays out of the cache of repeated targets."""
+        target = yarl.URL(url) if once else _url(url)
         if self.public_only and (refusal := literal_refusal(target.host or "")):
             raise httpx.ConnectError(refusal) from BlockedAddress(refusal)
         if json is not None:

@@ -131,3 +131,26 @@ def test_a_target_called_again_is_parsed_once() -> None:
     url = "http://127.0.0.1:9/chat/getBase64FromMediaMessage/inst%20one"
     assert httpcalls._url(url) is httpcalls._url(url)
     assert str(httpcalls._url(url)) == url
+
+
+async def test_a_url_used_once_stays_out_of_the_cache() -> None:
+    """Every media download has a URL of its own: cached, they would push the webhook's out."""
+
+    async def handle(request: Request) -> Response:
+        return Response(body=b"audio")
+
+    server = LoopbackServer(handle)
+    await server.start()
+    try:
+        async with Calls(httpx.Limits(), httpx.Timeout(5.0)) as calls:
+            before = httpcalls._url.cache_info().currsize
+            for n in range(5):
+                url = f"{server.url}/v/t62/{n}.enc"
+                async with calls.stream("GET", url, once=True) as answer:
+                    assert b"".join([c async for c in answer.aiter_bytes()]) == b"audio"
+            assert httpcalls._url.cache_info().currsize == before
+            async with calls.stream("POST", f"{server.url}/hook", content=b"{}") as answer:
+                assert answer.status_code == 200
+            assert httpcalls._url.cache_info().currsize == before + 1
+    finally:
+        await server.stop()

@@ -201,7 +201,7 @@ class MediaFetcher:
 
         async def get() -> bytes:
             try:
-                async with self._client.stream("GET", url) as response:
+                async with self._client.stream("GET", url, once=True) as response:
                     if _retryable_status(response.status_code):
                         raise _Transient(f"media download answered {response.status_code}")
                     if response.status_code >= 400:
