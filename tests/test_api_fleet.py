@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -99,7 +100,9 @@ async def test_metrics_expose_fleet_figures(
     )
     await record_latency(redis, keys, "delivery", 0.2)
     await record_latency(redis, keys, "end_to_end", 3.0)
-    await redis.zadd(keys.feedback_sessions, {"mx-a:chat:1": 1, "mx-a:chat:2": 2})
+    # Due an hour from now: the control plane's own feedback loop must not end them mid-test.
+    due = int((time.time() + 3600) * 1000)
+    await redis.zadd(keys.feedback_sessions, {"mx-a:chat:1": due, "mx-a:chat:2": due + 1})
     response = await cp.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
