@@ -193,7 +193,7 @@ async def test_a_breaker_another_worker_opened_stops_this_one_within_its_freshne
         await publish(channel, audio("inst-o", 0))
         await wait_for(lambda: len(receiver.accepted()) == 1, timeout=60)
 
-        probe_at = time.time() + CLOSED_FRESH_SECONDS + 3.0
+        probe_at = time.time() + CLOSED_FRESH_SECONDS + 8.0  # well past the checks below
         opened = {"state": "open", "failures": 50, "openedAt": time.time(), "nextProbeAt": probe_at}
         await redis.hset(keys.breakers, receiver.url, msgspec.json.encode(opened))
         await asyncio.sleep(CLOSED_FRESH_SECONDS + 0.25)

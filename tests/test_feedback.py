@@ -233,6 +233,32 @@ async def test_two_replicas_send_each_reaction_once(
         assert alternates(seq), (message_id, seq)
 
 
+async def test_a_stop_during_a_claim_still_sends_the_tick_it_claimed(
+    settings: Settings, stub: EvolutionStub, services: Services, redis: aioredis.Redis
+) -> None:
+    """A claim moves the session's tick in Redis: a stop landing right after it must let the
+    reaction go out, or the tick is counted and never sent."""
+    service = await services.start(fast(settings, stub))
+    claimed = asyncio.Event()
+    real_claim = service.store.claim
+
+    async def slow_claim(*args: Any, **kwargs: Any) -> Any:
+        result = await real_claim(*args, **kwargs)
+        claimed.set()
+        await asyncio.sleep(0.5)  # the stop lands here, between the claim and its send
+        return result
+
+    service.store.claim = slow_claim  # type: ignore[method-assign]
+    started = await service.start_session(start_body("STOPPED"))
+    await asyncio.wait_for(claimed.wait(), timeout=30)
+    await service.stop()
+    services.started.clear()
+    keys = Keys(settings.redis_prefix)
+    ticks = int(await redis.hget(keys.feedback_session(started.sessionId), "tick") or 0)
+    assert ticks >= 1
+    assert len(emojis(stub, "STOPPED")) == ticks, (ticks, emojis(stub, "STOPPED"))
+
+
 async def test_a_due_tick_is_claimed_once_among_concurrent_claimers(
     settings: Settings, stub: EvolutionStub, redis: aioredis.Redis
 ) -> None:
@@ -246,7 +272,7 @@ async def test_a_due_tick_is_claimed_once_among_concurrent_claimers(
         c = await store.claim(
             sid,
             score,
-            score_now(),
+            score,  # "now" fixed at the due time: a stalled claimer must not move the next one
             interval_ms=service.interval_ms,
             sending_lease_ms=service.sending_lease_ms,
             end_lease_ms=60_000,

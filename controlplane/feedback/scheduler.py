@@ -35,6 +35,8 @@ MAX_END_ATTEMPTS = 5
 """Ends still failing after this many takes are completed anyway (and logged)."""
 BATCH = 200
 MAX_SENDS = 64
+STOP_WAIT_SECONDS = 2.0
+"""How long a stop lets a pass in progress end before cancelling it."""
 
 T = TypeVar("T")
 
@@ -84,7 +86,10 @@ class FeedbackScheduler:
         """Stop ticking; let sends in flight finish (bounded), then release what is held."""
         if self._loop_task is not None:
             self._stopping = True
+            self._wake.set()
             task = self._loop_task
+            # A pass in progress ends on its own, so a tick it has claimed also gets its task.
+            await asyncio.wait({task}, timeout=STOP_WAIT_SECONDS)
             # Cancel until it ends: a cancel landing as a wait times out can be swallowed.
             while not task.done():
                 task.cancel()
@@ -157,6 +162,8 @@ class FeedbackScheduler:
         if delay <= 0:
             return
         self._wake.clear()
+        if self._stopping:
+            return
         waiter = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait({waiter}, timeout=delay)
