@@ -36,6 +36,8 @@ ASSUMPTIONS = [
     " busiest queue's publishes are set against the measured publish ceiling",
     f"one Redis shard ≈ {REDIS_OPS_PER_SHARD:,.0f} commands/s; the {{bucket}} slot (every"
     " admission) lives on one shard, so its script calls must fit one shard's measured ceiling",
+    "Redis commands: a fixed rate measured with no load (heartbeats and polls of the bench's"
+    " processes), plus a cost per note",
     f"S3: {S3_GETS_PER_NOTE:g} GET per note by the receiver; audio at"
     f" {OPUS_BYTES_PER_SECOND / 1000:g} kB/s when --audio-seconds is given,"
     " else the measured object size",
@@ -55,12 +57,16 @@ class Costs(msgspec.Struct, kw_only=True):
     amqpDeliverPerNote: float
     amqpAckPerNote: float
     redisCommandsPerNote: float
+    """Commands per note above the fixed rate below."""
     redisScriptsPerNote: float
     s3PutsPerNote: float
     s3BytesPerNote: float
     webhookPostsPerNote: float
     webhookBytesPerNote: float
     pgTransactionsPerNote: float
+    redisCommandsFixedPerSecond: float = 0.0
+    """Commands a second with no note in flight (heartbeats, polls, timers): spread over the
+    notes, this fixed part made a note look dearer at 6 notes a second than at 60."""
     amqpPublishPerNoteByQueue: dict[str, float] = {}
     """Queue → publishes into it per note: what causes the RabbitMQ traffic (events in,
     voice notes out, monitoring, dead letters), and the load on each queue's leader."""
@@ -183,12 +189,13 @@ def plan(
         "messages",
         f"{notes:g}/s × {BACKLOG_MINUTES:g} min",
     )
+    fixed = costs.redisCommandsFixedPerSecond
     commands = add(
         "redis",
         "commands",
-        notes * costs.redisCommandsPerNote,
+        fixed + notes * costs.redisCommandsPerNote,
         "/s",
-        f"{notes:g}/s × {costs.redisCommandsPerNote:g}",
+        f"{fixed:g} + {notes:g}/s × {costs.redisCommandsPerNote:g}",
     )
     scripts = add(
         "redis",

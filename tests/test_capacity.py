@@ -57,7 +57,8 @@ def test_every_line_of_the_plan_is_the_arithmetic_it_shows(instances: int, rate:
         assert got[("rabbitmq", f"publishes to {queue}")] == pytest.approx(rate_in)
     assert sum(by_queue.values()) == pytest.approx(got[("rabbitmq", "publishes")], rel=0.02)
     busiest = max(by_queue, key=lambda q: by_queue[q])
-    commands = notes * costs["redisCommandsPerNote"]
+    assert costs["redisCommandsFixedPerSecond"] > 0  # heartbeats and polls, measured idle
+    commands = costs["redisCommandsFixedPerSecond"] + notes * costs["redisCommandsPerNote"]
     scripts = notes * costs["redisScriptsPerNote"]
     assert got[("redis", "commands")] == pytest.approx(commands)
     assert got[("redis", "admission scripts ({bucket} slot)")] == pytest.approx(scripts)

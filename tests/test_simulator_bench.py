@@ -10,8 +10,9 @@ import msgspec
 import pytest
 
 from fila.settings import Settings
-from simulator import rawhops
+from simulator import meter, rawhops
 from simulator.bench import QUICK, Bench, BenchReport, check_targets, control, jain
+from simulator.bench.report import costs_of, predicted_vs_measured
 from simulator.benchenv import _management, isolated
 from simulator.receiver import Receiver
 
@@ -68,6 +69,47 @@ def test_composed_ceiling_and_cpu_per_note_are_the_arithmetic() -> None:
     }
     cpu = checks["Fila CPU per delivered note, ingest + delivery (ms)"]
     assert cpu.value == 9.5 and cpu.met is False
+
+
+def _part(seconds: float, notes: int, redis_commands: float) -> meter.Usage:
+    """A measured part with one note's fixed costs, and Redis as given."""
+    totals = {
+        "amqpPublish": 1.4 * notes,
+        "amqpDeliver": 1.4 * notes,
+        "amqpAck": 1.4 * notes,
+        "redisCommands": redis_commands,
+        "redisScripts": notes,
+        "s3Puts": notes,
+        "s3Bytes": 30_000 * notes,
+        "webhookPosts": notes,
+        "webhookBytes": 1_000 * notes,
+        "pgTransactions": 0.0,
+        "cpuSeconds.ingest": 0.003 * notes,
+        "cpuSeconds.delivery": 0.001 * notes,
+        "cpuSeconds.controlplane": 0.0,
+    }
+    per = {k: v / notes for k, v in totals.items()}
+    return meter.Usage(seconds=seconds, notes=notes, cpuCores={}, totals=totals, perNote=per)
+
+
+def test_redis_commands_are_a_fixed_rate_plus_a_cost_per_note() -> None:
+    """70 commands a second with no load and 35 a note: each part predicts the other exactly
+    once the fixed part is taken out, where a cost per note alone misses by a quarter."""
+    idle = {"ingest": 0.0, "delivery": 0.0, "controlplane": 0.0}
+    procs = {"ingest": 2, "delivery": 2, "controlplane": 1}
+    slow = _part(90.0, 540, 70 * 90.0 + 35 * 540)  # 6 notes a second
+    fast = _part(60.0, 3600, 70 * 60.0 + 35 * 3600)  # 60 notes a second
+    for fixed, agrees in ((70.0, True), (0.0, False)):
+        costs = {p: costs_of(u, idle, procs, fixed) for p, u in (("slow", slow), ("fast", fast))}
+        assert costs["slow"].redisCommandsFixedPerSecond == fixed
+        if fixed:
+            assert costs["slow"].redisCommandsPerNote == costs["fast"].redisCommandsPerNote == 35
+        row = predicted_vs_measured(costs["fast"], slow, procs)["redis commands/s"]
+        assert row["measured"] == 70 + 35 * 6
+        assert bool(row["agrees"]) is agrees, row
+        back = predicted_vs_measured(costs["slow"], fast, procs)["redis commands/s"]
+        assert back["measured"] == 70 + 35 * 60
+        assert bool(back["agrees"]) is agrees, back
 
 
 def test_targets_say_which_are_missed() -> None:

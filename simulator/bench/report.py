@@ -48,8 +48,14 @@ def jain(values: list[float]) -> float | None:
 ROLES = ("ingest", "delivery", "controlplane")
 
 
-def costs_of(used: meter.Usage, idle: dict[str, float], procs: dict[str, int]) -> capacity.Costs:
-    """Per-note costs of one measured part, each role's idle CPU taken out first."""
+def costs_of(
+    used: meter.Usage,
+    idle: dict[str, float],
+    procs: dict[str, int],
+    redis_fixed: float = 0.0,
+) -> capacity.Costs:
+    """Per-note costs of one measured part, each role's idle CPU and Redis's idle commands
+    (`redis_fixed` a second) taken out first."""
     per = used.perNote
     cpu: dict[str, float] = {}
     for role in ROLES:
@@ -65,7 +71,12 @@ def costs_of(used: meter.Usage, idle: dict[str, float], procs: dict[str, int]) -
         amqpPublishPerNote=per["amqpPublish"],
         amqpDeliverPerNote=per["amqpDeliver"],
         amqpAckPerNote=per["amqpAck"],
-        redisCommandsPerNote=per["redisCommands"],
+        redisCommandsPerNote=round(
+            max(0.0, used.totals["redisCommands"] - redis_fixed * used.seconds)
+            / max(used.notes, 1),
+            4,
+        ),
+        redisCommandsFixedPerSecond=round(redis_fixed, 2),
         redisScriptsPerNote=per["redisScripts"],
         s3PutsPerNote=per["s3Puts"],
         s3BytesPerNote=per["s3Bytes"],
@@ -93,14 +104,20 @@ def predicted_vs_measured(
         )
         measured = used.totals[f"cpuSeconds.{role}"] / used.seconds
         out[f"cores {role}"] = {"predicted": predicted, "measured": measured}
-    for name, per, total in (
-        ("amqp publishes/s", costs.amqpPublishPerNote, "amqpPublish"),
-        ("amqp deliveries/s", costs.amqpDeliverPerNote, "amqpDeliver"),
-        ("redis commands/s", costs.redisCommandsPerNote, "redisCommands"),
-        ("s3 PUTs/s", costs.s3PutsPerNote, "s3Puts"),
-        ("webhook POSTs/s", costs.webhookPostsPerNote, "webhookPosts"),
+    for name, fixed, per, total in (
+        ("amqp publishes/s", 0.0, costs.amqpPublishPerNote, "amqpPublish"),
+        ("amqp deliveries/s", 0.0, costs.amqpDeliverPerNote, "amqpDeliver"),
+        (
+            "redis commands/s",
+            costs.redisCommandsFixedPerSecond,
+            costs.redisCommandsPerNote,
+            "redisCommands",
+        ),
+        ("s3 PUTs/s", 0.0, costs.s3PutsPerNote, "s3Puts"),
+        ("webhook POSTs/s", 0.0, costs.webhookPostsPerNote, "webhookPosts"),
     ):
-        out[name] = {"predicted": rate * per, "measured": used.totals[total] / used.seconds}
+        predicted = fixed + rate * per
+        out[name] = {"predicted": predicted, "measured": used.totals[total] / used.seconds}
     for queue, per in costs.amqpPublishPerNoteByQueue.items():
         count = used.totals.get(f"amqpPublish.{queue}", 0.0)
         seen = source.totals.get(f"amqpPublish.{queue}", 0.0) if source else count
@@ -155,7 +172,11 @@ def capacity_section(
             used[part] = meter.usage(start, end, int(delivered))
     if not used:
         raise RuntimeError("neither the reference nor the scale part was measured")
-    costs = {part: costs_of(u, idle, procs) for part, u in used.items()}
+    quiet = None
+    if "idle.start" in readings and "idle.end" in readings:
+        quiet = meter.usage(readings["idle.start"], readings["idle.end"], 0)
+    redis_fixed = quiet.totals["redisCommands"] / quiet.seconds if quiet else 0.0
+    costs = {part: costs_of(u, idle, procs, redis_fixed) for part, u in used.items()}
     checks = {}
     if len(used) == 2:
         checks["reference, predicted from the scale part"] = predicted_vs_measured(
@@ -170,6 +191,7 @@ def capacity_section(
         "costsFrom": "scale" if "scale" in costs else "reference",
         "ceilings": msgspec.to_builtins(ceilings),
         "usage": {part: msgspec.to_builtins(u) for part, u in used.items()},
+        "idle": msgspec.to_builtins(quiet) if quiet else None,
         "costsByPart": {part: msgspec.to_builtins(c) for part, c in costs.items()},
         "checks": checks,
     }
