@@ -233,30 +233,40 @@ async def test_two_replicas_send_each_reaction_once(
         assert alternates(seq), (message_id, seq)
 
 
-async def test_a_stop_during_a_claim_still_sends_the_tick_it_claimed(
+async def test_a_stop_during_a_claim_sends_that_tick_and_claims_no_more(
     settings: Settings, stub: EvolutionStub, services: Services, redis: aioredis.Redis
 ) -> None:
     """A claim moves the session's tick in Redis: a stop landing right after it must let the
-    reaction go out, or the tick is counted and never sent."""
-    service = await services.start(fast(settings, stub))
+    reaction go out (or the tick is counted and never sent), and claim nothing further."""
+    service = FeedbackService(fast(settings, stub), redis)
+    services.started.append(service)  # stopped at teardown whatever happens
+    claims: list[float] = []
     claimed = asyncio.Event()
     real_claim = service.store.claim
 
     async def slow_claim(*args: Any, **kwargs: Any) -> Any:
+        claims.append(time.monotonic())
         result = await real_claim(*args, **kwargs)
         claimed.set()
         await asyncio.sleep(0.5)  # the stop lands here, between the claim and its send
         return result
 
     service.store.claim = slow_claim  # type: ignore[method-assign]
-    started = await service.start_session(start_body("STOPPED"))
+    ids = [f"STOPPED{i}" for i in range(5)]
+    sids = [
+        (await service.start_session(start_body(m, instance=f"inst-{i}"))).sessionId
+        for i, m in enumerate(ids)
+    ]
+    await service.start()  # its first pass finds all five due
     await asyncio.wait_for(claimed.wait(), timeout=30)
+    stopping = time.monotonic()
     await service.stop()
     services.started.clear()
+    assert len(claims) == 1 and claims[0] < stopping, claims  # none begun once stopping
     keys = Keys(settings.redis_prefix)
-    ticks = int(await redis.hget(keys.feedback_session(started.sessionId), "tick") or 0)
-    assert ticks >= 1
-    assert len(emojis(stub, "STOPPED")) == ticks, (ticks, emojis(stub, "STOPPED"))
+    ticks = [int(await redis.hget(keys.feedback_session(sid), "tick") or 0) for sid in sids]
+    assert sum(ticks) == 1, ticks
+    assert [len(emojis(stub, m)) for m in ids] == ticks
 
 
 async def test_a_due_tick_is_claimed_once_among_concurrent_claimers(

@@ -152,15 +152,18 @@ class FeedbackScheduler:
             except Exception as exc:
                 failures += 1
                 log.error("feedback scheduler pass failed", error=str(exc), failures=failures)
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+                await self._nap(min(5.0, 0.2 * 2 ** min(failures, 5)))
 
     async def _sleep_until_due(self) -> None:
         first = await self.store.next_due()
         delay = self.poll_cap
         if first is not None:
             delay = min(delay, max(0.0, (first - now_ms()) / 1000))
-        if delay <= 0:
-            return
+        if delay > 0:
+            await self._nap(delay)
+
+    async def _nap(self, delay: float) -> None:
+        """Wait `delay` seconds, less when woken: a session started, or a stop."""
         self._wake.clear()
         if self._stopping:
             return
@@ -175,6 +178,8 @@ class FeedbackScheduler:
         now = now_ms()
         due = await self.store.due(now, BATCH)
         for sid, score in due:
+            if self._stopping:
+                return False  # claim nothing more: what is claimed gets its task, then we end
             claim = await self.store.claim(
                 sid,
                 score,
